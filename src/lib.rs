@@ -1,0 +1,21 @@
+//! # llm-lessons
+//!
+//! How large language models work, built piece by piece in plain Rust. Each chapter of
+//! the course is a module here; the notebooks, the lessons, the book and the `llm`
+//! command line all call into this library.
+//!
+//! | chapter | module |
+//! |---|---|
+//! | 1. n-gram language models | [`ngram`] |
+//!
+//! Shared helpers: [`data`] (corpora, the toy-world grammar), [`plot`], [`progress`],
+//! [`error`].
+
+pub mod data;
+pub mod error;
+pub mod ngram;
+pub mod plot;
+pub mod progress;
+pub mod tour;
+
+pub use error::{Error, Result};
