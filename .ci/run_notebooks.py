@@ -33,18 +33,21 @@ def clean(text, limit=6000):
 
 
 def problems(nb):
-    """(cell number, source head, message) for every error output or panic in stderr."""
+    """(cell number, source head, message) for each cell with an error output or a panic."""
     found = []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
+        outs = cell.get("outputs", [])
+        stderr = "".join(o.text for o in outs if o.output_type == "stream" and o.name == "stderr")
+        errors = [o for o in outs if o.output_type == "error"]
+        if not errors and "panicked at" not in stderr:
+            continue
+        msg = [stderr] if stderr else []
+        for o in errors:
+            msg.append("\n".join(o.get("traceback", [])) or f"{o.get('ename')}: {o.get('evalue')}")
         head = cell.source.strip().splitlines()[0][:80] if cell.source.strip() else ""
-        for out in cell.get("outputs", []):
-            if out.output_type == "error":
-                msg = "\n".join(out.get("traceback", [])) or f"{out.ename}: {out.evalue}"
-                found.append((i, head, f"{out.get('ename', 'Error')}: {out.get('evalue', '')}\n{msg}"))
-            elif out.output_type == "stream" and out.name == "stderr" and "panicked at" in out.text:
-                found.append((i, head, "panic (stderr):\n" + out.text))
+        found.append((i, head, "\n".join(msg)))
     return found
 
 

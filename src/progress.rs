@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// A bar for `len` steps: `training n-gram models [=======>     ] 12/25 00:00:03`.
+/// A bar for `len` steps: `training n-gram models [=======>     ] 12/25 3s`.
 pub fn bar(len: u64, msg: &str) -> ProgressBar {
-    let style = ProgressStyle::with_template("{msg:30} [{bar:32}] {pos}/{len} {elapsed_precise}")
+    let style = ProgressStyle::with_template("{msg:28} [{bar:25}] {pos}/{len} {elapsed}")
         .expect("the template is valid")
         .progress_chars("=> ");
     ProgressBar::new(len)
@@ -26,10 +26,10 @@ pub fn bar(len: u64, msg: &str) -> ProgressBar {
         .with_message(msg.to_string())
 }
 
-/// A spinner for work of unknown length: `⠙ generating the corpus 00:00:01`.
+/// A spinner for work of unknown length: `⠙ generating the corpus 1s`.
 pub fn spinner(msg: &str) -> ProgressBar {
-    let style = ProgressStyle::with_template("{spinner} {msg} {elapsed_precise}")
-        .expect("the template is valid");
+    let style =
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("the template is valid");
     let spinner = ProgressBar::new_spinner()
         .with_style(style)
         .with_message(msg.to_string());

@@ -142,10 +142,10 @@ pub struct NgramTour {
 }
 
 impl NgramTour {
-    /// The evaluation of the order-`order` model with `smoothing`.
-    pub fn evaluation(&self, order: usize, smoothing: Smoothing) -> Evaluation {
-        let j = self.smoothings.iter().position(|&s| s == smoothing);
-        self.evaluations[order - 1][j.expect("a smoothing of the tour")]
+    /// The evaluation of the order-`order` model with `smoothing`, if the tour trained it.
+    pub fn evaluation(&self, order: usize, smoothing: Smoothing) -> Option<Evaluation> {
+        let j = self.smoothings.iter().position(|&s| s == smoothing)?;
+        self.evaluations.get(order.checked_sub(1)?)?.get(j).copied()
     }
 
     pub fn true_perplexity(&self) -> f64 {
@@ -160,13 +160,18 @@ impl NgramTour {
     }
 }
 
-/// Orders the tour's ARPA file is written at (modified Kneser-Ney).
+/// Order of the tour's ARPA file (modified Kneser-Ney).
 const ARPA_ORDER: usize = 3;
 
 /// Chapter 1: the toy world's corpora, every order × smoothing, perplexity against the
 /// grammar's true perplexity, samples, a plot and an ARPA file, in `out_dir/ch01/`.
 pub fn ngram_tour(out_dir: &Path, config: &NgramTourConfig) -> Result<NgramTour> {
     let start = Instant::now();
+    if config.max_order == 0 {
+        return Err(crate::Error::InvalidArgument(
+            "the tour needs at least order 1".into(),
+        ));
+    }
     let dir = out_dir.join("ch01");
     let grammar = Grammar::toy_world();
 
@@ -184,13 +189,13 @@ pub fn ngram_tour(out_dir: &Path, config: &NgramTourConfig) -> Result<NgramTour>
     let (train_w, heldout_w, test_w) = (words(&train), words(&heldout), words(&test));
 
     // Every order × smoothing, trained and scored in parallel; models are dropped as soon as
-    // they are scored, and the two needed later are trained again (training is seeded by
-    // nothing: the same data gives the same model).
+    // they are scored, and the two needed later are trained again (training is
+    // deterministic: the same data gives the same model).
     let smoothings = Smoothing::all().to_vec();
     let grid: Vec<(usize, Smoothing)> = (1..=config.max_order)
         .flat_map(|n| smoothings.iter().map(move |&s| (n, s)))
         .collect();
-    let bar = progress::bar(grid.len() as u64, "training and scoring n-gram models");
+    let bar = progress::bar(grid.len() as u64, "training n-gram models");
     let scored: Vec<Evaluation> = grid
         .par_iter()
         .map(|&(n, s)| {
@@ -377,7 +382,9 @@ pub fn ngram_report(t: &NgramTour) -> String {
     }
 
     let (n, m) = t.best;
-    let e = t.evaluation(n, m);
+    let Some(e) = t.evaluation(n, m) else {
+        return s;
+    };
     let _ = writeln!(
         s,
         "\nBest (*): {m} order {n}: {:.2} vs true {true_ppl:.2}, {:+.1}% \
@@ -393,7 +400,8 @@ pub fn ngram_report(t: &NgramTour) -> String {
     let _ = writeln!(
         s,
         "\nSampled from the best model (seed {}); ✓ = the grammar can write it, \
-         ✗ = it cannot (agreement lost beyond the model's {} words of context):",
+         ✗ = it cannot (the model sees {} words back: agreement and structure further away \
+         are lost):",
         c.sample_seed,
         n - 1
     );

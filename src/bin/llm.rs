@@ -245,7 +245,8 @@ fn ngram(cmd: NgramCommand) -> CliResult {
                 ))
                 .into());
             }
-            let sentences = load_corpus(&corpus.corpus, corpus.sentences, TOY_TRAIN_SEED)?.0;
+            let sentences =
+                load_corpus(&corpus.corpus, corpus.sentences, TOY_TRAIN_SEED)?.sentences;
             let trained = train(&sentences, &model)?;
             print_training(&corpus.corpus, &sentences, &trained)?;
             if let Some(path) = out {
@@ -261,7 +262,10 @@ fn ngram(cmd: NgramCommand) -> CliResult {
             arpa,
             test,
         } => {
-            let (test_sents, generated) = load_corpus(&test, TOY_TEST_SENTENCES, TOY_TEST_SEED)?;
+            let Corpus {
+                sentences: test_sents,
+                generated,
+            } = load_corpus(&test, TOY_TEST_SENTENCES, TOY_TEST_SEED)?;
             let e = match (&arpa, &corpus) {
                 (Some(path), _) => {
                     let arpa = ArpaModel::read(path)?;
@@ -270,10 +274,10 @@ fn ngram(cmd: NgramCommand) -> CliResult {
                         path.display(),
                         arpa.order
                     ))?;
-                    evaluate_arpa(&arpa, &test_sents)
+                    arpa.evaluate(&test_sents)
                 }
                 (None, Some(corpus)) => {
-                    let train_sents = load_corpus(corpus, sentences, TOY_TRAIN_SEED)?.0;
+                    let train_sents = load_corpus(corpus, sentences, TOY_TRAIN_SEED)?.sentences;
                     let trained = train(&train_sents, &model)?;
                     say(format!(
                         "model: order {} {}, trained on {} sentences of {}",
@@ -293,7 +297,7 @@ fn ngram(cmd: NgramCommand) -> CliResult {
                 e.sentences,
                 corpus_name(&test)
             ))?;
-            print_evaluation(&e, arpa.is_none())?;
+            print_evaluation(&e)?;
             if let Some(generated) = generated {
                 let h = true_cross_entropy(&generated);
                 say(format!(
@@ -317,7 +321,8 @@ fn ngram(cmd: NgramCommand) -> CliResult {
                 ))
                 .into());
             }
-            let sentences = load_corpus(&corpus.corpus, corpus.sentences, TOY_TRAIN_SEED)?.0;
+            let sentences =
+                load_corpus(&corpus.corpus, corpus.sentences, TOY_TRAIN_SEED)?.sentences;
             let trained = train(&sentences, &model)?;
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             for _ in 0..count {
@@ -364,15 +369,20 @@ fn corpus_name(spec: &str) -> String {
     }
 }
 
-/// Sentences of words from a file, or from the toy-world grammar for `toy` (then also the
-/// generated sentences, which know their true probability).
-fn load_corpus(
-    spec: &str,
-    toy_sentences: usize,
-    toy_seed: u64,
-) -> llm_lessons::Result<(Vec<Vec<String>>, Option<Vec<GeneratedSentence>>)> {
+/// A text as sentences of words.
+struct Corpus {
+    sentences: Vec<Vec<String>>,
+    /// For the toy world: the sentences as generated, which know their true probability.
+    generated: Option<Vec<GeneratedSentence>>,
+}
+
+/// Sentences of words from a file, or from the toy-world grammar for `toy`.
+fn load_corpus(spec: &str, toy_sentences: usize, toy_seed: u64) -> llm_lessons::Result<Corpus> {
     if spec != "toy" {
-        return Ok((data::read_sentences(spec)?, None));
+        return Ok(Corpus {
+            sentences: data::read_sentences(spec)?,
+            generated: None,
+        });
     }
     if toy_sentences == 0 {
         return Err(Error::InvalidArgument(
@@ -380,8 +390,10 @@ fn load_corpus(
         ));
     }
     let generated = Grammar::toy_world().generate(toy_sentences, toy_seed);
-    let words = generated.iter().map(|s| s.words.clone()).collect();
-    Ok((words, Some(generated)))
+    Ok(Corpus {
+        sentences: generated.iter().map(|s| s.words.clone()).collect(),
+        generated: Some(generated),
+    })
 }
 
 /// A model trained on the first part of a corpus, with the part held out.
@@ -459,10 +471,10 @@ fn print_training(corpus: &str, sentences: &[Vec<String>], t: &Trained) -> CliRe
         ""
     };
     say(format!("held out:   {} sentences{note}", e.sentences))?;
-    print_evaluation(&e, true)
+    print_evaluation(&e)
 }
 
-fn print_evaluation(e: &Evaluation, known_vocab: bool) -> CliResult {
+fn print_evaluation(e: &Evaluation) -> CliResult {
     say(format!("perplexity      {:.4}", e.perplexity()))?;
     say(format!(
         "cross-entropy   {:.4} nats/token, {:.4} bits/token",
@@ -473,9 +485,7 @@ fn print_evaluation(e: &Evaluation, known_vocab: bool) -> CliResult {
         "events          {} (words and end-of-sentence tokens)",
         e.events
     ))?;
-    if known_vocab {
-        say(format!("OOV words       {} (scored as <unk>)", e.oov))?;
-    }
+    say(format!("OOV words       {} (scored as <unk>)", e.oov))?;
     say(format!(
         "zero-prob       {} events with P = 0",
         e.zero_prob_events
@@ -490,28 +500,6 @@ fn print_evaluation(e: &Evaluation, known_vocab: bool) -> CliResult {
 
 /// Scores sentences with an ARPA model as KenLM does: one `<s>` before each sentence, every
 /// word and the final `</s>` predicted from (up to) the n−1 tokens before it.
-fn evaluate_arpa(model: &ArpaModel, sentences: &[Vec<String>]) -> Evaluation {
-    let mut e = Evaluation {
-        sentences: sentences.len(),
-        events: 0,
-        log_prob: 0.0,
-        zero_prob_events: 0,
-        oov: 0,
-    };
-    for s in sentences {
-        let mut history: Vec<&str> = vec!["<s>"];
-        for w in s.iter().map(String::as_str).chain(["</s>"]) {
-            let log10_p = model.log10_prob(&history, w);
-            e.log_prob += log10_p * std::f64::consts::LN_10;
-            e.events += 1;
-            // ARPA writes log10(0) as -99.
-            e.zero_prob_events += u64::from(log10_p <= -99.0);
-            history.push(w);
-        }
-    }
-    e
-}
-
 fn toy_world(sentences: usize, seed: u64, lang: Lang, out: &Path) -> CliResult {
     if sentences == 0 {
         return Err(Error::InvalidArgument("--sentences must be at least 1".into()).into());

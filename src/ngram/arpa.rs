@@ -21,8 +21,8 @@ use std::path::Path;
 
 use rustc_hash::FxHashMap;
 
-use super::model::{NgramModel, Style};
-use super::vocab::BOS;
+use super::model::{Evaluation, NgramModel, Style};
+use super::vocab::{BOS, BOS_WORD, EOS_WORD, UNK_WORD};
 use crate::{Error, Result};
 
 /// ARPA's stand-in for log10(0), used for `<s>`, which is never predicted.
@@ -171,6 +171,41 @@ impl ArpaModel {
         })
     }
 
+    /// True if the file lists `word` as a unigram.
+    pub fn contains(&self, word: &str) -> bool {
+        self.entries.contains_key(std::slice::from_ref(&word.to_string()))
+    }
+
+    /// Perplexity on test sentences, scored as [`NgramModel::evaluate`] scores them: one
+    /// `<s>` before each sentence, each word and `</s>` predicted, unknown words read as
+    /// `<unk>`.
+    pub fn evaluate(&self, sentences: &[Vec<String>]) -> Evaluation {
+        let mut e = Evaluation {
+            sentences: sentences.len(),
+            events: 0,
+            log_prob: 0.0,
+            zero_prob_events: 0,
+            oov: 0,
+        };
+        for s in sentences {
+            let mut history: Vec<&str> = vec![BOS_WORD];
+            for w in s.iter().map(String::as_str).chain([EOS_WORD]) {
+                let w = if self.contains(w) {
+                    w
+                } else {
+                    e.oov += 1;
+                    UNK_WORD
+                };
+                let log10_p = self.log10_prob(&history, w);
+                e.log_prob += log10_p * std::f64::consts::LN_10;
+                e.events += 1;
+                e.zero_prob_events += u64::from(log10_p <= LOG10_ZERO);
+                history.push(w);
+            }
+        }
+        e
+    }
+
     /// log10 P(w | h) by back-off: the listed value if `h w` is listed, else
     /// log10 bow(h) + log10 P(w | h without its first word).
     pub fn log10_prob(&self, h: &[&str], w: &str) -> f64 {
@@ -184,7 +219,7 @@ impl ArpaModel {
             // Not even a unigram: score as <unk>.
             return self
                 .entries
-                .get(&vec!["<unk>".to_string()])
+                .get(&vec![UNK_WORD.to_string()])
                 .map_or(LOG10_ZERO, |e| e.0);
         }
         gram.pop();

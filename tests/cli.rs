@@ -1,0 +1,243 @@
+//! The `llm` binary end to end: every command on small corpora, and every user mistake
+//! ending in an `error:` line and exit code 1, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh folder for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("llm-lessons-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn llm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_llm"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// Runs `llm`, expecting success; returns stdout.
+fn ok(args: &[&str]) -> String {
+    let out = llm(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "llm {args:?} failed:\n{stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `llm`, expecting failure with exit code 1 and no panic; returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = llm(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "llm {args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.stdout.is_empty() || !String::from_utf8_lossy(&out.stdout).contains("panicked"));
+    stderr
+}
+
+/// The number after `name` on the line that starts with it.
+fn figure(stdout: &str, name: &str) -> f64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no line {name:?} in:\n{stdout}"));
+    line[name.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("no number in {line:?}"))
+}
+
+/// Writes a toy-world corpus with the CLI itself.
+fn toy_corpus(dir: &Path, name: &str, sentences: usize, seed: u64) -> String {
+    let path = dir.join(name);
+    let p = path.to_str().unwrap();
+    let out = ok(&[
+        "data",
+        "toy-world",
+        "--sentences",
+        &sentences.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        p,
+    ]);
+    assert!(out.contains("true cross-entropy"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap().lines().count(),
+        sentences
+    );
+    p.to_string()
+}
+
+#[test]
+fn train_eval_sample_and_arpa_agree() {
+    let dir = temp_dir("roundtrip");
+    let train = toy_corpus(&dir, "train.txt", 1500, 1);
+    let test = toy_corpus(&dir, "test.txt", 300, 3);
+    let arpa = dir.join("model.arpa");
+    let arpa = arpa.to_str().unwrap();
+    let model = ["--order", "3", "--smoothing", "mkn"];
+
+    let trained = ok(&[
+        &["ngram", "train", "--corpus", &train, "--out", arpa][..],
+        &model,
+    ]
+    .concat());
+    assert!(
+        trained.contains("held out:") && trained.contains("discounts:"),
+        "{trained}"
+    );
+    assert!(figure(&trained, "perplexity").is_finite());
+    assert!(Path::new(arpa).exists());
+
+    let in_memory = ok(&[
+        &["ngram", "eval", "--corpus", &train, "--test", &test][..],
+        &model,
+    ]
+    .concat());
+    let from_file = ok(&["ngram", "eval", "--arpa", arpa, "--test", &test]);
+    let (a, b) = (
+        figure(&in_memory, "perplexity"),
+        figure(&from_file, "perplexity"),
+    );
+    assert!(a.is_finite() && a > 1.0, "{in_memory}");
+    assert!((a - b).abs() <= 1e-3 * a, "in memory {a} vs ARPA {b}");
+    assert_eq!(figure(&in_memory, "events"), figure(&from_file, "events"));
+    assert_eq!(figure(&in_memory, "zero-prob"), 0.0);
+
+    let args = [
+        &[
+            "ngram", "sample", "--corpus", &train, "--count", "4", "--seed", "9",
+        ][..],
+        &model,
+    ]
+    .concat();
+    let samples = ok(&args);
+    assert_eq!(samples.lines().count(), 4, "{samples}");
+    assert_eq!(samples, ok(&args), "the same seed gives the same sentences");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mle_on_unseen_text_reports_zero_probabilities() {
+    let dir = temp_dir("mle");
+    let train = dir.join("train.txt");
+    std::fs::write(&train, "The cat sat. The dog sat. The cat ran.\n").unwrap();
+    let test = dir.join("test.txt");
+    std::fs::write(&test, "The dog ran.\n").unwrap();
+    let args = [
+        "ngram",
+        "eval",
+        "--corpus",
+        train.to_str().unwrap(),
+        "--test",
+        test.to_str().unwrap(),
+    ];
+    let out = ok(&[
+        &args[..],
+        &["--order", "2", "--smoothing", "mle", "--heldout-frac", "0"],
+    ]
+    .concat());
+    // P(ran | dog) = 0: one zero-probability event, infinite perplexity.
+    assert_eq!(figure(&out, "zero-prob"), 1.0, "{out}");
+    assert!(figure(&out, "perplexity").is_infinite(), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn toy_corpus_needs_no_file() {
+    let out = ok(&[
+        "ngram",
+        "eval",
+        "--corpus",
+        "toy",
+        "--sentences",
+        "2000",
+        "--test",
+        "toy",
+    ]);
+    let (model, truth) = (figure(&out, "perplexity"), figure(&out, "true perplexity"));
+    assert!(truth > 1.0 && model > truth, "{out}");
+    let samples = ok(&[
+        "ngram",
+        "sample",
+        "--corpus",
+        "toy",
+        "--sentences",
+        "500",
+        "--count",
+        "2",
+    ]);
+    assert_eq!(samples.lines().count(), 2);
+}
+
+#[test]
+fn user_mistakes_are_errors_not_panics() {
+    let dir = temp_dir("mistakes");
+    let missing = dir.join("no_such_corpus.txt");
+    let bad = dir.join("latin1.txt");
+    std::fs::write(&bad, b"caf\xe9 au lait\n").unwrap();
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let good = dir.join("good.txt");
+    std::fs::write(&good, "The cat sat. The dog sat. The cat ran.\n").unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+
+    let e = fails(&["ngram", "train", "--corpus", &s(&missing)]);
+    assert!(
+        e.contains("no_such_corpus.txt") && e.contains("cannot read"),
+        "{e}"
+    );
+    let e = fails(&["ngram", "train", "--corpus", &s(&bad)]);
+    assert!(e.contains("latin1.txt") && e.contains("not UTF-8"), "{e}");
+    let e = fails(&["ngram", "eval", "--corpus", &s(&good), "--test", &s(&empty)]);
+    assert!(e.contains("empty.txt") && e.contains("empty"), "{e}");
+    let e = fails(&["ngram", "train", "--corpus", &s(&good), "--order", "0"]);
+    assert!(e.contains("order"), "{e}");
+    let e = fails(&[
+        "ngram",
+        "train",
+        "--corpus",
+        &s(&good),
+        "--smoothing",
+        "laplace",
+        "--out",
+        &s(&dir.join("m.arpa")),
+    ]);
+    assert!(e.contains("ARPA") && e.contains("kn or mkn"), "{e}");
+    let e = fails(&[
+        "ngram",
+        "sample",
+        "--corpus",
+        &s(&good),
+        "--temperature",
+        "0",
+    ]);
+    assert!(e.contains("temperature"), "{e}");
+    let e = fails(&["ngram", "eval", "--arpa", &s(&good), "--test", &s(&good)]);
+    assert!(e.contains("good.txt"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tour_writes_its_files() {
+    let dir = temp_dir("tour");
+    let out = ok(&["tour", "--out", dir.to_str().unwrap()]);
+    assert!(
+        out.contains("Best (*)") && out.contains("tour done"),
+        "{out}"
+    );
+    for f in [
+        "toy_world_train.txt",
+        "toy_world_test.txt",
+        "perplexity_by_order.svg",
+        "model.arpa",
+    ] {
+        assert!(dir.join("ch01").join(f).exists(), "{f} missing");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
