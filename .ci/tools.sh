@@ -3,8 +3,9 @@
 # cache outside the clone, so that later runs on the same machine reuse them:
 #   mdbook 0.5.4, mdbook-katex 0.10.0, evcxr_jupyter 0.22.0 (built with cargo install),
 #   a Python venv with nbclient/nbconvert, and the evcxr Jupyter kernel spec (name `rust`).
-# Anything already there at the pinned version is skipped (seconds when warm; about
-# 8 minutes on a cold machine with 2 cores).
+# Anything already there at the pinned version is skipped (well under a second when warm).
+# Cold, on 2 cores: about 8 minutes when the machine is idle; 31 minutes were measured
+# while other builds shared it (evcxr_jupyter alone took 26 of them).
 #
 # usage: source .ci/tools.sh       (puts the tools on PATH and sets JUPYTER_PATH, TOOLS)
 #        LLM_LESSONS_TOOLS=DIR source .ci/tools.sh   to use another cache folder

@@ -41,10 +41,15 @@ npm_unpack() { # package@version -> prints the folder holding its package/
   local dir="$WORK/$(echo "$1" | tr '/@' '__')"
   if [ ! -d "$dir/package" ]; then
     command -v npm >/dev/null || { echo "fetch.sh: npm not found (or use --from DIR)" >&2; return 1; }
+    # After one failure, do not wait for the registry's timeouts again.
+    [ ! -e "$WORK/npm-failed" ] || { echo "fetch.sh: skipping 'npm pack $1'" >&2; return 1; }
     mkdir -p "$dir"
     local tgz
-    tgz=$(cd "$dir" && npm pack --silent --fetch-retries=1 "$1") \
-      || { echo "fetch.sh: 'npm pack $1' failed (registry unreachable?)" >&2; return 1; }
+    tgz=$(cd "$dir" && npm pack --silent --fetch-retries=1 "$1") || {
+      touch "$WORK/npm-failed"
+      echo "fetch.sh: 'npm pack $1' failed (registry unreachable?)" >&2
+      return 1
+    }
     tar xzf "$dir/$tgz" -C "$dir"
   fi
   echo "$dir"

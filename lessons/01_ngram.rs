@@ -203,9 +203,11 @@ mod reference {
     }
 
     pub fn mle_probability(counts: &Counts, context: &[&str], word: &str) -> f64 {
-        match context_counts(counts, context, word) {
-            (_, c_h) if c_h == 0.0 => 0.0,
-            (c_hw, c_h) => smoothing::mle(c_hw, c_h),
+        let (c_hw, c_h) = context_counts(counts, context, word);
+        if c_h == 0.0 {
+            0.0 // context never seen: 0/0, and 0 by convention
+        } else {
+            smoothing::mle(c_hw, c_h)
         }
     }
 
