@@ -10,8 +10,13 @@ use llm_lessons::data;
 use llm_lessons::ngram::{split_heldout, NgramConfig, NgramModel, Smoothing};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let path = args.first().map_or("data/external/sotu_1790-2021.txt", |s| s.as_str());
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let path = args
+        .first()
+        .map_or("data/external/sotu_1790-2021.txt", |s| s.as_str());
     let order: usize = args.get(1).map_or(Ok(5), |s| s.parse())?;
     let t = Instant::now();
     let sents = data::read_sentences(path)?;
@@ -28,7 +33,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut model = None;
         for _ in 0..3 {
             let t = Instant::now();
-            model = Some(NgramModel::train(train, &[], NgramConfig::new(order, smoothing))?);
+            model = Some(NgramModel::train(
+                train,
+                &[],
+                NgramConfig::new(order, smoothing),
+            )?);
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);

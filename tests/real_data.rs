@@ -13,7 +13,11 @@ fn corpus(name: &str) -> PathBuf {
         panic!("set LLM_LESSONS_DATA to the folder of the fetched corpora (bash data/fetch.sh)")
     });
     let path = PathBuf::from(dir).join(name);
-    assert!(path.exists(), "{} is missing: run bash data/fetch.sh", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run bash data/fetch.sh",
+        path.display()
+    );
     path
 }
 
@@ -47,7 +51,10 @@ fn nltk_perplexities_on_moby_dick() {
             .unwrap()
             .evaluate(&test)
             .perplexity();
-        assert!((ppl - nltk).abs() < 5e-3, "order {order} {smoothing}: ours {ppl:.3}, NLTK {nltk}");
+        assert!(
+            (ppl - nltk).abs() < 5e-3,
+            "order {order} {smoothing}: ours {ppl:.3}, NLTK {nltk}"
+        );
     }
 }
 
@@ -78,9 +85,18 @@ fn modified_kneser_ney_beats_add_k_on_moby_dick() {
 fn state_of_the_union_order_5_trains() {
     let sents = data::read_sentences(corpus("sotu_1790-2021.txt")).unwrap();
     let (train, test) = split_heldout(&sents, 0.01);
-    let m = NgramModel::train(train, &[], NgramConfig::new(5, Smoothing::ModifiedKneserNey)).unwrap();
+    let m = NgramModel::train(
+        train,
+        &[],
+        NgramConfig::new(5, Smoothing::ModifiedKneserNey),
+    )
+    .unwrap();
     assert!(m.warnings.is_empty(), "{:?}", m.warnings);
     let e = m.evaluate(test);
-    println!("SOTU order 5 MKN: perplexity {:.1} on {} events", e.perplexity(), e.events);
+    println!(
+        "SOTU order 5 MKN: perplexity {:.1} on {} events",
+        e.perplexity(),
+        e.events
+    );
     assert!(e.perplexity().is_finite() && e.zero_prob_events == 0);
 }

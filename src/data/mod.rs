@@ -22,7 +22,10 @@ pub fn read_text(path: impl AsRef<Path>) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
-        let line = 1 + e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count();
+        let line = 1 + e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
         Error::NotUtf8 {
             path: path.to_path_buf(),
             offset,
@@ -129,7 +132,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let name = path.file_name().map_or("out".into(), |n| n.to_string_lossy());
+    let name = path
+        .file_name()
+        .map_or("out".into(), |n| n.to_string_lossy());
     let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(|e| {
@@ -150,7 +155,10 @@ mod tests {
 
     #[test]
     fn apostrophes_inside_words_only() {
-        assert_eq!(words("'tis the whale's 'jaw' o'er"), vec!["tis", "the", "whale's", "jaw", "o'er"]);
+        assert_eq!(
+            words("'tis the whale's 'jaw' o'er"),
+            vec!["tis", "the", "whale's", "jaw", "o'er"]
+        );
         assert_eq!(words("a_b c-d"), vec!["a", "b", "c", "d"]);
     }
 
@@ -173,7 +181,10 @@ mod tests {
         let p = dir.join("bad.txt");
         std::fs::write(&p, b"good line\nbad \xff byte\n").unwrap();
         let err = read_text(&p).unwrap_err().to_string();
-        assert!(err.contains("bad.txt") && err.contains("offset 14") && err.contains("line 2"), "{err}");
+        assert!(
+            err.contains("bad.txt") && err.contains("offset 14") && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     #[test]

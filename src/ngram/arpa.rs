@@ -173,7 +173,8 @@ impl ArpaModel {
 
     /// True if the file lists `word` as a unigram.
     pub fn contains(&self, word: &str) -> bool {
-        self.entries.contains_key(std::slice::from_ref(&word.to_string()))
+        self.entries
+            .contains_key(std::slice::from_ref(&word.to_string()))
     }
 
     /// Perplexity on test sentences, scored as [`NgramModel::evaluate`] scores them: one

@@ -135,7 +135,9 @@ impl NgramCounts {
     ) -> Result<NgramCounts> {
         let packer = Packer::new(vocab.len());
         if order == 0 {
-            return Err(Error::InvalidArgument("the order must be at least 1".into()));
+            return Err(Error::InvalidArgument(
+                "the order must be at least 1".into(),
+            ));
         }
         if order > packer.max_order() {
             return Err(Error::InvalidArgument(format!(

@@ -45,7 +45,10 @@ pub fn whole_sentence_probability<S: AsRef<str>>(corpus: &[Vec<String>], sentenc
 
 /// Splits sentences into the first `1 − heldout_fraction` for training and the rest held
 /// out (a contiguous tail, as the Python peers do).
-pub fn split_heldout(sentences: &[Vec<String>], heldout_fraction: f64) -> (&[Vec<String>], &[Vec<String>]) {
+pub fn split_heldout(
+    sentences: &[Vec<String>],
+    heldout_fraction: f64,
+) -> (&[Vec<String>], &[Vec<String>]) {
     let n_held = (sentences.len() as f64 * heldout_fraction) as usize;
     sentences.split_at(sentences.len() - n_held)
 }

@@ -415,7 +415,9 @@ impl NgramModel {
             .par_iter()
             .flat_map_iter(|s| {
                 let mut out = Vec::new();
-                self.for_each_event(&self.vocab.encode(s), |h, w| out.push(self.components(h, w)));
+                self.for_each_event(&self.vocab.encode(s), |h, w| {
+                    out.push(self.components(h, w))
+                });
                 out
             })
             .collect();
@@ -433,7 +435,9 @@ impl NgramModel {
     /// the chain rule, with each history cut to the last n−1 tokens (the Markov assumption).
     pub fn sentence_log_prob<S: AsRef<str>>(&self, sentence: &[S]) -> f64 {
         let mut log_prob = 0.0;
-        self.for_each_event(&self.vocab.encode(sentence), |h, w| log_prob += self.prob(h, w).ln());
+        self.for_each_event(&self.vocab.encode(sentence), |h, w| {
+            log_prob += self.prob(h, w).ln()
+        });
         log_prob
     }
     // ANCHOR_END: sentence_log_prob
@@ -492,7 +496,13 @@ impl NgramModel {
                 .distribution(&history)
                 .iter()
                 .enumerate()
-                .map(|(w, &p)| if w as u32 == UNK { 0.0 } else { p.powf(1.0 / temperature) })
+                .map(|(w, &p)| {
+                    if w as u32 == UNK {
+                        0.0
+                    } else {
+                        p.powf(1.0 / temperature)
+                    }
+                })
                 .collect();
             let total: f64 = weights.iter().sum();
             if total.is_nan() || total <= 0.0 {
@@ -536,7 +546,14 @@ impl NgramModel {
         self.counts
             .most_frequent(k, top)
             .into_iter()
-            .map(|(ids, c)| (ids.iter().map(|&i| self.vocab.word(i).to_string()).collect(), c))
+            .map(|(ids, c)| {
+                (
+                    ids.iter()
+                        .map(|&i| self.vocab.word(i).to_string())
+                        .collect(),
+                    c,
+                )
+            })
             .collect()
     }
 

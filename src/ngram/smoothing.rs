@@ -183,7 +183,10 @@ mod tests {
 
     #[test]
     fn parse_names() {
-        assert_eq!(Smoothing::parse("laplace", 0.0, None).unwrap(), Smoothing::AddK(1.0));
+        assert_eq!(
+            Smoothing::parse("laplace", 0.0, None).unwrap(),
+            Smoothing::AddK(1.0)
+        );
         assert_eq!(
             Smoothing::parse("kn", 0.0, Some(0.1)).unwrap(),
             Smoothing::KneserNey(Some(0.1))

@@ -48,7 +48,10 @@ fn every_smoothing_sums_to_one_for_every_context() {
     let test = toy(30, 12);
     for style in [Style::Standard, Style::Nltk] {
         for n in 1..=4 {
-            for smoothing in Smoothing::all().into_iter().chain([Smoothing::KneserNey(Some(0.1))]) {
+            for smoothing in Smoothing::all()
+                .into_iter()
+                .chain([Smoothing::KneserNey(Some(0.1))])
+            {
                 let config = NgramConfig {
                     order: n,
                     smoothing,
@@ -109,8 +112,12 @@ fn kneser_ney_known_answer() {
     // Bigram KN, fixed D = 0.5, on "a b" and "c b":
     // unigram continuation counts: a 1 (after <s>), c 1, b 2 (after a, c), </s> 1 → total 5.
     let train = words("a b\nc b");
-    let m = NgramModel::train(&train, &[], NgramConfig::new(2, Smoothing::KneserNey(Some(0.5))))
-        .unwrap();
+    let m = NgramModel::train(
+        &train,
+        &[],
+        NgramConfig::new(2, Smoothing::KneserNey(Some(0.5))),
+    )
+    .unwrap();
     let v = m.outcomes() as f64; // a b c </s> <unk> = 5
     assert_eq!(v, 5.0);
     // P1(b) = (2 − 0.5)/5 + γ() /|V|, γ() = 0.5 · 4 distinct / 5.
@@ -127,7 +134,8 @@ fn kneser_ney_known_answer() {
 fn interpolation_weights_are_a_distribution_that_prefers_useful_orders() {
     let all = toy(3000, 5);
     let (train, heldout) = split_heldout(&all, 0.2);
-    let m = NgramModel::train(train, heldout, NgramConfig::new(3, Smoothing::Interpolated)).unwrap();
+    let m =
+        NgramModel::train(train, heldout, NgramConfig::new(3, Smoothing::Interpolated)).unwrap();
     let l = m.lambdas();
     assert_eq!(l.len(), 4);
     assert!((l.iter().sum::<f64>() - 1.0).abs() < 1e-9);
@@ -142,7 +150,11 @@ fn em_recovers_known_mixture_weights() {
     for i in 0..10_000 {
         // Draw which component "produced" the event, deterministically in proportion.
         let from_second = (i % 10) < 7;
-        events.push(if from_second { vec![0.01, 0.9] } else { vec![0.9, 0.01] });
+        events.push(if from_second {
+            vec![0.01, 0.9]
+        } else {
+            vec![0.9, 0.01]
+        });
     }
     let l = fit_mixture_weights(&events, 1000, 1e-12);
     assert!((l[1] - 0.7).abs() < 0.01, "{l:?}");
@@ -151,7 +163,11 @@ fn em_recovers_known_mixture_weights() {
 #[test]
 fn modified_kneser_ney_beats_add_k_and_nears_the_true_perplexity() {
     let grammar = Grammar::toy_world();
-    let train: Vec<Vec<String>> = grammar.generate(20_000, 1).into_iter().map(|s| s.words).collect();
+    let train: Vec<Vec<String>> = grammar
+        .generate(20_000, 1)
+        .into_iter()
+        .map(|s| s.words)
+        .collect();
     let test_gen = grammar.generate(2_000, 3);
     let test: Vec<Vec<String>> = test_gen.iter().map(|s| s.words.clone()).collect();
     let truth = crate::data::grammar::true_cross_entropy(&test_gen).exp();
@@ -177,8 +193,12 @@ fn matches_nltk_on_the_fixture() {
     let read = |f: &str| words(&std::fs::read_to_string(format!("{dir}{f}")).unwrap());
     let (train, test) = (read("train.txt"), read("test.txt"));
     let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}expected.json")).unwrap()).unwrap();
-    for (name, smoothing) in [("laplace", Smoothing::AddK(1.0)), ("kn", Smoothing::KneserNey(Some(0.1)))] {
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}expected.json")).unwrap())
+            .unwrap();
+    for (name, smoothing) in [
+        ("laplace", Smoothing::AddK(1.0)),
+        ("kn", Smoothing::KneserNey(Some(0.1))),
+    ] {
         for n in [2, 3] {
             let config = NgramConfig {
                 order: n,
@@ -188,7 +208,9 @@ fn matches_nltk_on_the_fixture() {
             };
             let m = NgramModel::train(&train, &[], config).unwrap();
             let e = m.evaluate(&test);
-            let want = expected["perplexity"][format!("{name}_{n}")].as_f64().unwrap();
+            let want = expected["perplexity"][format!("{name}_{n}")]
+                .as_f64()
+                .unwrap();
             assert_eq!(e.events, expected[format!("events_{n}")].as_u64().unwrap());
             assert_eq!(m.vocab.len() as u64, expected["vocab"].as_u64().unwrap());
             let got = e.perplexity();
@@ -219,12 +241,20 @@ fn arpa_round_trip_scores_like_the_model() {
                 let hw: Vec<&str> = h.iter().map(|&i| m.vocab.word(i)).collect();
                 let ours = m.prob(h, w).log10();
                 let theirs = arpa.log10_prob(&hw, m.vocab.word(w));
-                assert!((ours - theirs).abs() < 1e-5, "{hw:?} {}: {ours} vs {theirs}", m.vocab.word(w));
+                assert!(
+                    (ours - theirs).abs() < 1e-5,
+                    "{hw:?} {}: {ours} vs {theirs}",
+                    m.vocab.word(w)
+                );
             });
         }
     }
-    let laplace = NgramModel::train(&train, &[], NgramConfig::new(2, Smoothing::AddK(1.0))).unwrap();
-    let err = laplace.write_arpa(&dir.join("x.arpa")).unwrap_err().to_string();
+    let laplace =
+        NgramModel::train(&train, &[], NgramConfig::new(2, Smoothing::AddK(1.0))).unwrap();
+    let err = laplace
+        .write_arpa(&dir.join("x.arpa"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("back-off"), "{err}");
 }
 
@@ -233,21 +263,38 @@ fn truncated_arpa_is_a_clear_error() {
     let dir = std::env::temp_dir().join(format!("llm-lessons-arpa-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("bad.arpa");
-    std::fs::write(&p, "\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\t<s>\n-0.5\tthe\n").unwrap();
+    std::fs::write(
+        &p,
+        "\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\t<s>\n-0.5\tthe\n",
+    )
+    .unwrap();
     let err = ArpaModel::read(&p).unwrap_err().to_string();
-    assert!(err.contains("bad.arpa") && err.contains("declares 3"), "{err}");
+    assert!(
+        err.contains("bad.arpa") && err.contains("declares 3"),
+        "{err}"
+    );
     std::fs::write(&p, "\\data\\\nngram 1=1\n\n\\1-grams:\nnot-a-number\tthe\n").unwrap();
     let err = ArpaModel::read(&p).unwrap_err().to_string();
-    assert!(err.contains("line 5") && err.contains("bad number"), "{err}");
+    assert!(
+        err.contains("line 5") && err.contains("bad number"),
+        "{err}"
+    );
 }
 
 #[test]
 fn sampling_is_seeded_and_temperature_sharpens() {
     let train = toy(2000, 31);
-    let m = NgramModel::train(&train, &[], NgramConfig::new(3, Smoothing::ModifiedKneserNey)).unwrap();
+    let m = NgramModel::train(
+        &train,
+        &[],
+        NgramConfig::new(3, Smoothing::ModifiedKneserNey),
+    )
+    .unwrap();
     let draw = |seed, t| {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..50).map(|_| m.sample(&mut rng, t, 40)).collect::<Vec<_>>()
+        (0..50)
+            .map(|_| m.sample(&mut rng, t, 40))
+            .collect::<Vec<_>>()
     };
     assert_eq!(draw(7, 1.0), draw(7, 1.0));
     // Cold samples are more likely under the model than hot ones.
@@ -263,7 +310,10 @@ fn sampling_is_seeded_and_temperature_sharpens() {
 #[test]
 fn whole_sentence_counting_gives_zero_to_the_unseen() {
     let corpus = words("the cat is chasing the dog\nthe dog is chasing the cat");
-    assert_eq!(whole_sentence_probability(&corpus, &["the", "cat", "is", "chasing", "the", "dog"]), 0.5);
+    assert_eq!(
+        whole_sentence_probability(&corpus, &["the", "cat", "is", "chasing", "the", "dog"]),
+        0.5
+    );
     let unseen = ["the", "mut", "is", "tinning", "the", "tebn"];
     let scrambled = ["tebn", "the", "is", "mut", "the", "tinning"];
     assert_eq!(whole_sentence_probability(&corpus, &unseen), 0.0);
@@ -273,7 +323,9 @@ fn whole_sentence_counting_gives_zero_to_the_unseen() {
 #[test]
 fn bad_input_is_a_clear_error() {
     let err = |train: &[Vec<String>], heldout: &[Vec<String>], c: NgramConfig| {
-        NgramModel::train(train, heldout, c).unwrap_err().to_string()
+        NgramModel::train(train, heldout, c)
+            .unwrap_err()
+            .to_string()
     };
     let some = words("a b c");
     assert!(err(&[], &[], NgramConfig::new(2, Smoothing::Mle)).contains("empty"));
@@ -292,7 +344,12 @@ fn bad_input_is_a_clear_error() {
 fn events_cover_words_and_one_end_token() {
     let m = NgramModel::train(&words("a b c"), &[], NgramConfig::new(3, Smoothing::Mle)).unwrap();
     let mut seen = Vec::new();
-    m.for_each_event(&m.vocab.encode(&["a", "b"]), |h, w| seen.push((h.to_vec(), w)));
+    m.for_each_event(&m.vocab.encode(&["a", "b"]), |h, w| {
+        seen.push((h.to_vec(), w))
+    });
     let (a, b) = (m.vocab.id("a"), m.vocab.id("b"));
-    assert_eq!(seen, vec![(vec![BOS], a), (vec![BOS, a], b), (vec![a, b], EOS)]);
+    assert_eq!(
+        seen,
+        vec![(vec![BOS], a), (vec![BOS, a], b), (vec![a, b], EOS)]
+    );
 }
