@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use llm_lessons::data;
-use llm_lessons::ngram::{split_heldout, NgramConfig, NgramModel, Smoothing};
+use llm_lessons::ngram::{split_heldout, NgramConfig, NgramModel, Smoothing, Style};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args()
@@ -57,5 +57,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             e.perplexity()
         );
     }
+    // NLTK's peer figure: its bigram Kneser-Ney (discount 0.1) scores about 100 n-grams a
+    // second. The same model here, with NLTK's conventions:
+    let config = NgramConfig {
+        order: 2,
+        smoothing: Smoothing::KneserNey(Some(0.1)),
+        style: Style::Nltk,
+        min_count: 2,
+    };
+    let model = NgramModel::train(train, &[], config)?;
+    let mut best = f64::INFINITY;
+    let mut e = model.evaluate(test);
+    for _ in 0..5 {
+        let t = Instant::now();
+        e = model.evaluate(test);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    println!(
+        "NLTK-style bigram Kneser-Ney D=0.1: perplexity {:.3}; scoring {} events in {best:.4} s \
+         (best of 5) = {:.2} M events/s",
+        e.perplexity(),
+        e.events,
+        e.events as f64 / best / 1e6
+    );
     Ok(())
 }

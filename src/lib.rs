@@ -19,3 +19,9 @@ pub mod progress;
 pub mod tour;
 
 pub use error::{Error, Result};
+
+/// The book's Rust snippets compile and run as doctests, so the book cannot drift from
+/// the crate. (Code shown with `{{#include}}` is the crate's own source.)
+#[cfg(doctest)]
+#[doc = include_str!("../book/src/ch01_ngram.md")]
+pub struct BookChapter01;
