@@ -241,3 +241,37 @@ fn tour_writes_its_files() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn lines_reads_one_sentence_a_line() {
+    let dir = temp_dir("lines");
+    let train = dir.join("train.txt");
+    // No punctuation: as prose, two sentences (the blank line ends a paragraph); with
+    // --lines, three.
+    std::fs::write(&train, "the cat sat\nthe dog sat\n\nthe cat ran\n").unwrap();
+    let t = train.to_str().unwrap();
+    let prose = ok(&[
+        "ngram",
+        "eval",
+        "--corpus",
+        t,
+        "--test",
+        t,
+        "--heldout-frac",
+        "0",
+    ]);
+    let lines = ok(&[
+        "ngram",
+        "eval",
+        "--lines",
+        "--corpus",
+        t,
+        "--test",
+        t,
+        "--heldout-frac",
+        "0",
+    ]);
+    // 9 words, plus one end token a sentence.
+    assert_eq!(figure(&lines, "events"), 12.0, "{lines}");
+    assert_eq!(figure(&prose, "events"), 11.0, "{prose}");
+}

@@ -37,6 +37,9 @@ struct Cli {
     /// Folder for the tour's files (when no command is given)
     #[arg(long, default_value = "out", value_name = "DIR")]
     out: PathBuf,
+    /// Read text files as one sentence a line, instead of prose cut at . ! ?
+    #[arg(long, global = true)]
+    lines: bool,
 }
 
 #[derive(Subcommand)]
@@ -172,6 +175,7 @@ const TOY_TEST_SENTENCES: usize = 5_000;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    ONE_SENTENCE_A_LINE.store(cli.lines, std::sync::atomic::Ordering::Relaxed);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // `llm ... | head`: the reader left, nothing more to say.
@@ -377,10 +381,19 @@ struct Corpus {
 }
 
 /// Sentences of words from a file, or from the toy-world grammar for `toy`.
+/// Set once from `--lines`: how text files are cut into sentences.
+static ONE_SENTENCE_A_LINE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 fn load_corpus(spec: &str, toy_sentences: usize, toy_seed: u64) -> llm_lessons::Result<Corpus> {
     if spec != "toy" {
+        let lines = ONE_SENTENCE_A_LINE.load(std::sync::atomic::Ordering::Relaxed);
         return Ok(Corpus {
-            sentences: data::read_sentences(spec)?,
+            sentences: if lines {
+                data::read_line_sentences(spec)?
+            } else {
+                data::read_sentences(spec)?
+            },
             generated: None,
         });
     }

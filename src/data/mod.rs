@@ -46,6 +46,23 @@ pub fn read_sentences(path: impl AsRef<Path>) -> Result<Vec<Vec<String>>> {
     Ok(sents)
 }
 
+/// Reads a file that already holds one sentence a line (as the Python peers'
+/// `prep_sentences.py` writes): each line's words, lowercased, are one sentence.
+pub fn read_line_sentences(path: impl AsRef<Path>) -> Result<Vec<Vec<String>>> {
+    let path = path.as_ref();
+    let sents: Vec<Vec<String>> = read_text(path)?
+        .lines()
+        .map(|line| words(&line.to_lowercase()))
+        .filter(|s| !s.is_empty())
+        .collect();
+    if sents.is_empty() {
+        return Err(Error::EmptyCorpus {
+            what: path.display().to_string(),
+        });
+    }
+    Ok(sents)
+}
+
 /// Splits prose into sentences of lowercase word tokens.
 ///
 /// Paragraphs end at blank lines; their lines are joined; a sentence ends after `.`, `!` or
