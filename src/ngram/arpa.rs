@@ -181,13 +181,7 @@ impl ArpaModel {
     /// `<s>` before each sentence, each word and `</s>` predicted, unknown words read as
     /// `<unk>`.
     pub fn evaluate(&self, sentences: &[Vec<String>]) -> Evaluation {
-        let mut e = Evaluation {
-            sentences: sentences.len(),
-            events: 0,
-            log_prob: 0.0,
-            zero_prob_events: 0,
-            oov: 0,
-        };
+        let mut e = Evaluation::nothing_scored(sentences.len());
         for s in sentences {
             let mut history: Vec<&str> = vec![BOS_WORD];
             for w in s.iter().map(String::as_str).chain([EOS_WORD]) {

@@ -122,6 +122,17 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// The starting point of a sum: `sentences` sentences, no event scored yet.
+    pub fn nothing_scored(sentences: usize) -> Evaluation {
+        Evaluation {
+            sentences,
+            events: 0,
+            log_prob: 0.0,
+            zero_prob_events: 0,
+            oov: 0,
+        }
+    }
+
     // ANCHOR: perplexity
     /// Cross-entropy H = −(1/N) Σ ln P(w_t | h_t), in nats per token.
     pub fn cross_entropy(&self) -> f64 {
@@ -461,13 +472,7 @@ impl NgramModel {
             })
             .collect();
         // Summed in order, so the result does not depend on the thread count.
-        let mut e = Evaluation {
-            sentences: sentences.len(),
-            events: 0,
-            log_prob: 0.0,
-            zero_prob_events: 0,
-            oov: 0,
-        };
+        let mut e = Evaluation::nothing_scored(sentences.len());
         for (lp, events, zeros, oov) in per_sentence {
             e.log_prob += lp;
             e.events += events;
