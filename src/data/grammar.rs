@@ -413,6 +413,15 @@ impl Grammar {
         (0..n_sentences).map(|_| self.sample(&mut rng)).collect()
     }
 
+    /// The words of `n_sentences` generated sentences (seeded as [`Grammar::generate`]):
+    /// a corpus ready for training.
+    pub fn corpus(&self, n_sentences: usize, seed: u64) -> Vec<Vec<String>> {
+        self.generate(n_sentences, seed)
+            .into_iter()
+            .map(|s| s.words)
+            .collect()
+    }
+
     /// Natural log of P(words) = Σ over derivations of the product of their rule
     /// probabilities; −∞ if the grammar cannot write these words.
     ///

@@ -534,7 +534,27 @@ impl NgramModel {
     }
     // ANCHOR_END: sample
 
-    /// P(word | context) for words given as text.
+    /// The `top` most likely next tokens after a history given as text, most likely first.
+    /// The history is read as the middle of a sentence: start it with `<s>` to mean the
+    /// start (unlike [`NgramModel::prob_words`], which always does).
+    pub fn next_words<S: AsRef<str>>(&self, history: &[S], top: usize) -> Vec<(String, f64)> {
+        let h = self.vocab.encode(history);
+        let mut dist: Vec<(u32, f64)> = self
+            .distribution(&h)
+            .into_iter()
+            .enumerate()
+            .map(|(w, p)| (w as u32, p))
+            .filter(|&(_, p)| p > 0.0)
+            .collect();
+        dist.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        dist.truncate(top);
+        dist.into_iter()
+            .map(|(w, p)| (self.vocab.word(w).to_string(), p))
+            .collect()
+    }
+
+    /// P(word | context) for words given as text, the context being the start of a sentence
+    /// (`<s>` is put in front of it).
     pub fn prob_words<S: AsRef<str>>(&self, context: &[S], word: &str) -> f64 {
         let mut h = vec![BOS; self.counts.padding.bos];
         h.extend(self.vocab.encode(context));

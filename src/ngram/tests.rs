@@ -353,3 +353,15 @@ fn events_cover_words_and_one_end_token() {
         vec![(vec![BOS], a), (vec![BOS, a], b), (vec![a, b], EOS)]
     );
 }
+
+#[test]
+fn next_words_reads_the_history_mid_sentence() {
+    let train = words("the cat sat\nthe dog sat\nthe cat ran");
+    let m = NgramModel::train(&train, &[], NgramConfig::new(2, Smoothing::Mle)).unwrap();
+    let next = m.next_words(&["the"], 5);
+    assert_eq!(next[0].0, "cat");
+    assert!((next[0].1 - 2.0 / 3.0).abs() < 1e-12);
+    assert_eq!(next.len(), 2); // cat, dog: MLE gives the rest 0
+    let first = m.next_words(&["<s>"], 1);
+    assert_eq!(first, vec![("the".to_string(), 1.0)]);
+}
