@@ -2,7 +2,9 @@
 //! trains, scores and samples n-gram models on any UTF-8 text file (or on the toy world,
 //! `--corpus toy`), `llm data ...` writes generated corpora. `llm --help` lists it all.
 //!
-//! The logic lives in the library; this file parses arguments and prints. Every failure is
+//! The logic lives in the library; this file parses arguments and prints. Each chapter's
+//! subcommand lives in its own file next to this one (`word2vec.rs`, `bpe.rs`, ...): its
+//! clap enum and the function that runs it; here it is one variant and one match arm. Every failure is
 //! an `error: ...` line on stderr and exit code 1, never a panic.
 
 use std::error::Error as StdError;
