@@ -47,6 +47,27 @@ pub enum Error {
     /// A plot could not be drawn.
     #[error("cannot draw plot {path}: {message}")]
     Plot { path: PathBuf, message: String },
+    /// A token id that the tokenizer's vocabulary does not have.
+    #[error("token id {id} is not in the vocabulary (ids 0..{n_vocab}{specials})")]
+    UnknownTokenId {
+        id: u32,
+        n_vocab: usize,
+        /// The special tokens' ids, as text (", special: 50256"), or empty.
+        specials: String,
+    },
+    /// A special token the tokenizer does not have.
+    #[error("unknown special token {name:?} (this tokenizer has: {known})")]
+    UnknownSpecialToken { name: String, known: String },
+    /// Token ids whose bytes are not UTF-8 text (often a sequence cut inside a character).
+    #[error(
+        "the tokens do not decode to UTF-8 text: invalid bytes at offset {offset}, in token \
+         #{token_index} (id {id}); a sequence cut inside a character? decode_bytes gives the raw bytes"
+    )]
+    InvalidUtf8 {
+        offset: usize,
+        token_index: usize,
+        id: u32,
+    },
 }
 
 /// `Result` with the crate's [`Error`].

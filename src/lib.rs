@@ -7,10 +7,12 @@
 //! | chapter | module |
 //! |---|---|
 //! | 1. n-gram language models | [`ngram`] |
+//! | 3. Byte-pair encoding | [`bpe`] |
 //!
 //! Shared helpers: [`data`] (corpora, the toy-world grammar), [`plot`], [`progress`],
 //! [`error`].
 
+pub mod bpe;
 pub mod data;
 pub mod error;
 pub mod ngram;

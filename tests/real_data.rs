@@ -1,10 +1,13 @@
 //! Checks on the real corpora, which `cargo test` alone does not have: CI fetches them
 //! (`bash data/fetch.sh`) and runs
 //! `LLM_LESSONS_DATA=data/external cargo test --release --test real_data -- --include-ignored`.
-//! Without the data these tests fail loudly, naming what is missing.
+//! Without the data these tests fail loudly, naming what is missing. The tokenizer checks
+//! compare with the ids of Python tiktoken 0.14.0 in `tests/fixtures/bpe/expected_real.json`
+//! (made by `tests/fixtures/bpe/make_expected.py`).
 
 use std::path::PathBuf;
 
+use llm_lessons::bpe::{Allowed, Encoding};
 use llm_lessons::data;
 use llm_lessons::ngram::{split_heldout, NgramConfig, NgramModel, Smoothing, Style};
 
@@ -99,4 +102,141 @@ fn state_of_the_union_order_5_trains() {
         e.events
     );
     assert!(e.perplexity().is_finite() && e.zero_prob_events == 0);
+}
+
+// ----------------------------------------------------------------------------------------
+// Chapter 3: the real GPT-2 (r50k_base) and cl100k_base tokenizers give tiktoken's ids.
+// ----------------------------------------------------------------------------------------
+
+fn bpe_fixture(name: &str) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bpe")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn as_ids(v: &serde_json::Value) -> Vec<u32> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+/// FNV-1a 64 of the ids in decimal joined by spaces, as make_expected.py computes it.
+fn fnv1a64(ids: &[u32]) -> String {
+    let text: Vec<String> = ids.iter().map(u32::to_string).collect();
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.join(" ").bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+fn check_against_tiktoken(enc: &Encoding, name: &str) {
+    let texts: Vec<String> = serde_json::from_value(bpe_fixture("texts.json")).unwrap();
+    let expected = &bpe_fixture("expected_real.json")[name];
+    for (i, text) in texts.iter().enumerate() {
+        let want = as_ids(&expected["ordinary"][i]);
+        assert_eq!(
+            enc.encode_ordinary(text),
+            want,
+            "{name}, text {i}: {text:?}"
+        );
+        let want = as_ids(&expected["special"][i]);
+        assert_eq!(
+            enc.encode(text, Allowed::All).unwrap(),
+            want,
+            "{name} allowed_special=all, text {i}: {text:?}"
+        );
+        assert_eq!(enc.decode(&enc.encode_ordinary(text)).unwrap(), *text);
+    }
+    let moby = std::fs::read_to_string(corpus("moby_dick.txt")).unwrap();
+    for (label, text) in [
+        (
+            "moby_dick_50k",
+            moby.chars().take(50_000).collect::<String>(),
+        ),
+        ("moby_dick", moby.clone()),
+    ] {
+        let want = &expected[label];
+        assert_eq!(text.chars().count() as u64, want["chars"].as_u64().unwrap());
+        let ids = enc.encode_ordinary_parallel(&text);
+        assert_eq!(ids[..50], as_ids(&want["first_ids"]), "{name} {label}");
+        assert_eq!(
+            ids.len() as u64,
+            want["n_ids"].as_u64().unwrap(),
+            "{name} {label}"
+        );
+        assert_eq!(
+            fnv1a64(&ids),
+            want["fnv1a64"].as_str().unwrap(),
+            "{name} {label}"
+        );
+        assert_eq!(
+            enc.encode_ordinary(&text),
+            ids,
+            "{name} {label}: one thread"
+        );
+        assert_eq!(enc.decode(&ids).unwrap(), text);
+    }
+}
+
+#[test]
+#[ignore = "needs the fetched corpora: see the module doc"]
+fn r50k_base_gives_tiktokens_ids() {
+    let enc = Encoding::r50k_base(corpus("r50k_base.tiktoken")).unwrap();
+    assert_eq!(enc.n_ranks(), 50_256);
+    assert_eq!(
+        enc.encode_ordinary("Hello world, it's 2026!"),
+        [15496, 995, 11, 340, 338, 1160, 2075, 0]
+    );
+    check_against_tiktoken(&enc, "r50k_base");
+}
+
+#[test]
+#[ignore = "needs the fetched corpora: see the module doc"]
+fn cl100k_base_gives_tiktokens_ids() {
+    let enc = Encoding::cl100k_base(corpus("cl100k_base.tiktoken")).unwrap();
+    assert_eq!(enc.n_ranks(), 100_256);
+    assert_eq!(
+        enc.encode_ordinary("Hello world, it's 2026!"),
+        [9906, 1917, 11, 433, 596, 220, 2366, 21, 0]
+    );
+    check_against_tiktoken(&enc, "cl100k_base");
+}
+
+#[test]
+#[ignore = "needs the fetched corpora: see the module doc"]
+fn gpt2_original_files_are_r50k_base() {
+    let gpt2 = Encoding::load_gpt2(corpus("encoder.json"), corpus("vocab.bpe")).unwrap();
+    let r50k = Encoding::r50k_base(corpus("r50k_base.tiktoken")).unwrap();
+    assert_eq!(gpt2.n_ranks(), r50k.n_ranks());
+    for id in 0..r50k.n_ranks() as u32 {
+        assert_eq!(
+            gpt2.token_bytes(id).unwrap(),
+            r50k.token_bytes(id).unwrap(),
+            "id {id}"
+        );
+    }
+    assert_eq!(gpt2.special_token("<|endoftext|>").unwrap(), 50256);
+    check_against_tiktoken(&gpt2, "r50k_base");
+}
+
+#[test]
+#[ignore = "needs the fetched corpora: see the module doc"]
+fn saving_the_real_ranks_gives_the_same_file() {
+    for name in ["r50k_base", "cl100k_base"] {
+        let path = corpus(&format!("{name}.tiktoken"));
+        let enc = if name == "r50k_base" {
+            Encoding::r50k_base(&path)
+        } else {
+            Encoding::cl100k_base(&path)
+        }
+        .unwrap();
+        let out = std::env::temp_dir().join(format!(
+            "llm-lessons-{name}-{}.tiktoken",
+            std::process::id()
+        ));
+        enc.save_tiktoken(&out).unwrap();
+        let same = std::fs::read(&out).unwrap() == std::fs::read(&path).unwrap();
+        std::fs::remove_file(&out).unwrap();
+        assert!(same, "{name}: the saved file differs from the original");
+    }
 }

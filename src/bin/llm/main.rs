@@ -7,6 +7,8 @@
 //! clap enum and the function that runs it; here it is one variant and one match arm. Every failure is
 //! an `error: ...` line on stderr and exit code 1, never a panic.
 
+mod bpe;
+
 use std::error::Error as StdError;
 use std::fmt::Display;
 use std::io::Write;
@@ -55,6 +57,9 @@ enum Command {
     /// n-gram language models (chapter 1)
     #[command(subcommand)]
     Ngram(NgramCommand),
+    /// Byte-pair encoding: train, encode and decode as tiktoken does (chapter 3)
+    #[command(subcommand)]
+    Bpe(bpe::BpeCommand),
     /// Corpora
     #[command(subcommand)]
     Data(DataCommand),
@@ -219,6 +224,7 @@ fn run(cli: Cli) -> CliResult {
         None => run_tour(&cli.out),
         Some(Command::Tour { out }) => run_tour(&out),
         Some(Command::Ngram(cmd)) => ngram(cmd),
+        Some(Command::Bpe(cmd)) => bpe::run(cmd),
         Some(Command::Data(DataCommand::ToyWorld {
             sentences,
             seed,
