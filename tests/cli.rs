@@ -275,3 +275,177 @@ fn lines_reads_one_sentence_a_line() {
     assert_eq!(figure(&lines, "events"), 12.0, "{lines}");
     assert_eq!(figure(&prose, "events"), 11.0, "{prose}");
 }
+
+// ---------------------------------------------------------------------------------------
+// llm bpe (chapter 3)
+// ---------------------------------------------------------------------------------------
+
+/// Runs `llm` with `input` on stdin.
+fn llm_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn bpe_fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bpe")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn bpe_train_encode_decode() {
+    let dir = temp_dir("bpe");
+    let corpus = toy_corpus(&dir, "train.txt", 2000, 1);
+    let ranks = dir.join("toy.tiktoken");
+    let ranks = ranks.to_str().unwrap();
+    let out = ok(&[
+        "bpe",
+        "train",
+        "--corpus",
+        &corpus,
+        "--vocab-size",
+        "300",
+        "--pattern",
+        "cl100k",
+        "--out",
+        ranks,
+        "--show",
+        "3",
+    ]);
+    assert!(out.contains("44 merges, vocabulary 300"), "{out}");
+    assert_eq!(out.matches("merge ").count(), 3, "{out}");
+    assert_eq!(std::fs::read_to_string(ranks).unwrap().lines().count(), 300);
+
+    let text = "the cat sees the dog.\n  Ünïcödé 😀<|endoftext|>";
+    let tok = ["--pattern", "cl100k", "--ranks", ranks];
+    let enc = llm_stdin(&[&["bpe", "encode"][..], &tok].concat(), text.as_bytes());
+    assert!(enc.status.success());
+    let ids = String::from_utf8(enc.stdout).unwrap();
+    assert!(
+        !ids.contains("300"),
+        "special text is ordinary by default: {ids}"
+    );
+    let dec = llm_stdin(&[&["bpe", "decode"][..], &tok].concat(), ids.as_bytes());
+    assert_eq!(String::from_utf8(dec.stdout).unwrap(), text);
+
+    let special = llm_stdin(
+        &[&["bpe", "encode", "--allow-special"][..], &tok].concat(),
+        text.as_bytes(),
+    );
+    let ids = String::from_utf8(special.stdout).unwrap();
+    assert!(ids.trim_end().ends_with(" 300"), "{ids}");
+    let show = llm_stdin(&[&["bpe", "show"][..], &tok].concat(), b"the cat");
+    assert!(String::from_utf8(show.stdout)
+        .unwrap()
+        .contains("tokens for 7 bytes"));
+}
+
+#[test]
+fn bpe_encode_matches_tiktoken_on_the_fixture() {
+    // expected.json: Python tiktoken's ids for "Hello world, it's 2026!" with this file.
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bpe_fixture("expected.json")).unwrap())
+            .unwrap();
+    let want: Vec<String> = expected["tiny_gpt2"]["ordinary"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let ranks = bpe_fixture("tiny_gpt2.tiktoken");
+    let out = llm_stdin(
+        &["bpe", "encode", "--pattern", "gpt2", "--ranks", &ranks],
+        b"Hello world, it's 2026!",
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim_end(),
+        want.join(" ")
+    );
+}
+
+#[test]
+fn bpe_mistakes_are_errors_not_panics() {
+    let dir = temp_dir("bpe-errors");
+    let ranks = bpe_fixture("tiny_gpt2.tiktoken");
+    let tok = ["--pattern", "gpt2", "--ranks", ranks.as_str()];
+    let run = |args: &[&str], input: &[u8]| {
+        let out = llm_stdin(args, input);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+        stderr
+    };
+    let e = run(&[&["bpe", "decode"][..], &tok].concat(), b"104 99999");
+    assert!(e.contains("token id 99999"), "{e}");
+    let e = run(&[&["bpe", "decode"][..], &tok].concat(), b"104 195");
+    assert!(e.contains("UTF-8"), "{e}");
+    let e = run(&[&["bpe", "decode"][..], &tok].concat(), b"12 x");
+    assert!(e.contains("\"x\" is not a token id"), "{e}");
+    let e = run(&[&["bpe", "encode"][..], &tok].concat(), b"\xff\xfe");
+    assert!(e.contains("not UTF-8"), "{e}");
+    let bad = dir.join("bad.tiktoken");
+    std::fs::write(&bad, "IQ== 0\nnot-base64! 1\n").unwrap();
+    let e = run(
+        &[
+            "bpe",
+            "encode",
+            "--pattern",
+            "gpt2",
+            "--ranks",
+            bad.to_str().unwrap(),
+        ],
+        b"x",
+    );
+    assert!(e.contains("line 2") && e.contains("base64"), "{e}");
+    let e = run(
+        &[
+            "bpe",
+            "encode",
+            "--encoding",
+            "r50k_base",
+            "--ranks",
+            "/no/such/file",
+        ],
+        b"x",
+    );
+    assert!(e.contains("/no/such/file"), "{e}");
+    let corpus = dir.join("empty.txt");
+    std::fs::write(&corpus, "").unwrap();
+    let e = fails(&[
+        "bpe",
+        "train",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--vocab-size",
+        "300",
+        "--out",
+        dir.join("x.tiktoken").to_str().unwrap(),
+    ]);
+    assert!(e.contains("empty"), "{e}");
+    let e = fails(&[
+        "bpe",
+        "train",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--vocab-size",
+        "100",
+        "--out",
+        dir.join("x.tiktoken").to_str().unwrap(),
+    ]);
+    assert!(e.contains("at least 256"), "{e}");
+}
