@@ -293,6 +293,13 @@ impl Encoding {
         &self.split
     }
 
+    /// The same encoding with another splitter, e.g. [`Split::fancy`] with the pattern as
+    /// tiktoken writes it (to check, or to time, the fast split).
+    pub fn with_split(mut self, split: Split) -> Encoding {
+        self.split = split;
+        self
+    }
+
     // ANCHOR: encode_ordinary
     /// Encodes text as tiktoken's `encode_ordinary`: split into pieces, each piece either one
     /// token as a whole or its [`byte_pair_merge`]. Special-token text is ordinary text.

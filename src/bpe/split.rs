@@ -53,7 +53,8 @@ impl Pattern {
             Pattern::Cl100k => CL100K_FAST,
         };
         Split::Fast {
-            re: regex::Regex::new(fast).expect("the fast patterns are valid"),
+            re: regex_automata::meta::Regex::new(fast).expect("the fast patterns are valid"),
+            dfa: regex_automata::hybrid::dfa::DFA::new(fast).expect("the fast patterns are valid"),
             newline_branch: self == Pattern::Cl100k,
         }
     }
@@ -77,9 +78,14 @@ impl std::str::FromStr for Pattern {
 pub enum Split {
     /// Any pattern, with `fancy-regex` (lookaround, possessive quantifiers).
     Fancy(fancy_regex::Regex),
-    /// One of the two named patterns rewritten for the `regex` crate.
+    /// One of the two named patterns rewritten for the `regex` crate's engine, searched
+    /// anchored at the end of the previous piece (pieces tile the text, so no scan is needed).
     Fast {
-        re: regex::Regex,
+        re: regex_automata::meta::Regex,
+        /// The same pattern as a lazy DFA only: an anchored forward search finds where a
+        /// piece ends in one pass, with a cache we own (no pool). `re` takes over if the DFA
+        /// ever gives up.
+        dfa: regex_automata::hybrid::dfa::DFA,
         /// cl100k's `\s*[\r\n]` branch: whitespace ending in a newline is a whole piece.
         newline_branch: bool,
     },
@@ -114,15 +120,32 @@ impl Split {
                     }
                 }
             }
-            Split::Fast { re, newline_branch } => {
+            Split::Fast {
+                re,
+                dfa,
+                newline_branch,
+            } => {
+                let mut cache = dfa.create_cache();
                 let mut start = 0;
-                while let Some(m) = re.find_at(text, start) {
-                    let mut end = m.end();
+                while start < text.len() {
+                    let input = regex_automata::Input::new(text)
+                        .range(start..)
+                        .anchored(regex_automata::Anchored::Yes);
+                    let found = match dfa.try_search_fwd(&mut cache, &input) {
+                        Ok(half) => half.map(|h| h.offset()),
+                        Err(_) => re.search(&input).map(|m| m.end()),
+                    };
+                    let Some(found) = found else {
+                        // Every character starts some branch; kept for safety.
+                        f(&text[start..]);
+                        break;
+                    };
+                    let mut end = found;
                     // `\s+(?!\S)`: a whitespace run followed by more text gives its last
                     // character to the next piece (" dog" keeps its space). A run at the
                     // end of the text keeps it (`\s++$`), and so does cl100k's run that
                     // ends in a newline (its `\s*[\r\n]` branch came first).
-                    let piece = m.as_str();
+                    let piece = &text[start..end];
                     if end < text.len()
                         && !(*newline_branch && piece.ends_with(['\r', '\n']))
                         && piece.chars().all(char::is_whitespace)
@@ -132,7 +155,7 @@ impl Split {
                             end -= last;
                         }
                     }
-                    f(&text[m.start()..end]);
+                    f(&text[start..end]);
                     start = end;
                 }
             }
