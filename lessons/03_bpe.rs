@@ -1,0 +1,445 @@
+//! # Chapter 3 exercises: byte-pair encoding
+//!
+//! You write seven small functions, from counting pairs to a whole training loop and GPT-2's
+//! split. The tests at the bottom of this file check them, first against answers worked out
+//! by hand (the arithmetic is in the comments), then against the crate on real-looking text.
+//!
+//! ## How to work
+//!
+//! 1. Write your code in `mod learner`, just below. Each function starts as a stub that fails
+//!    with `not implemented: Exercise N (...)` and a hint. Replace the body and keep the
+//!    signature. The stubs' parameters start with `_` so that they don't warn while unused:
+//!    remove the `_` when you use one. Your functions may call each other.
+//! 2. Run the tests against your code, all of them or one exercise at a time:
+//!
+//!    ```text
+//!    cargo test --features learner --test 03_bpe
+//!    cargo test --features learner --test 03_bpe exercise_3
+//!    ```
+//!
+//! 3. Without `--features learner` the same tests check `mod reference`, which calls the
+//!    crate (`llm_lessons::bpe`). `cargo test --test 03_bpe` always passes. Try an exercise
+//!    before you read its reference; the crate's file that each hint names, in `src/bpe/`, is
+//!    the full answer.
+//!
+//! The book's page "How to do the exercises" (`book/src/lessons.md`) describes this workflow.
+//! Chapter 3 of the book explains the ideas behind each exercise.
+//!
+//! ## Conventions (the crate's)
+//!
+//! - A token id is a `u32`. Ids 0..=255 are the single bytes; merge number `i` (from 0)
+//!   makes token `256 + i`.
+//! - A merge table is a `Vec<Merge>` in the order the merges were learned.
+//! - Text is turned into bytes with `text.as_bytes()` (UTF-8): `"é"` is the two bytes
+//!   `[195, 169]`.
+
+use std::collections::HashMap;
+
+/// An adjacent pair of token ids `(left, right)`.
+pub type Pair = (u32, u32);
+
+/// One learned merge: `pair` is replaced by the new token `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Merge {
+    pub pair: Pair,
+    pub id: u32,
+}
+
+// ============================================================================================
+// Your code. Replace each `unimplemented!(...)` with your implementation.
+// ============================================================================================
+
+#[cfg_attr(not(feature = "learner"), allow(dead_code))] // used only with `--features learner`
+mod learner {
+    use super::{Merge, Pair};
+    use std::collections::HashMap;
+
+    /// Exercise 1: count every adjacent pair.
+    ///
+    /// `[1, 2, 3, 1, 2]` has the pairs (1, 2), (2, 3), (3, 1), (1, 2): (1, 2) twice, the
+    /// others once. A sequence shorter than 2 has no pair.
+    pub fn pair_counts(_ids: &[u32]) -> HashMap<Pair, usize> {
+        unimplemented!(
+            "Exercise 1 (pair_counts): implement `fn pair_counts` in lessons/03_bpe.rs — walk \
+             over `ids.windows(2)` and count each (w[0], w[1]); the crate's version: \
+             `pair_counts` in src/bpe/base.rs"
+        )
+    }
+
+    /// Exercise 2: one merge. Replace every occurrence of `pair` in `ids`, scanning left to
+    /// right, by `new_id`.
+    ///
+    /// `[1, 2, 3, 1, 2]`, pair (1, 2), new id 4 gives `[4, 3, 4]`. Occurrences overlap in
+    /// `[5, 5, 5]` with pair (5, 5): the leftmost wins, giving `[6, 5]`.
+    pub fn merge(_ids: &[u32], _pair: Pair, _new_id: u32) -> Vec<u32> {
+        unimplemented!(
+            "Exercise 2 (merge): implement `fn merge` in lessons/03_bpe.rs — walk with an index \
+             i; if ids[i], ids[i+1] is the pair, push new_id and skip 2, else push ids[i] and \
+             skip 1; the crate's version: `merge` in src/bpe/base.rs"
+        )
+    }
+
+    /// Exercise 3: the pair to merge next, with the tie-break rule.
+    ///
+    /// The pair with the highest count; among pairs with the same count, the smallest pair
+    /// (compare `(left, right)` as tuples: (97, 98) < (97, 99) < (98, 0)). Pairs with count
+    /// 0 do not count. `None` if there is no pair.
+    pub fn best_pair(_counts: &HashMap<Pair, usize>) -> Option<Pair> {
+        unimplemented!(
+            "Exercise 3 (best_pair): implement `fn best_pair` in lessons/03_bpe.rs — keep the \
+             pair with the largest count, and on a tie the smaller pair; a HashMap's order is \
+             random, so the rule must not depend on it; the crate's version: `best_pair` in \
+             src/bpe/base.rs"
+        )
+    }
+
+    /// Exercise 4: encode bytes with a merge table.
+    ///
+    /// Start from the bytes as ids. Then, as long as some adjacent pair is in the table,
+    /// apply the merge that was learned *first* (lowest position in `merges`) among the pairs
+    /// present, everywhere in the sequence (exercise 2). The order matters: it replays
+    /// training.
+    pub fn encode(_bytes: &[u8], _merges: &[Merge]) -> Vec<u32> {
+        unimplemented!(
+            "Exercise 4 (encode): implement `fn encode` in lessons/03_bpe.rs — ids = bytes as \
+             u32; loop: among ids.windows(2), find the pair whose merge comes first in \
+             `merges`; none: stop; else ids = merge(&ids, pair, id); the crate's version: \
+             `MergeTable::encode_bytes` in src/bpe/base.rs"
+        )
+    }
+
+    /// Exercise 5: decode, with byte fallback.
+    ///
+    /// `tokens[id]` is the bytes token `id` stands for. Any text encodes, because a character
+    /// that no merge covers falls back to its UTF-8 bytes, each a token of its own. So a
+    /// token can hold part of a character, and decoding must join all the bytes *first* and
+    /// read UTF-8 at the end. Return `Err` (any message) for an id out of range, or for bytes
+    /// that are not valid UTF-8 (a sequence cut inside a character).
+    pub fn decode(_ids: &[u32], _tokens: &[Vec<u8>]) -> Result<String, String> {
+        unimplemented!(
+            "Exercise 5 (decode): implement `fn decode` in lessons/03_bpe.rs — concatenate \
+             tokens[id] for every id (tokens.get(id) is None: Err), then String::from_utf8 \
+             (Err if not UTF-8); the crate's version: `Encoding::decode` in \
+             src/bpe/encoding.rs"
+        )
+    }
+
+    /// Exercise 6: GPT-2's split pattern.
+    ///
+    /// Cut `text` into the pieces that GPT-2 merges within (merges never cross a piece):
+    /// `'s 't 're 've 'm 'll 'd` contractions; an optional space and letters; an optional
+    /// space and digits; an optional space and other symbols; runs of whitespace, where a
+    /// run followed by a non-space gives its last character to the next piece. As a regex
+    /// (with a lookahead: use the `fancy_regex` crate, which this crate depends on):
+    /// `'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+    pub fn gpt2_pieces(_text: &str) -> Vec<String> {
+        unimplemented!(
+            "Exercise 6 (gpt2_pieces): implement `fn gpt2_pieces` in lessons/03_bpe.rs — \
+             fancy_regex::Regex::new(pattern), then find_iter(text) and keep each match as a \
+             String (each item is a Result: unwrap it); the crate's version: `GPT2_PATTERN` and \
+             `Split::for_each_piece` in src/bpe/split.rs"
+        )
+    }
+
+    /// Exercise 7: the training loop.
+    ///
+    /// `words` are distinct pieces with their counts. Start each as its bytes. Then, until
+    /// there are `vocab_size` tokens (256 + merges so far) or no pair is left: count the
+    /// pairs of all words, each pair counted `count` times per occurrence (exercise 1,
+    /// weighted), pick the best pair (exercise 3), give it the next id, and merge it in every
+    /// word (exercise 2). Return the merges in order.
+    pub fn train(_words: &[(&str, usize)], _vocab_size: usize) -> Vec<Merge> {
+        unimplemented!(
+            "Exercise 7 (train): implement `fn train` in lessons/03_bpe.rs — words as byte ids; \
+             loop while 256 + merges.len() < vocab_size: add up pair counts times the word's \
+             count, best_pair, id = 256 + merges.len(), merge in every word; the crate's \
+             version: `basic::train_words` in src/bpe/basic.rs"
+        )
+    }
+}
+
+// ============================================================================================
+// The reference answers: the same functions, computed by the crate. Try first, then peek.
+// ============================================================================================
+
+#[cfg_attr(feature = "learner", allow(dead_code))] // used only without `--features learner`
+mod reference {
+    use super::{Merge, Pair};
+    use llm_lessons::bpe::{base, basic, split::Pattern, Encoding, MergeTable};
+    use rustc_hash::FxHashMap;
+    use std::collections::HashMap;
+
+    pub fn pair_counts(ids: &[u32]) -> HashMap<Pair, usize> {
+        base::pair_counts(ids).into_iter().collect()
+    }
+
+    pub fn merge(ids: &[u32], pair: Pair, new_id: u32) -> Vec<u32> {
+        base::merge(ids, pair, new_id)
+    }
+
+    pub fn best_pair(counts: &HashMap<Pair, usize>) -> Option<Pair> {
+        let counts: FxHashMap<Pair, usize> = counts.iter().map(|(&p, &c)| (p, c)).collect();
+        base::best_pair(&counts).map(|(p, _)| p)
+    }
+
+    /// A crate merge table from the learner's form (ids in order, 256 + i).
+    fn table(merges: &[Merge]) -> MergeTable {
+        let mut table = MergeTable::bytes_only();
+        for m in merges {
+            let id = table.push(m.pair, 0);
+            assert_eq!(id, m.id, "merge ids are 256, 257, ... in order");
+        }
+        table
+    }
+
+    pub fn encode(bytes: &[u8], merges: &[Merge]) -> Vec<u32> {
+        table(merges).encode_bytes(bytes)
+    }
+
+    pub fn decode(ids: &[u32], tokens: &[Vec<u8>]) -> Result<String, String> {
+        // An Encoding needs the 256 bytes as tokens: the tests' vocabularies have them.
+        let enc = Encoding::new("lesson", tokens.to_vec(), Pattern::Gpt2.split(), &[])
+            .map_err(|e| e.to_string())?;
+        enc.decode(ids).map_err(|e| e.to_string())
+    }
+
+    pub fn gpt2_pieces(text: &str) -> Vec<String> {
+        Pattern::Gpt2
+            .split()
+            .pieces(text)
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    pub fn train(words: &[(&str, usize)], vocab_size: usize) -> Vec<Merge> {
+        let words: Vec<(&[u8], usize)> = words.iter().map(|&(w, c)| (w.as_bytes(), c)).collect();
+        basic::train_words(&words, vocab_size)
+            .table
+            .merges
+            .iter()
+            .map(|m| Merge {
+                pair: m.pair,
+                id: m.id,
+            })
+            .collect()
+    }
+}
+
+// The tests call `solution::...`: your code with `--features learner`, the reference without.
+#[cfg(feature = "learner")]
+use learner as solution;
+#[cfg(not(feature = "learner"))]
+use reference as solution;
+
+// ============================================================================================
+// The tests. You don't need to change anything below.
+// ============================================================================================
+
+use llm_lessons::bpe::basic::{word_counts, COURSE_TEXT};
+
+fn ids(text: &str) -> Vec<u32> {
+    text.bytes().map(u32::from).collect()
+}
+
+/// The 256 byte tokens followed by the tokens `merges` make.
+fn tokens_of(merges: &[Merge]) -> Vec<Vec<u8>> {
+    let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+    for m in merges {
+        let mut t = tokens[m.pair.0 as usize].clone();
+        t.extend_from_slice(&tokens[m.pair.1 as usize]);
+        tokens.push(t);
+    }
+    tokens
+}
+
+fn m(a: u32, b: u32, id: u32) -> Merge {
+    Merge { pair: (a, b), id }
+}
+
+#[test]
+fn exercise_1_pair_counts() {
+    let counts = solution::pair_counts(&[1, 2, 3, 1, 2]);
+    let expected: HashMap<Pair, usize> = [((1, 2), 2), ((2, 3), 1), ((3, 1), 1)].into();
+    assert_eq!(counts, expected, "pairs of [1, 2, 3, 1, 2]");
+    assert!(solution::pair_counts(&[7]).is_empty(), "one id has no pair");
+    assert!(solution::pair_counts(&[]).is_empty(), "no ids, no pair");
+    // "aaab": (a, a) twice (overlapping windows both count), (a, b) once.
+    let counts = solution::pair_counts(&ids("aaab"));
+    assert_eq!(counts[&(97, 97)], 2, "(a, a) in aaab");
+    assert_eq!(counts[&(97, 98)], 1, "(a, b) in aaab");
+}
+
+#[test]
+fn exercise_2_merge() {
+    assert_eq!(solution::merge(&[1, 2, 3, 1, 2], (1, 2), 4), [4, 3, 4]);
+    assert_eq!(
+        solution::merge(&[5, 5, 5], (5, 5), 6),
+        [6, 5],
+        "leftmost first"
+    );
+    assert_eq!(solution::merge(&[5, 5, 5, 5], (5, 5), 6), [6, 6]);
+    assert_eq!(solution::merge(&[1, 2], (2, 1), 9), [1, 2], "order matters");
+    assert_eq!(solution::merge(&[], (1, 2), 3), Vec::<u32>::new());
+    // "hugging": (g, g) -> 256 gives h u 256 i n g.
+    assert_eq!(
+        solution::merge(&ids("hugging"), (103, 103), 256),
+        [104, 117, 256, 105, 110, 103]
+    );
+}
+
+#[test]
+fn exercise_3_best_pair_and_the_tie_break() {
+    let counts: HashMap<Pair, usize> = [((116, 104), 4), ((105, 115), 5), ((104, 105), 3)].into();
+    assert_eq!(
+        solution::best_pair(&counts),
+        Some((105, 115)),
+        "the highest count"
+    );
+    // A three-way tie at 3: (97, 99) is the smallest.
+    let counts: HashMap<Pair, usize> =
+        [((98, 0), 3), ((97, 99), 3), ((97, 100), 3), ((1, 1), 2)].into();
+    for _ in 0..20 {
+        // A HashMap's iteration order changes between maps: the answer must not.
+        let shuffled: HashMap<Pair, usize> = counts.clone().into_iter().collect();
+        assert_eq!(
+            solution::best_pair(&shuffled),
+            Some((97, 99)),
+            "ties go to the smallest pair"
+        );
+    }
+    assert_eq!(solution::best_pair(&HashMap::new()), None);
+    assert_eq!(
+        solution::best_pair(&[((1, 2), 0)].into()),
+        None,
+        "a count of 0 is no pair"
+    );
+}
+
+#[test]
+fn exercise_4_encode_with_a_merge_table() {
+    // Merges: (a, b) -> 256, (256, c) -> 257, (c, c) -> 258.
+    let merges = [m(97, 98, 256), m(256, 99, 257), m(99, 99, 258)];
+    assert_eq!(solution::encode(b"abc", &merges), [257]);
+    // "abcc": (a, b) first -> 256 c c; then (256, c) was learned before (c, c): 257 c.
+    assert_eq!(solution::encode(b"abcc", &merges), [257, 99]);
+    // "ccab": 258 then 256 (order of learning, not of position).
+    assert_eq!(solution::encode(b"ccab", &merges), [258, 256]);
+    assert_eq!(
+        solution::encode(b"xyz", &merges),
+        [120, 121, 122],
+        "no merge applies"
+    );
+    assert_eq!(solution::encode(b"", &merges), Vec::<u32>::new());
+    // Against the crate, with merges trained on the course's example.
+    let trained = reference::train(&words_of(COURSE_TEXT), 256 + 40);
+    for text in [
+        "this is the course",
+        "tokenization",
+        "the hugging face",
+        "zzz",
+    ] {
+        assert_eq!(
+            solution::encode(text.as_bytes(), &trained),
+            reference::encode(text.as_bytes(), &trained),
+            "encoding {text:?} with the course's 40 merges"
+        );
+    }
+}
+
+#[test]
+fn exercise_5_decode_with_byte_fallback() {
+    let merges = [m(104, 105, 256)]; // "hi"
+    let tokens = tokens_of(&merges);
+    assert_eq!(solution::decode(&[256, 33], &tokens).unwrap(), "hi!");
+    // "日" is 3 bytes that no merge covers: three byte tokens, joined before reading UTF-8.
+    let ids: Vec<u32> = "日本😀".bytes().map(u32::from).collect();
+    assert_eq!(ids.len(), 10);
+    assert_eq!(solution::decode(&ids, &tokens).unwrap(), "日本😀");
+    assert!(
+        solution::decode(&ids[..2], &tokens).is_err(),
+        "cut inside 日: not UTF-8"
+    );
+    assert!(
+        solution::decode(&ids[1..], &tokens).is_err(),
+        "starts inside 日: not UTF-8"
+    );
+    assert!(
+        solution::decode(&[257], &tokens).is_err(),
+        "257 is not a token"
+    );
+    assert_eq!(solution::decode(&[], &tokens).unwrap(), "");
+}
+
+#[test]
+fn exercise_6_the_gpt2_split_pattern() {
+    let pieces = solution::gpt2_pieces("Hello world, it's  2026!\n");
+    assert_eq!(
+        pieces,
+        ["Hello", " world", ",", " it", "'s", " ", " 2026", "!", "\n"],
+        "a run of two spaces before 2026 gives its last space to the number"
+    );
+    assert_eq!(solution::gpt2_pieces("a   b"), ["a", "  ", " b"]);
+    assert_eq!(
+        solution::gpt2_pieces("end   "),
+        ["end", "   "],
+        "a run at the end stays whole"
+    );
+    assert_eq!(solution::gpt2_pieces("I'll go"), ["I", "'ll", " go"]);
+    for text in [
+        "The café's 3 cats—and 12,000 dogs!",
+        "fn main() {\n    println!(\"hi\");\n}\n",
+        "日本語 テキスト\t\tend",
+        "emoji 👍🏽 and e\u{301} combining",
+    ] {
+        assert_eq!(
+            solution::gpt2_pieces(text),
+            reference::gpt2_pieces(text),
+            "pieces of {text:?}"
+        );
+    }
+}
+
+fn words_of(text: &str) -> Vec<(&str, usize)> {
+    let counts = word_counts(text);
+    let mut out: Vec<(&str, usize)> = Vec::new();
+    for (w, c) in counts {
+        let w = text
+            .split_whitespace()
+            .find(|x| *x == w)
+            .expect("a word of the text");
+        out.push((w, c));
+    }
+    out
+}
+
+#[test]
+fn exercise_7_train_on_the_course_example() {
+    let words = words_of(COURSE_TEXT);
+    let merges = solution::train(&words, 256 + 5);
+    // Counted over the words (this x3, is x2, ...): "is" occurs 3 (this) + 2 (is) = 5
+    // times, more than any other pair, so it is merged first.
+    assert_eq!(merges[0], m(105, 115, 256), "first merge: (i, s) -> 256");
+    assert_eq!(merges.len(), 5);
+    let tokens = tokens_of(&merges);
+    assert_eq!(tokens[256], b"is");
+    // The whole run against the crate, merge by merge.
+    let expected = reference::train(&words, 256 + 40);
+    let got = solution::train(&words, 256 + 40);
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(
+            g,
+            e,
+            "merge {i}: {:?}",
+            String::from_utf8_lossy(&tokens_of(&expected)[e.id as usize])
+        );
+    }
+    assert_eq!(got.len(), expected.len());
+    // Every word is one token once the vocabulary is big enough: training stops.
+    let all = solution::train(&[("ab", 1), ("cd", 1)], 1000);
+    assert_eq!(
+        all,
+        [m(97, 98, 256), m(99, 100, 257)],
+        "stops when no pair is left"
+    );
+}
