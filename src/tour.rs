@@ -55,10 +55,16 @@ impl TourReport {
 
 /// The chapters of the tour, in order.
 pub fn steps() -> Vec<Step> {
-    vec![Step {
-        title: "Chapter 1: n-gram language models",
-        run: chapter_1,
-    }]
+    vec![
+        Step {
+            title: "Chapter 1: n-gram language models",
+            run: chapter_1,
+        },
+        Step {
+            title: "Chapter 3: byte-pair encoding",
+            run: crate::bpe::tour::chapter_3,
+        },
+    ]
 }
 
 /// Runs every step, writing under `out_dir`.

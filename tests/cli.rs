@@ -239,6 +239,8 @@ fn tour_writes_its_files() {
     ] {
         assert!(dir.join("ch01").join(f).exists(), "{f} missing");
     }
+    assert!(out.contains("bytes/token"), "{out}");
+    assert!(dir.join("ch03/toy_world_1024.tiktoken").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

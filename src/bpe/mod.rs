@@ -12,7 +12,8 @@
 //!   reads and writes tiktoken's and GPT-2's files;
 //! - [`train`]: a trainer fast enough for real corpora (a priority queue, incremental counts,
 //!   parallel pre-tokenization);
-//! - [`view`]: how a text splits into tokens.
+//! - [`view`]: how a text splits into tokens;
+//! - [`tour`]: the chapter's step of `llm tour`.
 //!
 //! ```
 //! use llm_lessons::bpe::{train, Pattern};
@@ -34,6 +35,7 @@ pub mod base;
 pub mod basic;
 pub mod encoding;
 pub mod split;
+pub mod tour;
 pub mod train;
 pub mod view;
 
