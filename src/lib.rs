@@ -27,3 +27,8 @@ pub use error::{Error, Result};
 #[cfg(doctest)]
 #[doc = include_str!("../book/src/ch01_ngram.md")]
 pub struct BookChapter01;
+
+/// Chapter 3's Rust snippets, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../book/src/ch03_bpe.md")]
+pub struct BookChapter03;

@@ -75,7 +75,8 @@ pub fn merge(ids: &[Rank], pair: Pair, new_id: Rank) -> Vec<Rank> {
 /// ```
 /// # use llm_lessons::bpe::base::best_pair;
 /// # use rustc_hash::FxHashMap;
-/// let counts: FxHashMap<(u32, u32), usize> = [((116, 104), 3), ((104, 105), 3), ((105, 115), 2)].into();
+/// let counts: FxHashMap<(u32, u32), usize> =
+///     [((116, 104), 3), ((104, 105), 3), ((105, 115), 2)].into_iter().collect();
 /// assert_eq!(best_pair(&counts), Some(((104, 105), 3))); // a tie at 3: (104, 105) < (116, 104)
 /// ```
 pub fn best_pair(counts: &FxHashMap<Pair, usize>) -> Option<(Pair, usize)> {

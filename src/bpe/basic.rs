@@ -84,3 +84,52 @@ pub fn train_words<S: AsRef<[u8]>>(words: &[(S, usize)], vocab_size: usize) -> B
 pub fn train_bytes(text: &str, vocab_size: usize) -> MergeTable {
     train_words(&[(text.as_bytes(), 1)], vocab_size).table
 }
+
+/// The first `n` merges of a training as a Markdown table: the pair, its count, the new
+/// token and how the words in `show` split after the merge (the book's table is made by
+/// this function, and a test checks that the book has its current output).
+pub fn merges_markdown(
+    training: &BasicTraining,
+    words: &[(String, usize)],
+    show: &[&str],
+    n: usize,
+) -> String {
+    let table = &training.table;
+    let split = |step: usize, word: &str| -> String {
+        let i = words
+            .iter()
+            .position(|(w, _)| w == word)
+            .expect("a training word");
+        let ids = &training.splits[step][i].ids;
+        let parts: Vec<String> = ids.iter().map(|&id| table.token_text(id)).collect();
+        parts.join(" ")
+    };
+    let mut out = String::from("| step | pair | count | new token |");
+    for w in show {
+        out.push_str(&format!(" `{w}` |"));
+    }
+    out.push_str("\n|---|---|---|---|");
+    out.push_str(&"---|".repeat(show.len()));
+    out.push('\n');
+    out.push_str("| 0 | | | (the bytes) |");
+    for w in show {
+        out.push_str(&format!(" {} |", split(0, w)));
+    }
+    out.push('\n');
+    for (k, m) in table.merges.iter().take(n).enumerate() {
+        out.push_str(&format!(
+            "| {} | `{}` + `{}` | {} | `{}` = {} |",
+            k + 1,
+            table.token_text(m.pair.0),
+            table.token_text(m.pair.1),
+            m.count,
+            table.token_text(m.id),
+            m.id
+        ));
+        for w in show {
+            out.push_str(&format!(" {} |", split(k + 1, w)));
+        }
+        out.push('\n');
+    }
+    out
+}

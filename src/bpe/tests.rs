@@ -394,3 +394,38 @@ fn tour_step_compresses_and_writes_a_rank_file() {
     assert!(enc.encode_ordinary("The queens meet their father.").len() <= 6);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The course example's merges, as the book shows them.
+fn course_table() -> String {
+    let words = basic::word_counts(COURSE_TEXT);
+    let t = basic::train_words(&words, 256 + 12);
+    basic::merges_markdown(
+        &t,
+        &words,
+        &["this", "is", "tokenization", "tokenizer", "several"],
+        12,
+    )
+}
+
+#[test]
+fn the_books_merge_table_is_what_the_code_does() {
+    // `BPE_UPDATE_BOOK=1 cargo test --lib book` rewrites the table in the book.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/ch03_bpe.md");
+    let book = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = (
+        "<!-- merges: made by basic::merges_markdown -->\n",
+        "<!-- merges end -->",
+    );
+    let i = book.find(start).expect("the start marker") + start.len();
+    let j = book.find(end).expect("the end marker");
+    let table = course_table();
+    if std::env::var_os("BPE_UPDATE_BOOK").is_some() {
+        std::fs::write(&path, format!("{}{table}{}", &book[..i], &book[j..])).unwrap();
+    } else {
+        assert_eq!(
+            book[i..j],
+            table,
+            "run BPE_UPDATE_BOOK=1 cargo test --lib book"
+        );
+    }
+}
