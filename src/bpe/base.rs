@@ -91,8 +91,11 @@ pub fn best_pair(counts: &FxHashMap<Pair, usize>) -> Option<(Pair, usize)> {
 /// One step of training: `pair` became token `id`, having been seen `count` times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Merge {
+    /// The two tokens merged.
     pub pair: Pair,
+    /// The token they make.
     pub id: Rank,
+    /// How often the pair occurred when it was merged.
     pub count: usize,
 }
 
@@ -100,6 +103,7 @@ pub struct Merge {
 /// merge's new token in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MergeTable {
+    /// The merges in the order they were learned.
     pub merges: Vec<Merge>,
     /// `tokens[id]`: the bytes token `id` stands for.
     pub tokens: Vec<Vec<u8>>,

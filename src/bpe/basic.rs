@@ -35,7 +35,9 @@ pub fn word_counts(text: &str) -> Vec<(String, usize)> {
 /// One word of the training set as tokens, with how often it occurs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Word {
+    /// The word's tokens.
     pub ids: Vec<Rank>,
+    /// How often the word occurs.
     pub count: usize,
 }
 
@@ -43,7 +45,9 @@ pub struct Word {
 /// (`splits[k]`: after `k` merges), for showing the algorithm at work.
 #[derive(Debug, Clone)]
 pub struct BasicTraining {
+    /// The merges learned and the tokens' bytes.
     pub table: MergeTable,
+    /// `splits[k][i]`: word `i` after `k` merges.
     pub splits: Vec<Vec<Word>>,
 }
 

@@ -52,11 +52,11 @@ impl Pattern {
             Pattern::Gpt2 => GPT2_FAST,
             Pattern::Cl100k => CL100K_FAST,
         };
-        Split::Fast {
+        Split::Fast(Box::new(FastSplit {
             re: regex_automata::meta::Regex::new(fast).expect("the fast patterns are valid"),
             dfa: regex_automata::hybrid::dfa::DFA::new(fast).expect("the fast patterns are valid"),
             newline_branch: self == Pattern::Cl100k,
-        }
+        }))
     }
 }
 
@@ -78,17 +78,21 @@ impl std::str::FromStr for Pattern {
 pub enum Split {
     /// Any pattern, with `fancy-regex` (lookaround, possessive quantifiers).
     Fancy(fancy_regex::Regex),
-    /// One of the two named patterns rewritten for the `regex` crate's engine, searched
-    /// anchored at the end of the previous piece (pieces tile the text, so no scan is needed).
-    Fast {
-        re: regex_automata::meta::Regex,
-        /// The same pattern as a lazy DFA only: an anchored forward search finds where a
-        /// piece ends in one pass, with a cache we own (no pool). `re` takes over if the DFA
-        /// ever gives up.
-        dfa: regex_automata::hybrid::dfa::DFA,
-        /// cl100k's `\s*[\r\n]` branch: whitespace ending in a newline is a whole piece.
-        newline_branch: bool,
-    },
+    /// One of the two named patterns rewritten for the `regex` crate's engine.
+    Fast(Box<FastSplit>),
+}
+
+/// A named pattern without lookahead, searched anchored at the end of the previous piece
+/// (pieces tile the text, so no scan is needed).
+#[derive(Debug, Clone)]
+pub struct FastSplit {
+    re: regex_automata::meta::Regex,
+    /// The same pattern as a lazy DFA only: an anchored forward search finds where a piece
+    /// ends in one pass, with a cache we own (no pool). `re` takes over if the DFA ever
+    /// gives up.
+    dfa: regex_automata::hybrid::dfa::DFA,
+    /// cl100k's `\s*[\r\n]` branch: whitespace ending in a newline is a whole piece.
+    newline_branch: bool,
 }
 
 impl Split {
@@ -120,11 +124,12 @@ impl Split {
                     }
                 }
             }
-            Split::Fast {
-                re,
-                dfa,
-                newline_branch,
-            } => {
+            Split::Fast(fast) => {
+                let FastSplit {
+                    re,
+                    dfa,
+                    newline_branch,
+                } = fast.as_ref();
                 let mut cache = dfa.create_cache();
                 let mut start = 0;
                 while start < text.len() {

@@ -26,10 +26,13 @@ use crate::{Error, Result};
 /// A trained tokenizer: its merges and the split it was trained with.
 #[derive(Debug, Clone)]
 pub struct Trained {
+    /// The merges learned and the tokens' bytes.
     pub table: MergeTable,
+    /// The split the text was cut with before training.
     pub pattern: Pattern,
-    /// Pieces in the corpus, and distinct pieces.
+    /// Pieces in the corpus.
     pub pieces: usize,
+    /// Distinct pieces: the "words" the merge loop works on.
     pub distinct_pieces: usize,
 }
 

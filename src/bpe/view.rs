@@ -7,8 +7,11 @@ use super::encoding::Encoding;
 /// One token of a text: its id, its byte range in the text, and its bytes as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSpan {
+    /// The token id.
     pub id: Rank,
+    /// Where its bytes start in the text.
     pub start: usize,
+    /// Where its bytes end (exclusive).
     pub end: usize,
     /// The token's bytes, shown with [`show_bytes`] (a token may hold part of a character).
     pub text: String,
