@@ -429,3 +429,45 @@ fn the_books_merge_table_is_what_the_code_does() {
         );
     }
 }
+
+#[test]
+fn gpt2_files_load_and_bad_ones_are_errors() {
+    use super::encoding::gpt2_char_to_byte;
+    let dir = std::env::temp_dir().join(format!("llm-bpe-gpt2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // GPT-2 orders the 256 byte tokens by its character table (printable bytes first).
+    let mut chars: Vec<(char, u8)> = gpt2_char_to_byte().into_iter().collect();
+    chars.sort_by_key(|&(c, _)| c as u32);
+    let mut encoder: Vec<(String, u32)> = chars
+        .iter()
+        .enumerate()
+        .map(|(i, &(c, _))| (c.to_string(), i as u32))
+        .collect();
+    encoder.push(("Ġt".into(), 256));
+    encoder.push(("<|endoftext|>".into(), 257));
+    let json: serde_json::Map<String, serde_json::Value> =
+        encoder.into_iter().map(|(k, v)| (k, v.into())).collect();
+    let (json_path, bpe_path) = (dir.join("encoder.json"), dir.join("vocab.bpe"));
+    std::fs::write(&json_path, serde_json::to_string(&json).unwrap()).unwrap();
+    std::fs::write(&bpe_path, "#version: 0.2\nĠ t\n").unwrap();
+    let enc = Encoding::load_gpt2(&json_path, &bpe_path).unwrap();
+    assert_eq!(enc.encode_ordinary(" t"), [256]);
+    assert_eq!(enc.special_token("<|endoftext|>").unwrap(), 257);
+    assert_eq!(enc.decode(&enc.encode_ordinary("a t!")).unwrap(), "a t!");
+    std::fs::write(&bpe_path, "#version: 0.2\nĠ a\n").unwrap();
+    let e = Encoding::load_gpt2(&json_path, &bpe_path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 2") && e.contains("merge 0"), "{e}");
+    std::fs::write(&bpe_path, "#version: 0.2\nĠt\n").unwrap();
+    let e = Encoding::load_gpt2(&json_path, &bpe_path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 2") && e.contains("two tokens"), "{e}");
+    std::fs::write(&json_path, "[1, 2]").unwrap();
+    let e = Encoding::load_gpt2(&json_path, &bpe_path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("JSON"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
