@@ -398,6 +398,22 @@ fn bpe_mistakes_are_errors_not_panics() {
     assert!(e.contains("UTF-8"), "{e}");
     let e = run(&[&["bpe", "decode"][..], &tok].concat(), b"12 x");
     assert!(e.contains("\"x\" is not a token id"), "{e}");
+    let e = run(
+        &[&["bpe", "encode", "--special", "<|im_start|>"][..], &tok].concat(),
+        b"x",
+    );
+    assert!(
+        e.contains("unknown special token") && e.contains("<|endoftext|>"),
+        "{e}"
+    );
+    let ok_special = llm_stdin(
+        &[&["bpe", "encode", "--special", "<|endoftext|>"][..], &tok].concat(),
+        b"a<|endoftext|>",
+    );
+    assert_eq!(
+        String::from_utf8(ok_special.stdout).unwrap().trim_end(),
+        "97 1000"
+    );
     let e = run(&[&["bpe", "encode"][..], &tok].concat(), b"\xff\xfe");
     assert!(e.contains("not UTF-8"), "{e}");
     let bad = dir.join("bad.tiktoken");

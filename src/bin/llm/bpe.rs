@@ -38,6 +38,9 @@ pub enum BpeCommand {
         /// Turn special-token text such as <|endoftext|> into its id (otherwise: ordinary text)
         #[arg(long)]
         allow_special: bool,
+        /// Allow only this special token (repeat for several); an unknown one is an error
+        #[arg(long, value_name = "TOKEN", conflicts_with = "allow_special")]
+        special: Vec<String>,
     },
     /// Read token ids (separated by whitespace) on stdin; print the text they stand for
     Decode {
@@ -131,11 +134,15 @@ pub fn run(cmd: BpeCommand) -> CliResult {
         BpeCommand::Encode {
             tokenizer,
             allow_special,
+            special,
         } => {
             let enc = tokenizer.load()?;
             let text = read_stdin()?;
+            let names: Vec<&str> = special.iter().map(String::as_str).collect();
             let allowed = if allow_special {
                 Allowed::All
+            } else if !names.is_empty() {
+                Allowed::Only(&names)
             } else {
                 Allowed::None
             };
