@@ -509,7 +509,9 @@ pub fn parse_tiktoken(text: &str, path: &Path) -> Result<Vec<Vec<u8>>> {
         line,
         message,
     };
-    let mut by_rank: Vec<Option<(Vec<u8>, usize)>> = Vec::new();
+    // (rank, token, line), sorted by rank at the end: a huge rank in a bad file costs
+    // nothing before it is reported.
+    let mut entries: Vec<(usize, Vec<u8>, usize)> = Vec::new();
     let mut seen: FxHashMap<Vec<u8>, usize> = FxHashMap::default();
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -542,30 +544,27 @@ pub fn parse_tiktoken(text: &str, path: &Path) -> Result<Vec<Vec<u8>>> {
                 format!("token {b64} is already on line {first}"),
             ));
         }
-        if by_rank.len() <= rank {
-            by_rank.resize(rank + 1, None);
-        }
-        if let Some((_, first)) = &by_rank[rank] {
+        entries.push((rank, token, line_no));
+    }
+    entries.sort_unstable_by_key(|&(rank, _, line)| (rank, line));
+    let n = entries.len();
+    let mut tokens = Vec::with_capacity(n);
+    for (expected, (rank, token, line)) in entries.into_iter().enumerate() {
+        if rank < expected {
             return Err(bad(
-                line_no,
-                format!("rank {rank} is already on line {first}"),
+                line,
+                format!("rank {rank} is already on an earlier line"),
             ));
         }
-        by_rank[rank] = Some((token, line_no));
+        if rank > expected {
+            return Err(bad(
+                line,
+                format!("no token has rank {expected}: ranks must be 0..{n} without gaps"),
+            ));
+        }
+        tokens.push(token);
     }
-    let n = by_rank.len();
-    by_rank
-        .into_iter()
-        .enumerate()
-        .map(|(rank, t)| {
-            t.map(|(token, _)| token).ok_or_else(|| {
-                bad(
-                    text.lines().count(),
-                    format!("no token has rank {rank}: ranks must be 0..{n} without gaps"),
-                )
-            })
-        })
-        .collect()
+    Ok(tokens)
 }
 
 /// Writes tokens (in rank order) as a tiktoken rank file.

@@ -338,7 +338,12 @@ fn malformed_rank_files_are_errors_with_line_numbers() {
     assert!(e.contains("line 2") && e.contains("base64"), "{e}");
     let e = parse_err("YQ== 0\nYg== 0\n");
     assert!(
-        e.contains("line 2") && e.contains("rank 0 is already on line 1"),
+        e.contains("line 2") && e.contains("rank 0 is already"),
+        "{e}"
+    );
+    let e = parse_err("YQ== 0\nYg== 4000000000\n");
+    assert!(
+        e.contains("line 2") && e.contains("no token has rank 1"),
         "{e}"
     );
     let e = parse_err("YQ== 0\nYQ== 1\n");
@@ -347,7 +352,10 @@ fn malformed_rank_files_are_errors_with_line_numbers() {
         "{e}"
     );
     let e = parse_err("YQ== 0\nYg== 2\n");
-    assert!(e.contains("no token has rank 1"), "{e}");
+    assert!(
+        e.contains("line 2") && e.contains("no token has rank 1"),
+        "{e}"
+    );
     let e = parse_err("YQ== 0\nYg==\n");
     assert!(e.contains("line 2") && e.contains("expected"), "{e}");
     let e = parse_err("YQ== zero\n");
