@@ -445,26 +445,21 @@ fn bpe_mistakes_are_errors_not_panics() {
     assert!(e.contains("/no/such/file"), "{e}");
     let corpus = dir.join("empty.txt");
     std::fs::write(&corpus, "").unwrap();
-    let e = fails(&[
-        "bpe",
-        "train",
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--vocab-size",
-        "300",
-        "--out",
-        dir.join("x.tiktoken").to_str().unwrap(),
-    ]);
+    let out = dir.join("x.tiktoken");
+    let train = |vocab_size: &str| {
+        fails(&[
+            "bpe",
+            "train",
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--vocab-size",
+            vocab_size,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let e = train("300");
     assert!(e.contains("empty"), "{e}");
-    let e = fails(&[
-        "bpe",
-        "train",
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--vocab-size",
-        "100",
-        "--out",
-        dir.join("x.tiktoken").to_str().unwrap(),
-    ]);
+    let e = train("100");
     assert!(e.contains("at least 256"), "{e}");
 }
