@@ -240,3 +240,23 @@ fn saving_the_real_ranks_gives_the_same_file() {
         assert!(same, "{name}: the saved file differs from the original");
     }
 }
+
+#[test]
+#[ignore = "needs the fetched corpora: see the module doc"]
+fn fast_trainer_matches_the_plain_one_on_moby_dick() {
+    use llm_lessons::bpe::{basic, split::Pattern, train};
+    let text = std::fs::read_to_string(corpus("moby_dick.txt")).unwrap();
+    let fast = train::train(&text, 256 + 300, Pattern::Gpt2).unwrap();
+    let mut words: Vec<(&[u8], usize)> = train::piece_counts(&text, &Pattern::Gpt2.split())
+        .into_iter()
+        .map(|(p, c)| (p.as_bytes(), c))
+        .collect();
+    words.sort_unstable();
+    let plain = basic::train_words(&words, 256 + 300).table;
+    assert_eq!(fast.table.merges, plain.merges);
+    // Python tiktoken encodes Moby-Dick with a 1,024-token tokenizer trained here in
+    // 463,101 tokens (checked by hand with tiktoken 0.14.0; see the book).
+    let t = train::train(&text, 1024, Pattern::Gpt2).unwrap();
+    let enc = t.encoding("moby").unwrap();
+    assert_eq!(enc.encode_ordinary_parallel(&text).len(), 463_101);
+}
