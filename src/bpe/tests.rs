@@ -138,11 +138,12 @@ fn course_example_word_counts_and_first_merges() {
         .iter()
         .map(|m| t.table.token_text(m.id))
         .collect();
-    // ('t','h') and ('h','i')... counted over the words: "th" is in this x3, the, chapter?
-    // no: this(3) the(1) = 4; "is" in this(3) is(2) = 5; "ti" in tokenization(1),
-    // section(1) ... Worked out in the book's table; here the first is "is" (5 times).
-    assert_eq!(made[0], "is");
+    // "is": this (3) + is (2) = 5. "th": this (3) + the (1) + algorithms (1) = 5 too, a tie
+    // that the smaller pair (i, s) < (t, h) wins; "th" comes next, then "this" (3) at step 5.
+    assert_eq!(made[..2], ["is", "th"]);
     assert_eq!(t.table.merges[0].count, 5);
+    assert_eq!(t.table.merges[1].count, 5);
+    assert_eq!(made[4], "this");
     assert_eq!(t.splits.len(), 7);
 }
 
