@@ -1,6 +1,6 @@
 //! Our encoder against Python tiktoken, with no download: two small tokenizers trained by
 //! this crate (`tests/fixtures/bpe/tiny_*.tiktoken`) and the ids Python tiktoken 0.14.0
-//! gives with those files for 330 texts (`expected.json`, made by `make_expected.py`).
+//! gives with those files for 331 texts (`expected.json`, made by `make_expected.py`).
 
 use std::path::{Path, PathBuf};
 
