@@ -21,6 +21,7 @@ use rustc_hash::FxHashMap;
 
 use super::base::{Rank, N_BYTES};
 use super::split::{parallel_parts, Pattern, Split};
+use crate::data::{read_text, write_atomic};
 use crate::{Error, Result};
 
 /// `<|endoftext|>`, the special token every encoding here has.
@@ -156,7 +157,7 @@ impl Encoding {
         vocab_bpe: impl AsRef<Path>,
     ) -> Result<Encoding> {
         let (json_path, bpe_path) = (encoder_json.as_ref(), vocab_bpe.as_ref());
-        let text = std::fs::read_to_string(json_path).map_err(|e| Error::io(json_path, e))?;
+        let text = read_text(json_path)?;
         let encoder: FxHashMap<String, Rank> =
             serde_json::from_str(&text).map_err(|e| Error::Format {
                 path: json_path.into(),
@@ -206,7 +207,7 @@ impl Encoding {
             })
             .collect::<Result<_>>()?;
         // vocab.bpe: a "#version" line, then "left right" per merge, in rank order.
-        let merges = std::fs::read_to_string(bpe_path).map_err(|e| Error::io(bpe_path, e))?;
+        let merges = read_text(bpe_path)?;
         let mut n = 0;
         for (i, line) in merges.lines().enumerate() {
             if line.starts_with("#version") || line.trim().is_empty() {
@@ -576,10 +577,8 @@ pub fn save_tiktoken_tokens(tokens: &[Vec<u8>], path: &Path) -> Result<()> {
         out.push_str(&rank.to_string());
         out.push('\n');
     }
-    std::fs::write(path, out).map_err(|e| Error::Write {
-        path: path.into(),
-        source: e,
-    })
+    // Atomically (temp file, then rename): an interrupted save never leaves half a file.
+    write_atomic(path, out.as_bytes())
 }
 
 /// GPT-2's table from characters back to bytes. GPT-2 wrote each byte as a printable
