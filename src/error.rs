@@ -47,6 +47,10 @@ pub enum Error {
     /// A plot could not be drawn.
     #[error("cannot draw plot {path}: {message}")]
     Plot { path: PathBuf, message: String },
+    /// A model checkpoint (safetensors, config.json) that is unreadable, incomplete or
+    /// contradicts its config.
+    #[error("{path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
     /// A token id that the tokenizer's vocabulary does not have.
     #[error("token id {id} is not in the vocabulary (ids 0..{n_vocab}{specials})")]
     UnknownTokenId {

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | 1. n-gram language models | [`ngram`] |
 //! | 3. Byte-pair encoding | [`bpe`] |
+//! | 4. From GPT to Llama | [`gpt`] |
 //!
 //! Shared helpers: [`data`] (corpora, the toy-world grammar), [`plot`], [`progress`],
 //! [`error`].
@@ -15,6 +16,7 @@
 pub mod bpe;
 pub mod data;
 pub mod error;
+pub mod gpt;
 pub mod ngram;
 pub mod plot;
 pub mod progress;

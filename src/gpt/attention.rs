@@ -1,0 +1,323 @@
+//! Causal self-attention with grouped-query heads (GQA).
+//!
+//! For each sequence `b` and query head `h`, with the key/value head `g = h / n_rep`
+//! that `h` shares with `n_rep - 1` other query heads (Hugging Face's `repeat_kv`):
+//!
+//! ```text
+//! S = q_bh k_bg^T / sqrt(hs)      (T, T) scores
+//! P = softmax(S) over s <= t      causal: position t sees positions 0..=t
+//! y_bh = P v_bg                   (T, hs)
+//! ```
+//!
+//! The forward keeps `P`; the backward needs it and nothing else new. `n_kv_heads =
+//! n_heads` is multi-head attention, 1 is multi-query attention. The query, key and value
+//! projections and the output projection are [`crate::gpt::linear`] layers around this.
+//!
+//! ```
+//! use llm_lessons::gpt::attention::{attention_forward, AttnShape};
+//! // one head of width 1, two positions; position 0 can only attend to itself
+//! let shape = AttnShape { b: 1, t: 2, n_heads: 1, n_kv_heads: 1, head_dim: 1 };
+//! let (q, k, v) = ([1.0, 1.0], [0.0, 0.0], [3.0, 5.0]);
+//! let (mut y, mut p) = ([0.0; 2], [0.0; 4]);
+//! attention_forward(&mut y, &mut p, &q, &k, &v, shape);
+//! assert_eq!(p, [1.0, 0.0, 0.5, 0.5]); // equal scores: position 1 averages
+//! assert_eq!(y, [3.0, 4.0]);
+//! ```
+
+use super::linear::{strided, strided_mut};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// The sizes of one attention call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnShape {
+    /// Sequences in the batch, `B`.
+    pub b: usize,
+    /// Positions per sequence, `T`.
+    pub t: usize,
+    pub n_heads: usize,
+    /// Key/value heads; must divide `n_heads`.
+    pub n_kv_heads: usize,
+    /// `hs`.
+    pub head_dim: usize,
+}
+
+impl AttnShape {
+    fn q_width(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+    fn kv_width(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+    fn n_rep(&self) -> usize {
+        self.n_heads / self.n_kv_heads
+    }
+}
+
+/// One head of a `(B, T, n * hs)` tensor: the `(T, hs)` matrix of sequence `b`, head `h`.
+fn head(x: &[f32], s: AttnShape, width: usize, b: usize, h: usize) -> ArrayView2<'_, f32> {
+    let start = b * s.t * width + h * s.head_dim;
+    strided(&x[start..], s.t, s.head_dim, width)
+}
+
+fn head_mut(
+    x: &mut [f32],
+    s: AttnShape,
+    width: usize,
+    b: usize,
+    h: usize,
+) -> ArrayViewMut2<'_, f32> {
+    let start = b * s.t * width + h * s.head_dim;
+    strided_mut(&mut x[start..], s.t, s.head_dim, width)
+}
+
+// ANCHOR: attention_forward
+/// Causal attention: `y = softmax(q k^T / sqrt(hs) + mask) v`, per sequence and head.
+///
+/// # Shapes
+/// `q, y: (B, T, n_heads, hs)`, `k, v: (B, T, n_kv_heads, hs)`,
+/// `att: (B, n_heads, T, T)` (the probabilities `P`, zero above the diagonal).
+/// `y` and `att` are overwritten.
+pub fn attention_forward(
+    y: &mut [f32],
+    att: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    s: AttnShape,
+) {
+    let (t, scale) = (s.t, 1.0 / (s.head_dim as f32).sqrt());
+    for b in 0..s.b {
+        for h in 0..s.n_heads {
+            let g = h / s.n_rep(); // the key/value head this query head reads
+            let p = &mut att[(b * s.n_heads + h) * t * t..][..t * t];
+            let mut pm = super::linear::mat_mut(p, t, t);
+            // S = q k^T / sqrt(hs); the part above the diagonal is computed and then dropped
+            let (qh, kh) = (
+                head(q, s, s.q_width(), b, h),
+                head(k, s, s.kv_width(), b, g),
+            );
+            general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut pm);
+            for (i, row) in p.chunks_exact_mut(t).enumerate() {
+                causal_softmax(row, i + 1);
+            }
+            let pm = super::linear::mat(&att[(b * s.n_heads + h) * t * t..][..t * t], t, t);
+            let vh = head(v, s, s.kv_width(), b, g);
+            general_mat_mul(1.0, &pm, &vh, 0.0, &mut head_mut(y, s, s.q_width(), b, h));
+        }
+    }
+}
+
+/// Softmax of `row[..len]` in place, and zeros after it (the masked future).
+fn causal_softmax(row: &mut [f32], len: usize) {
+    let (seen, future) = row.split_at_mut(len);
+    let max = seen.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let mut sum = 0.0;
+    for x in seen.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    seen.iter_mut().for_each(|x| *x /= sum);
+    future.fill(0.0);
+}
+// ANCHOR_END: attention_forward
+
+// ANCHOR: attention_backward
+/// Backward of [`attention_forward`], given `dy`:
+///
+/// ```text
+/// dP  = dy v^T                      dv += P^T dy
+/// dS  = P * (dP - rowsum(P * dP))   (softmax backward, per row)
+/// dq += dS k / sqrt(hs)             dk += dS^T q / sqrt(hs)
+/// ```
+///
+/// A key/value head collects the gradients of all the query heads that read it.
+/// `scratch` holds one `(T, T)` matrix.
+///
+/// # Shapes
+/// as [`attention_forward`]; `dq` like `q`, `dk, dv` like `k, v`, `scratch: (T, T)`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    scratch: &mut [f32],
+    dy: &[f32],
+    att: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    s: AttnShape,
+) {
+    let (t, scale) = (s.t, 1.0 / (s.head_dim as f32).sqrt());
+    let (qw, kw) = (s.q_width(), s.kv_width());
+    for b in 0..s.b {
+        for h in 0..s.n_heads {
+            let g = h / s.n_rep();
+            let p = &att[(b * s.n_heads + h) * t * t..][..t * t];
+            let pm = super::linear::mat(p, t, t);
+            let dyh = head(dy, s, qw, b, h);
+            // dv += P^T dy
+            general_mat_mul(1.0, &pm.t(), &dyh, 1.0, &mut head_mut(dv, s, kw, b, g));
+            // dP = dy v^T (into scratch), then dS in place
+            let ds = &mut scratch[..t * t];
+            general_mat_mul(
+                1.0,
+                &dyh,
+                &head(v, s, kw, b, g).t(),
+                0.0,
+                &mut super::linear::mat_mut(ds, t, t),
+            );
+            for (i, (drow, prow)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
+                let seen = i + 1;
+                let pdp: f32 = drow[..seen]
+                    .iter()
+                    .zip(&prow[..seen])
+                    .map(|(d, p)| d * p)
+                    .sum();
+                for j in 0..seen {
+                    drow[j] = prow[j] * (drow[j] - pdp);
+                }
+                drow[seen..].fill(0.0); // the masked scores get no gradient
+            }
+            let dsm = super::linear::mat(ds, t, t);
+            // dq += dS k / sqrt(hs), dk += dS^T q / sqrt(hs)
+            general_mat_mul(
+                scale,
+                &dsm,
+                &head(k, s, kw, b, g),
+                1.0,
+                &mut head_mut(dq, s, qw, b, h),
+            );
+            general_mat_mul(
+                scale,
+                &dsm.t(),
+                &head(q, s, qw, b, h),
+                1.0,
+                &mut head_mut(dk, s, kw, b, g),
+            );
+        }
+    }
+}
+// ANCHOR_END: attention_backward
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::gradcheck::{accumulated, check, dot, randn, Rng};
+
+    fn grad_check(s: AttnShape, seed: u64) {
+        let (nq, nkv) = (s.b * s.t * s.q_width(), s.b * s.t * s.kv_width());
+        let natt = s.b * s.n_heads * s.t * s.t;
+        let mut rng = Rng::new(seed);
+        let sizes = [nq, nkv, nkv];
+        let inputs: Vec<Vec<f32>> = sizes.iter().map(|&n| randn(&mut rng, n, 1.0)).collect();
+        let r = randn(&mut rng, nq, 1.0);
+        let f = |x: &[Vec<f32>]| {
+            let (mut y, mut att) = (vec![0.0; nq], vec![0.0; natt]);
+            attention_forward(&mut y, &mut att, &x[0], &x[1], &x[2], s);
+            dot(&y, &r)
+        };
+        let (mut y, mut att) = (vec![0.0; nq], vec![0.0; natt]);
+        attention_forward(&mut y, &mut att, &inputs[0], &inputs[1], &inputs[2], s);
+        let init: Vec<Vec<f32>> = sizes.iter().map(|&n| randn(&mut rng, n, 1.0)).collect();
+        let mut g = init.clone();
+        let mut scratch = vec![f32::NAN; s.t * s.t]; // the backward must not read stale scratch
+        let [dq, dk, dv] = &mut g[..] else {
+            unreachable!()
+        };
+        attention_backward(
+            dq,
+            dk,
+            dv,
+            &mut scratch,
+            &r,
+            &att,
+            &inputs[0],
+            &inputs[1],
+            &inputs[2],
+            s,
+        );
+        check(
+            &format!("attention {s:?}"),
+            &inputs,
+            &accumulated(&init, &g),
+            f,
+        );
+    }
+
+    #[test]
+    fn attention_gradients_mha_gqa_mqa() {
+        for (n_kv_heads, seed) in [(4, 11), (2, 12), (1, 13)] {
+            grad_check(
+                AttnShape {
+                    b: 2,
+                    t: 5,
+                    n_heads: 4,
+                    n_kv_heads,
+                    head_dim: 3,
+                },
+                seed,
+            );
+        }
+    }
+
+    #[test]
+    fn the_future_does_not_change_the_past() {
+        let s = AttnShape {
+            b: 1,
+            t: 6,
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 4,
+        };
+        let mut rng = Rng::new(14);
+        let (q, mut k, mut v) = (
+            randn(&mut rng, 6 * 8, 1.0),
+            randn(&mut rng, 6 * 4, 1.0),
+            randn(&mut rng, 6 * 4, 1.0),
+        );
+        let (mut y1, mut y2, mut att) = (vec![0.0; 48], vec![0.0; 48], vec![0.0; 72]);
+        attention_forward(&mut y1, &mut att, &q, &k, &v, s);
+        for x in k[5 * 4..].iter_mut().chain(v[5 * 4..].iter_mut()) {
+            *x += 10.0; // change the last position's key and value
+        }
+        attention_forward(&mut y2, &mut att, &q, &k, &v, s);
+        assert_eq!(&y1[..5 * 8], &y2[..5 * 8]);
+        assert_ne!(&y1[5 * 8..], &y2[5 * 8..]);
+        for row in att.chunks(6) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+    }
+
+    /// GQA equals multi-head attention with each key/value head repeated n_rep times.
+    #[test]
+    fn gqa_is_mha_with_repeated_kv_heads() {
+        let g = AttnShape {
+            b: 2,
+            t: 4,
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 3,
+        };
+        let m = AttnShape { n_kv_heads: 4, ..g };
+        let mut rng = Rng::new(15);
+        let (q, k, v) = (
+            randn(&mut rng, 2 * 4 * 12, 1.0),
+            randn(&mut rng, 2 * 4 * 6, 1.0),
+            randn(&mut rng, 2 * 4 * 6, 1.0),
+        );
+        // repeat_kv: heads [a, b] -> [a, a, b, b]
+        let repeat = |x: &[f32]| -> Vec<f32> {
+            x.chunks(6)
+                .flat_map(|pos| [&pos[..3], &pos[..3], &pos[3..], &pos[3..]].concat())
+                .collect()
+        };
+        let (mut yg, mut ym, mut att) = (vec![0.0; 96], vec![0.0; 96], vec![0.0; 2 * 4 * 16]);
+        attention_forward(&mut yg, &mut att, &q, &k, &v, g);
+        attention_forward(&mut ym, &mut att, &q, &repeat(&k), &repeat(&v), m);
+        for (a, b) in yg.iter().zip(&ym) {
+            assert!((a - b).abs() < 1e-6);
+        }
+    }
+}

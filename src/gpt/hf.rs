@@ -1,0 +1,280 @@
+//! Hugging Face checkpoints: a `config.json` with `LlamaConfig`'s fields and a
+//! `model.safetensors` with its tensor names (`model.embed_tokens.weight`,
+//! `model.layers.N.self_attn.q_proj.weight`, ..., `lm_head.weight`), as
+//! `LlamaForCausalLM.save_pretrained` writes them. Linear weights are `(out, in)` there as
+//! here, so they load as they are.
+//!
+//! Every problem is an [`Error::Checkpoint`] naming the file: a truncated file, a missing,
+//! extra or mis-shaped tensor, a config that the tensors contradict.
+
+use super::config::{GptConfig, Mlp, Norm, Positions};
+use super::model::{Gpt, Params};
+use crate::{Error, Result};
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+use std::path::Path;
+
+/// A named tensor read from a safetensors file, converted to f32.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+fn bad(path: &Path, message: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Every tensor of a safetensors file, in f32 (F32, BF16 and F16 tensors are read).
+pub fn read_safetensors(path: &Path) -> Result<Vec<NamedTensor>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_safetensors(&bytes, path)
+}
+
+/// [`read_safetensors`] on the bytes of a file; `path` names it in errors.
+pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<Vec<NamedTensor>> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| bad(path, format!("not a safetensors file: {e}")))?;
+    let mut out = Vec::with_capacity(st.len());
+    for (name, view) in st.tensors() {
+        let raw = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            // bf16 is the top half of an f32
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+            other => {
+                return Err(bad(
+                    path,
+                    format!("tensor {name} has dtype {other:?}; F32, BF16 and F16 are read"),
+                ))
+            }
+        };
+        out.push(NamedTensor {
+            name,
+            shape: view.shape().to_vec(),
+            data,
+        });
+    }
+    Ok(out)
+}
+
+/// IEEE half precision to f32.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, _) => {
+            // subnormal: frac * 2^-24
+            let v = frac as f32 * f32::powi(2.0, -24);
+            return if sign != 0 { -v } else { v };
+        }
+        (0x1f, _) => sign | 0x7f80_0000 | (frac << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (frac << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// The parameters `cfg` needs, taken by name from `tensors`, each checked for its shape.
+/// A tied head ignores a stored `lm_head.weight`; older checkpoints' `rotary_emb.inv_freq`
+/// buffers are ignored; any other unknown tensor is an error.
+pub fn params_from_tensors(
+    cfg: &GptConfig,
+    tensors: Vec<NamedTensor>,
+    path: &Path,
+) -> Result<Params> {
+    let specs = Params::specs(cfg);
+    let mut by_name: std::collections::HashMap<String, NamedTensor> =
+        tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+    let mut params = Params::zeros(cfg);
+    for (spec, slot) in specs.iter().zip(params.tensors_mut()) {
+        let t = by_name
+            .remove(&spec.name)
+            .ok_or_else(|| bad(path, format!("tensor {} is missing", spec.name)))?;
+        if t.shape != spec.shape {
+            return Err(bad(
+                path,
+                format!(
+                    "tensor {} has shape {:?}, the config asks for {:?}",
+                    spec.name, t.shape, spec.shape
+                ),
+            ));
+        }
+        slot.copy_from_slice(&t.data);
+    }
+    let mut extra: Vec<String> = by_name
+        .into_keys()
+        .filter(|n| {
+            !n.ends_with("rotary_emb.inv_freq") && !(cfg.tied_head && n == "lm_head.weight")
+        })
+        .collect();
+    extra.sort();
+    if let Some(name) = extra.first() {
+        return Err(bad(
+            path,
+            format!(
+                "tensor {name} is not part of the model the config describes ({} unknown)",
+                extra.len()
+            ),
+        ));
+    }
+    Ok(params)
+}
+
+/// A [`GptConfig`] from a Hugging Face `LlamaConfig` JSON (`config.json`). Reads
+/// `rope_theta`, or the newer `rope_parameters.rope_theta`; refuses what this model does
+/// not do (biases, another activation, RoPE scaling).
+pub fn config_from_hf_json(text: &str, path: &Path) -> Result<GptConfig> {
+    let j: Value = serde_json::from_str(text).map_err(|e| bad(path, format!("not JSON: {e}")))?;
+    let usize_field = |key: &str| -> Result<usize> {
+        j.get(key)
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .ok_or_else(|| bad(path, format!("{key} is missing or not a whole number")))
+    };
+    let f64_field = |v: Option<&Value>, key: &str| -> Result<f64> {
+        v.and_then(Value::as_f64)
+            .ok_or_else(|| bad(path, format!("{key} is missing or not a number")))
+    };
+    if let Some(model_type) = j.get("model_type").and_then(Value::as_str) {
+        if model_type != "llama" {
+            return Err(bad(
+                path,
+                format!("model_type {model_type:?}: only \"llama\" is read"),
+            ));
+        }
+    }
+    let act = j
+        .get("hidden_act")
+        .and_then(Value::as_str)
+        .unwrap_or("silu");
+    if act != "silu" {
+        return Err(bad(
+            path,
+            format!("hidden_act {act:?}: Llama's SwiGLU needs \"silu\""),
+        ));
+    }
+    for key in ["attention_bias", "mlp_bias"] {
+        if j.get(key).and_then(Value::as_bool) == Some(true) {
+            return Err(bad(
+                path,
+                format!("{key} is true: this model has no biases"),
+            ));
+        }
+    }
+    let rope_theta = match j.get("rope_theta") {
+        Some(v) => f64_field(Some(v), "rope_theta")?,
+        None => match j.get("rope_parameters") {
+            Some(rp) => {
+                if let Some(kind) = rp.get("rope_type").and_then(Value::as_str) {
+                    if kind != "default" {
+                        return Err(bad(
+                            path,
+                            format!("rope_type {kind:?}: only \"default\" is read"),
+                        ));
+                    }
+                }
+                f64_field(rp.get("rope_theta"), "rope_parameters.rope_theta")?
+            }
+            None => 10000.0,
+        },
+    };
+    if j.get("rope_scaling").is_some_and(|v| !v.is_null()) {
+        return Err(bad(
+            path,
+            "rope_scaling is set: scaled RoPE is not implemented",
+        ));
+    }
+    let n_heads = usize_field("num_attention_heads")?;
+    let cfg = GptConfig {
+        vocab_size: usize_field("vocab_size")?,
+        d_model: usize_field("hidden_size")?,
+        n_layers: usize_field("num_hidden_layers")?,
+        n_heads,
+        n_kv_heads: j
+            .get("num_key_value_heads")
+            .and_then(Value::as_u64)
+            .map_or(n_heads, |v| v as usize),
+        d_ff: usize_field("intermediate_size")?,
+        context: usize_field("max_position_embeddings")?,
+        norm: Norm::RmsNorm {
+            eps: f64_field(j.get("rms_norm_eps"), "rms_norm_eps")? as f32,
+        },
+        positions: Positions::Rope {
+            theta: rope_theta as f32,
+        },
+        mlp: Mlp::SwiGlu,
+        tied_head: j
+            .get("tie_word_embeddings")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    };
+    if let Some(hd) = j.get("head_dim").and_then(Value::as_u64) {
+        if n_heads > 0 && hd as usize * n_heads != cfg.d_model {
+            return Err(bad(
+                path,
+                format!("head_dim {hd} is not hidden_size / num_attention_heads"),
+            ));
+        }
+    }
+    cfg.validate().map_err(|e| bad(path, e.to_string()))?;
+    Ok(cfg)
+}
+
+/// Loads a Hugging Face Llama directory: `config.json` and `model.safetensors`.
+pub fn load_llama(dir: &Path) -> Result<Gpt> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+    let cfg = config_from_hf_json(&text, &config_path)?;
+    let weights = dir.join("model.safetensors");
+    let params = params_from_tensors(&cfg, read_safetensors(&weights)?, &weights)?;
+    Gpt::new(cfg, params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_values() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert_eq!(f16_to_f32(0x0001), f32::powi(2.0, -24));
+        assert!(f16_to_f32(0x7c00).is_infinite());
+    }
+
+    #[test]
+    fn rope_parameters_form_and_bad_configs() {
+        let p = Path::new("config.json");
+        let base = r#""vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 12, "max_position_embeddings": 16, "rms_norm_eps": 1e-6"#;
+        let cfg = config_from_hf_json(&format!(r#"{{{base}, "rope_parameters": {{"rope_theta": 500000.0, "rope_type": "default"}}}}"#), p).unwrap();
+        assert_eq!(cfg.positions, Positions::Rope { theta: 500000.0 });
+        assert_eq!(cfg.n_kv_heads, 2);
+        let err = config_from_hf_json(&format!(r#"{{{base}, "num_key_value_heads": 3}}"#), p)
+            .unwrap_err();
+        assert!(err.to_string().contains("n_kv_heads 3"), "{err}");
+        let err =
+            config_from_hf_json(&format!(r#"{{{base}, "hidden_act": "gelu"}}"#), p).unwrap_err();
+        assert!(err.to_string().contains("hidden_act"), "{err}");
+        let err = config_from_hf_json(r#"{"hidden_size": 8}"#, p).unwrap_err();
+        assert!(err.to_string().contains("is missing"), "{err}");
+        assert!(config_from_hf_json("{", p).is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! The linear layer, `y = x W^T`, and the matrix products every other layer is built on.
+//!
+//! Weights are stored as PyTorch and Hugging Face store them, `(out, in)`: row `o` of `W`
+//! is the vector that output `o` is a dot product with. The products go through ndarray's
+//! `general_mat_mul` (the `matrixmultiply` kernels), which reads the slices in place with
+//! any strides, so a transpose costs nothing.
+//!
+//! ```
+//! use llm_lessons::gpt::linear::linear_forward;
+//! // x = [1, 2], W = [[1, 0], [0, 1], [1, 1]]: y = [1, 2, 3]
+//! let mut y = [0.0; 3];
+//! linear_forward(&mut y, &[1.0, 2.0], &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], 1, 2, 3);
+//! assert_eq!(y, [1.0, 2.0, 3.0]);
+//! ```
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+
+/// A `(rows, cols)` row-major matrix over a slice.
+///
+/// # Panics
+/// If the slice does not hold `rows * cols` numbers.
+pub fn mat(data: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
+    assert_eq!(data.len(), rows * cols, "matrix of {rows} x {cols}");
+    ArrayView2::from_shape((rows, cols), data).expect("length checked")
+}
+
+/// A mutable `(rows, cols)` row-major matrix over a slice.
+///
+/// # Panics
+/// If the slice does not hold `rows * cols` numbers.
+pub fn mat_mut(data: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
+    assert_eq!(data.len(), rows * cols, "matrix of {rows} x {cols}");
+    ArrayViewMut2::from_shape((rows, cols), data).expect("length checked")
+}
+
+/// A `(rows, cols)` matrix whose rows are `row_stride` apart, starting at `data[0]`: one
+/// head's slice `(T, hs)` of a `(T, n_heads * hs)` tensor, with no copy.
+///
+/// # Panics
+/// If the slice is too short for the last row.
+pub fn strided(data: &[f32], rows: usize, cols: usize, row_stride: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((rows, cols).strides((row_stride, 1)), data)
+        .expect("slice long enough for the strided matrix")
+}
+
+/// The mutable form of [`strided`].
+pub fn strided_mut(
+    data: &mut [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((rows, cols).strides((row_stride, 1)), data)
+        .expect("slice long enough for the strided matrix")
+}
+
+// ANCHOR: linear
+/// `y = x W^T`: each of the `n` rows of `x` times the transpose of `W`.
+///
+/// # Shapes
+/// `x: (n, d_in)`, `w: (d_out, d_in)`, `y: (n, d_out)` (overwritten).
+pub fn linear_forward(y: &mut [f32], x: &[f32], w: &[f32], n: usize, d_in: usize, d_out: usize) {
+    let x = mat(x, n, d_in);
+    let w = mat(w, d_out, d_in);
+    general_mat_mul(1.0, &x, &w.t(), 0.0, &mut mat_mut(y, n, d_out));
+}
+
+/// Backward of [`linear_forward`], given `dy = dL/dy`:
+/// `dx += dy W` and `dW += dy^T x` (accumulated).
+///
+/// # Shapes
+/// `dy: (n, d_out)`, `x: (n, d_in)`, `w: (d_out, d_in)`; `dx` like `x`, `dw` like `w`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_backward(
+    dx: &mut [f32],
+    dw: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    n: usize,
+    d_in: usize,
+    d_out: usize,
+) {
+    let dy = mat(dy, n, d_out);
+    // y_no = sum_i x_ni W_oi, so dL/dx_ni = sum_o dy_no W_oi ...
+    general_mat_mul(
+        1.0,
+        &dy,
+        &mat(w, d_out, d_in),
+        1.0,
+        &mut mat_mut(dx, n, d_in),
+    );
+    // ... and dL/dW_oi = sum_n dy_no x_ni.
+    general_mat_mul(
+        1.0,
+        &dy.t(),
+        &mat(x, n, d_in),
+        1.0,
+        &mut mat_mut(dw, d_out, d_in),
+    );
+}
+// ANCHOR_END: linear
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::gradcheck::{accumulated, check, dot, randn, Rng};
+
+    #[test]
+    fn linear_matches_a_hand_product() {
+        // x = [[1, 2], [3, 4]], W = [[1, 1], [0, 2], [-1, 0]]
+        let mut y = [0.0; 6];
+        linear_forward(
+            &mut y,
+            &[1., 2., 3., 4.],
+            &[1., 1., 0., 2., -1., 0.],
+            2,
+            2,
+            3,
+        );
+        assert_eq!(y, [3., 4., -1., 7., 8., -3.]);
+    }
+
+    #[test]
+    fn linear_gradients() {
+        let (n, d_in, d_out) = (5, 4, 3);
+        let mut rng = Rng::new(1);
+        let inputs = vec![
+            randn(&mut rng, n * d_in, 1.0),
+            randn(&mut rng, d_out * d_in, 1.0),
+        ];
+        let r = randn(&mut rng, n * d_out, 1.0);
+        let f = |v: &[Vec<f32>]| {
+            let mut y = vec![0.0; n * d_out];
+            linear_forward(&mut y, &v[0], &v[1], n, d_in, d_out);
+            dot(&y, &r)
+        };
+        let init = vec![
+            randn(&mut rng, n * d_in, 1.0),
+            randn(&mut rng, d_out * d_in, 1.0),
+        ];
+        let mut g = init.clone();
+        let (dx, dw) = g.split_at_mut(1);
+        linear_backward(
+            &mut dx[0], &mut dw[0], &r, &inputs[0], &inputs[1], n, d_in, d_out,
+        );
+        check("linear", &inputs, &accumulated(&init, &g), f);
+    }
+}

@@ -1,0 +1,56 @@
+//! # Chapter 4: from GPT to Llama
+//!
+//! A transformer language model in plain Rust, with no automatic differentiation: every
+//! layer is a pair of functions, `*_forward` and `*_backward`, side by side in its module,
+//! as in llm.c. The forward writes its output and keeps what the backward will need (a
+//! norm's row statistics, attention's probabilities); the backward takes the gradient of
+//! the output and *adds* the gradients of the inputs and parameters into their buffers.
+//! Every backward is checked against finite differences in the tests, and the whole model
+//! against PyTorch and Hugging Face transformers (`tests/llama_reference.rs`).
+//!
+//! One [`GptConfig`] describes both architectures; each switch is one idea:
+//!
+//! | | GPT-2 | Llama |
+//! |---|---|---|
+//! | norm | [`norm::layer_norm_forward`] | [`norm::rms_norm_forward`] |
+//! | positions | [`embedding::position_embedding_forward`] | [`rope::rope_forward`] |
+//! | key/value heads | one per query head | shared by groups ([`attention`]) |
+//! | MLP | [`mlp::gelu_forward`] | [`mlp::swiglu_forward`] |
+//! | output head | tied to the embedding | its own matrix |
+//!
+//! Layout: activations are flat `f32` slices in row-major order, `(B, T, C)` for `B`
+//! sequences of `T` positions of width `C`; linear weights are `(out, in)` as in PyTorch.
+//!
+//! ```
+//! use llm_lessons::gpt::{Activations, Gpt, GptConfig};
+//! let mut cfg = GptConfig::llama_tiny();
+//! (cfg.vocab_size, cfg.d_model, cfg.n_layers, cfg.d_ff) = (50, 16, 1, 24);
+//! let model = Gpt::init(cfg, 0).unwrap();
+//! let mut acts = Activations::new(&model.cfg, 1, 4);
+//! let loss = model.forward_loss(&mut acts, &[1, 2, 3, 4], &[2, 3, 4, 5]).unwrap();
+//! // small random weights give nearly uniform predictions: loss about ln 50
+//! assert!((loss - 50f32.ln()).abs() < 0.1);
+//! ```
+//!
+//! Not here yet: training loop, sampling with a KV cache, saving checkpoints.
+
+pub mod attention;
+pub mod config;
+pub mod embedding;
+pub mod hf;
+pub mod linear;
+pub mod loss;
+pub mod mlp;
+mod model;
+pub mod norm;
+pub mod optim;
+pub mod residual;
+pub mod rope;
+
+#[cfg(test)]
+pub(crate) mod gradcheck;
+#[cfg(test)]
+mod tests;
+
+pub use config::{GptConfig, Mlp, Norm, Positions};
+pub use model::{Activations, BlockParams, Gpt, NormParams, ParamSpec, Params};

@@ -1,0 +1,213 @@
+//! LayerNorm (GPT-2) and RMSNorm (Llama), each over the last axis of `(N, C)` rows.
+//!
+//! The forward keeps what the backward needs per row: the mean and the reciprocal
+//! standard deviation `rstd` (LayerNorm), or the reciprocal root mean square `rrms`
+//! (RMSNorm). The backward then recomputes the normalised row from them.
+//!
+//! ```
+//! use llm_lessons::gpt::norm::rms_norm_forward;
+//! // x = [3, 4]: mean(x^2) = 12.5, so y = x / sqrt(12.5) (eps = 0)
+//! let (mut y, mut rrms) = ([0.0; 2], [0.0]);
+//! rms_norm_forward(&mut y, &mut rrms, &[3.0, 4.0], &[1.0, 1.0], 2, 0.0);
+//! assert!((y[0] - 3.0 / 12.5f32.sqrt()).abs() < 1e-6 && (y[1] - 4.0 / 12.5f32.sqrt()).abs() < 1e-6);
+//! ```
+
+// ANCHOR: layer_norm
+/// `y = (x - mean(x)) * rstd * w + b` with `rstd = 1 / sqrt(var(x) + eps)` (the biased
+/// variance, as PyTorch), per row.
+///
+/// # Shapes
+/// `x, y: (N, C)`, `w, b: (C)`, `mean, rstd: (N)` (written for the backward).
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_forward(
+    y: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    c: usize,
+    eps: f32,
+) {
+    let rows = y.chunks_exact_mut(c).zip(x.chunks_exact(c));
+    for (((y, x), m), s) in rows.zip(mean.iter_mut()).zip(rstd.iter_mut()) {
+        let mu = x.iter().sum::<f32>() / c as f32;
+        let var = x.iter().map(|v| (v - mu) * (v - mu)).sum::<f32>() / c as f32;
+        let r = 1.0 / (var + eps).sqrt();
+        for i in 0..c {
+            y[i] = (x[i] - mu) * r * w[i] + b[i];
+        }
+        (*m, *s) = (mu, r);
+    }
+}
+
+/// Backward of [`layer_norm_forward`]. With `n = (x - mean) * rstd` and `g = w * dy`:
+/// `dx += rstd * (g - mean(g) - n * mean(g * n))`, `dw += n * dy`, `db += dy`.
+///
+/// # Shapes
+/// `dy, x, dx: (N, C)`, `w, dw, db: (C)`, `mean, rstd: (N)` from the forward.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward(
+    dx: &mut [f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    c: usize,
+) {
+    let rows = dx
+        .chunks_exact_mut(c)
+        .zip(dy.chunks_exact(c))
+        .zip(x.chunks_exact(c));
+    for (((dx, dy), x), (&mu, &r)) in rows.zip(mean.iter().zip(rstd)) {
+        // the two means the normalisation couples every x_i through
+        let (mut g_mean, mut gn_mean) = (0.0f32, 0.0f32);
+        for i in 0..c {
+            let n = (x[i] - mu) * r;
+            let g = w[i] * dy[i];
+            g_mean += g;
+            gn_mean += g * n;
+        }
+        g_mean /= c as f32;
+        gn_mean /= c as f32;
+        for i in 0..c {
+            let n = (x[i] - mu) * r;
+            let g = w[i] * dy[i];
+            dx[i] += r * (g - g_mean - n * gn_mean); // through x - mean, and through rstd
+            dw[i] += n * dy[i];
+            db[i] += dy[i];
+        }
+    }
+}
+// ANCHOR_END: layer_norm
+
+// ANCHOR: rms_norm
+/// `y = x * rrms * w` with `rrms = 1 / sqrt(mean(x^2) + eps)`, per row: LayerNorm without
+/// the mean and without the bias.
+///
+/// # Shapes
+/// `x, y: (N, C)`, `w: (C)`, `rrms: (N)` (written for the backward).
+pub fn rms_norm_forward(y: &mut [f32], rrms: &mut [f32], x: &[f32], w: &[f32], c: usize, eps: f32) {
+    for ((y, x), s) in y
+        .chunks_exact_mut(c)
+        .zip(x.chunks_exact(c))
+        .zip(rrms.iter_mut())
+    {
+        let ms = x.iter().map(|v| v * v).sum::<f32>() / c as f32;
+        let r = 1.0 / (ms + eps).sqrt();
+        for i in 0..c {
+            y[i] = x[i] * r * w[i];
+        }
+        *s = r;
+    }
+}
+
+/// Backward of [`rms_norm_forward`]. With `n = x * rrms` and `g = w * dy`:
+/// `dx += rrms * (g - n * mean(g * n))`, `dw += n * dy`.
+///
+/// # Shapes
+/// `dy, x, dx: (N, C)`, `w, dw: (C)`, `rrms: (N)` from the forward.
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm_backward(
+    dx: &mut [f32],
+    dw: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    rrms: &[f32],
+    c: usize,
+) {
+    let rows = dx
+        .chunks_exact_mut(c)
+        .zip(dy.chunks_exact(c))
+        .zip(x.chunks_exact(c));
+    for (((dx, dy), x), &r) in rows.zip(rrms) {
+        let mut gn_mean = 0.0f32;
+        for i in 0..c {
+            gn_mean += w[i] * dy[i] * x[i] * r;
+        }
+        gn_mean /= c as f32;
+        for i in 0..c {
+            let n = x[i] * r;
+            dx[i] += r * (w[i] * dy[i] - n * gn_mean); // directly, and through rrms
+            dw[i] += n * dy[i];
+        }
+    }
+}
+// ANCHOR_END: rms_norm
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::gradcheck::{accumulated, check, dot, randn, Rng};
+
+    const N: usize = 4;
+    const C: usize = 6;
+
+    #[test]
+    fn layer_norm_rows_have_mean_0_and_variance_1() {
+        let mut rng = Rng::new(5);
+        let x: Vec<f32> = randn(&mut rng, N * C, 3.0)
+            .iter()
+            .map(|v| v + 2.0)
+            .collect();
+        let (mut y, mut mean, mut rstd) = (vec![0.0; N * C], [0.0; N], [0.0; N]);
+        layer_norm_forward(
+            &mut y, &mut mean, &mut rstd, &x, &[1.0; C], &[0.0; C], C, 0.0,
+        );
+        for row in y.chunks(C) {
+            let mu = row.iter().sum::<f32>() / C as f32;
+            let var = row.iter().map(|v| (v - mu) * (v - mu)).sum::<f32>() / C as f32;
+            assert!(mu.abs() < 1e-5 && (var - 1.0).abs() < 1e-4, "{mu} {var}");
+        }
+    }
+
+    #[test]
+    fn layer_norm_gradients() {
+        let mut rng = Rng::new(6);
+        let sizes = [N * C, C, C];
+        let mut inputs: Vec<Vec<f32>> = sizes.iter().map(|&n| randn(&mut rng, n, 1.0)).collect();
+        inputs[1].iter_mut().for_each(|w| *w += 1.0);
+        let r = randn(&mut rng, N * C, 1.0);
+        let f = |v: &[Vec<f32>]| {
+            let (mut y, mut mean, mut rstd) = (vec![0.0; N * C], [0.0; N], [0.0; N]);
+            layer_norm_forward(&mut y, &mut mean, &mut rstd, &v[0], &v[1], &v[2], C, 1e-5);
+            dot(&y, &r)
+        };
+        let (mut y, mut mean, mut rstd) = (vec![0.0; N * C], [0.0; N], [0.0; N]);
+        layer_norm_forward(
+            &mut y, &mut mean, &mut rstd, &inputs[0], &inputs[1], &inputs[2], C, 1e-5,
+        );
+        let init: Vec<Vec<f32>> = sizes.iter().map(|&n| randn(&mut rng, n, 1.0)).collect();
+        let mut g = init.clone();
+        let [dx, dw, db] = &mut g[..] else {
+            unreachable!()
+        };
+        layer_norm_backward(dx, dw, db, &r, &inputs[0], &inputs[1], &mean, &rstd, C);
+        check("layer_norm", &inputs, &accumulated(&init, &g), f);
+    }
+
+    #[test]
+    fn rms_norm_gradients() {
+        let mut rng = Rng::new(7);
+        let sizes = [N * C, C];
+        let mut inputs: Vec<Vec<f32>> = sizes.iter().map(|&n| randn(&mut rng, n, 1.0)).collect();
+        inputs[1].iter_mut().for_each(|w| *w += 1.0);
+        let r = randn(&mut rng, N * C, 1.0);
+        let f = |v: &[Vec<f32>]| {
+            let (mut y, mut rrms) = (vec![0.0; N * C], [0.0; N]);
+            rms_norm_forward(&mut y, &mut rrms, &v[0], &v[1], C, 1e-5);
+            dot(&y, &r)
+        };
+        let (mut y, mut rrms) = (vec![0.0; N * C], [0.0; N]);
+        rms_norm_forward(&mut y, &mut rrms, &inputs[0], &inputs[1], C, 1e-5);
+        let init: Vec<Vec<f32>> = sizes.iter().map(|&n| randn(&mut rng, n, 1.0)).collect();
+        let mut g = init.clone();
+        let [dx, dw] = &mut g[..] else { unreachable!() };
+        rms_norm_backward(dx, dw, &r, &inputs[0], &inputs[1], &rrms, C);
+        check("rms_norm", &inputs, &accumulated(&init, &g), f);
+    }
+}

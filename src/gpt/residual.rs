@@ -1,0 +1,57 @@
+//! The residual connection, `out = x + f(x)`. Its backward is why deep transformers train:
+//! the gradient reaches `x` unchanged, whatever the branch `f` does to it.
+//!
+//! ```
+//! use llm_lessons::gpt::residual::residual_forward;
+//! let mut out = [0.0; 2];
+//! residual_forward(&mut out, &[1.0, 2.0], &[0.5, -1.0]);
+//! assert_eq!(out, [1.5, 1.0]);
+//! ```
+
+// ANCHOR: residual
+/// `out = a + b`.
+///
+/// # Shapes
+/// `a`, `b`, `out`: the same length (usually `(B, T, C)`).
+pub fn residual_forward(out: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+        *o = x + y;
+    }
+}
+
+/// Backward of [`residual_forward`]: `da += dout`, `db += dout`.
+pub fn residual_backward(da: &mut [f32], db: &mut [f32], dout: &[f32]) {
+    add_into(da, dout);
+    add_into(db, dout);
+}
+// ANCHOR_END: residual
+
+/// `acc += x`, element by element.
+pub fn add_into(acc: &mut [f32], x: &[f32]) {
+    for (a, g) in acc.iter_mut().zip(x) {
+        *a += g;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::gradcheck::{accumulated, check, dot, randn, Rng};
+
+    #[test]
+    fn residual_gradients() {
+        let mut rng = Rng::new(4);
+        let inputs = vec![randn(&mut rng, 12, 1.0), randn(&mut rng, 12, 1.0)];
+        let r = randn(&mut rng, 12, 1.0);
+        let f = |x: &[Vec<f32>]| {
+            let mut out = vec![0.0; 12];
+            residual_forward(&mut out, &x[0], &x[1]);
+            dot(&out, &r)
+        };
+        let init = vec![randn(&mut rng, 12, 1.0), randn(&mut rng, 12, 1.0)];
+        let mut g = init.clone();
+        let (da, db) = g.split_at_mut(1);
+        residual_backward(&mut da[0], &mut db[0], &r);
+        check("residual", &inputs, &accumulated(&init, &g), f);
+    }
+}
