@@ -150,7 +150,7 @@ mod tests {
             dot(&y, &r)
         };
         let right: Vec<f32> = x[0].iter().zip(&r).map(|(a, r)| 3.0 * r * a * a).collect();
-        assert!(try_check(&x, &[right.clone()], f, EPS, 1e-3).unwrap() < 1e-5);
+        assert!(try_check(&x, std::slice::from_ref(&right), f, EPS, 1e-3).unwrap() < 1e-5);
         let scaled: Vec<f32> = right.iter().map(|g| g * 1.005).collect();
         assert!(try_check(&x, &[scaled], f, EPS, 1e-3).is_err());
         let mut one_off = right.clone();

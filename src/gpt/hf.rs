@@ -10,6 +10,7 @@
 use super::config::{GptConfig, Mlp, Norm, Positions};
 use super::model::{Gpt, Params};
 use crate::{Error, Result};
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::path::Path;
@@ -120,7 +121,7 @@ pub fn params_from_tensors(
     let mut extra: Vec<String> = by_name
         .into_keys()
         .filter(|n| {
-            !n.ends_with("rotary_emb.inv_freq") && !(cfg.tied_head && n == "lm_head.weight")
+            !(n.ends_with("rotary_emb.inv_freq") || (cfg.tied_head && n == "lm_head.weight"))
         })
         .collect();
     extra.sort();
@@ -246,9 +247,139 @@ pub fn load_llama(dir: &Path) -> Result<Gpt> {
     Gpt::new(cfg, params)
 }
 
+/// The `config.json` of a Llama-architecture model, with `LlamaConfig`'s field names, so
+/// that `transformers.LlamaForCausalLM.from_pretrained` reads it. Only Llama's switches
+/// (RMSNorm, RoPE, SwiGLU) have a Hugging Face Llama form; another mix is an error.
+pub fn config_to_hf_json(cfg: &GptConfig) -> Result<String> {
+    let (Norm::RmsNorm { eps }, Positions::Rope { theta }, Mlp::SwiGlu) =
+        (cfg.norm, cfg.positions, cfg.mlp)
+    else {
+        return Err(Error::InvalidArgument(
+            "only a Llama-architecture config (RMSNorm, RoPE, SwiGLU) has a Hugging Face LlamaConfig".into(),
+        ));
+    };
+    let j = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model,
+        "intermediate_size": cfg.d_ff,
+        "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_kv_heads,
+        "max_position_embeddings": cfg.context,
+        "rms_norm_eps": eps,
+        "rope_theta": theta,
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "mlp_bias": false,
+        "tie_word_embeddings": cfg.tied_head,
+        "torch_dtype": "float32",
+    });
+    Ok(serde_json::to_string_pretty(&j).expect("a JSON value serialises"))
+}
+
+/// The parameters as a safetensors file (f32, little-endian), with Hugging Face names.
+pub fn params_to_safetensors(cfg: &GptConfig, params: &Params) -> Result<Vec<u8>> {
+    let specs = Params::specs(cfg);
+    let bytes: Vec<Vec<u8>> = params
+        .tensors()
+        .iter()
+        .map(|t| t.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(specs.len());
+    for (spec, b) in specs.iter().zip(&bytes) {
+        let view = TensorView::new(Dtype::F32, spec.shape.clone(), b)
+            .map_err(|e| Error::InvalidArgument(format!("tensor {}: {e}", spec.name)))?;
+        views.push((spec.name.clone(), view));
+    }
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::InvalidArgument(format!("safetensors: {e}")))
+}
+
+/// Saves a Llama-architecture model as Hugging Face does: `config.json` and
+/// `model.safetensors` in `dir` (created if needed), each written atomically.
+pub fn save_llama(model: &Gpt, dir: &Path) -> Result<()> {
+    let config = config_to_hf_json(&model.cfg)?;
+    let weights = params_to_safetensors(&model.cfg, &model.params)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::Write {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    crate::data::write_atomic(&dir.join("model.safetensors"), &weights)?;
+    crate::data::write_atomic(&dir.join("config.json"), config.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpt::GptConfig;
+
+    fn small() -> GptConfig {
+        let mut cfg = GptConfig::llama_tiny();
+        (
+            cfg.vocab_size,
+            cfg.d_model,
+            cfg.n_layers,
+            cfg.d_ff,
+            cfg.context,
+        ) = (20, 8, 2, 12, 16);
+        cfg
+    }
+
+    #[test]
+    fn save_and_load_give_the_same_model() {
+        let model = Gpt::init(small(), 7).unwrap();
+        let dir = std::env::temp_dir().join(format!("llm-lessons-hf-{}", std::process::id()));
+        save_llama(&model, &dir).unwrap();
+        let back = load_llama(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(back.cfg, model.cfg);
+        assert_eq!(back.params, model.params);
+        let gpt2 = Gpt::init(GptConfig::gpt2_tiny(), 0).unwrap();
+        assert!(save_llama(&gpt2, Path::new("unused")).is_err());
+    }
+
+    #[test]
+    fn bad_checkpoints_are_errors_that_name_the_problem() {
+        let cfg = small();
+        let model = Gpt::init(cfg.clone(), 7).unwrap();
+        let bytes = params_to_safetensors(&cfg, &model.params).unwrap();
+        let p = Path::new("model.safetensors");
+        let msg = |r: Result<Params>| r.unwrap_err().to_string();
+        // truncated
+        let err = parse_safetensors(&bytes[..bytes.len() - 10], p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.safetensors") && err.contains("not a safetensors file"),
+            "{err}"
+        );
+        assert!(parse_safetensors(&bytes[..5], p).is_err());
+        let tensors = parse_safetensors(&bytes, p).unwrap();
+        // missing
+        let mut fewer = tensors.clone();
+        fewer.retain(|t| t.name != "model.layers.1.mlp.up_proj.weight");
+        assert!(msg(params_from_tensors(&cfg, fewer, p))
+            .contains("model.layers.1.mlp.up_proj.weight is missing"));
+        // mis-shaped: a config with 3 layers, or another width, contradicts the tensors
+        let mut deeper = cfg.clone();
+        deeper.n_layers = 3;
+        assert!(msg(params_from_tensors(&deeper, tensors.clone(), p)).contains("model.layers.2"));
+        let mut wider = cfg.clone();
+        wider.d_ff = 16;
+        assert!(msg(params_from_tensors(&wider, tensors.clone(), p)).contains("has shape [12, 8]"));
+        let mut shallower = cfg.clone();
+        shallower.n_layers = 1;
+        assert!(msg(params_from_tensors(&shallower, tensors.clone(), p))
+            .contains("not part of the model"));
+        // a whole directory that is not there
+        assert!(load_llama(Path::new("/nonexistent/llama"))
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read"));
+    }
 
     #[test]
     fn f16_values() {

@@ -1,0 +1,168 @@
+//! The hand-written Llama against PyTorch and Hugging Face transformers.
+//!
+//! `tests/fixtures/llama-tiny/` is a copy of `../shared/reference/llama-tiny/`, made by
+//! `make_llama_reference.py` (in `../shared/reference/`) with PyTorch and transformers: a
+//! random-weight `LlamaForCausalLM` (vocab 320, hidden 64, SwiGLU 176, 2 layers, 4 heads,
+//! 2 key/value heads, RoPE theta 10000, untied head) in Hugging Face layout, a batch of
+//! 2 x 16 tokens, and what PyTorch computed for it in float64 from the float32 weights:
+//! logits, loss, every parameter's gradient, and the losses of ten AdamW steps. We load
+//! the checkpoint by its Hugging Face names and match all of it, in float32, within the
+//! reference's stated tolerances.
+
+use llm_lessons::gpt::hf::{load_llama, read_safetensors, NamedTensor};
+use llm_lessons::gpt::optim::{AdamW, AdamWConfig};
+use llm_lessons::gpt::{Activations, Gpt, Params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama-tiny")
+}
+
+struct Reference {
+    inputs: Vec<u32>,
+    targets: Vec<u32>,
+    b: usize,
+    t: usize,
+    loss: f32,
+    losses_before_each_step: Vec<f32>,
+    adamw: AdamWConfig,
+    lr: f32,
+    tensors: HashMap<String, NamedTensor>,
+}
+
+fn reference() -> Reference {
+    let text = std::fs::read_to_string(fixture().join("expected.json")).unwrap();
+    let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = |key: &str| -> Vec<Vec<u32>> { serde_json::from_value(j[key].clone()).unwrap() };
+    let (inputs, targets) = (rows("inputs"), rows("targets"));
+    let a = &j["adamw"];
+    assert!(a["clip"].is_null() && a["schedule"] == "constant");
+    let f = |v: &serde_json::Value| v.as_f64().unwrap() as f32;
+    let tensors = read_safetensors(&fixture().join("expected.safetensors")).unwrap();
+    Reference {
+        b: inputs.len(),
+        t: inputs[0].len(),
+        inputs: inputs.concat(),
+        targets: targets.concat(),
+        loss: f(&j["loss"]),
+        losses_before_each_step: j["losses_before_each_step"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(f)
+            .collect(),
+        adamw: AdamWConfig {
+            beta1: f(&a["betas"][0]),
+            beta2: f(&a["betas"][1]),
+            eps: f(&a["eps"]),
+            weight_decay: f(&a["weight_decay"]),
+        },
+        lr: f(&a["lr"]),
+        tensors: tensors.into_iter().map(|t| (t.name.clone(), t)).collect(),
+    }
+}
+
+/// max |ours - theirs| / max |theirs|
+fn rel_max_diff(ours: &[f32], theirs: &[f32]) -> f64 {
+    assert_eq!(ours.len(), theirs.len());
+    let scale = theirs.iter().fold(0.0f64, |m, &x| m.max(x.abs() as f64));
+    let diff = ours
+        .iter()
+        .zip(theirs)
+        .fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
+    diff / scale
+}
+
+fn model_and_batch() -> (Gpt, Reference, Activations) {
+    let model = load_llama(&fixture()).unwrap();
+    let r = reference();
+    let acts = Activations::new(&model.cfg, r.b, r.t);
+    (model, r, acts)
+}
+
+#[test]
+fn config_and_weights_load_by_hugging_face_names() {
+    let (model, _, _) = model_and_batch();
+    let c = &model.cfg;
+    assert_eq!(
+        (c.vocab_size, c.d_model, c.d_ff, c.n_layers),
+        (320, 64, 176, 2)
+    );
+    assert_eq!((c.n_heads, c.n_kv_heads, c.tied_head), (4, 2, false));
+    let weights = read_safetensors(&fixture().join("model.safetensors")).unwrap();
+    let q = weights
+        .iter()
+        .find(|t| t.name == "model.layers.1.self_attn.q_proj.weight")
+        .unwrap();
+    assert_eq!(q.shape, [64, 64]);
+    assert_eq!(q.data, model.params.blocks[1].wq);
+}
+
+#[test]
+fn logits_and_loss_match_pytorch() {
+    let (model, r, mut acts) = model_and_batch();
+    let loss = model
+        .forward_loss(&mut acts, &r.inputs, &r.targets)
+        .unwrap();
+    let logits = &r.tensors["logits"];
+    assert_eq!(logits.shape, [r.b, r.t, model.cfg.vocab_size]);
+    let err = rel_max_diff(&acts.logits, &logits.data);
+    assert!(err < 1e-4, "logits differ by {err:.2e} of their max");
+    assert!(
+        ((loss - r.loss) / r.loss).abs() < 1e-4,
+        "loss {loss} vs {}",
+        r.loss
+    );
+    assert!(((loss - r.tensors["loss"].data[0]) / r.loss).abs() < 1e-4);
+    eprintln!(
+        "logits: {err:.1e} of max; loss {loss} vs PyTorch {}",
+        r.loss
+    );
+}
+
+#[test]
+fn every_gradient_matches_pytorch() {
+    let (model, r, mut acts) = model_and_batch();
+    model
+        .forward_loss(&mut acts, &r.inputs, &r.targets)
+        .unwrap();
+    let mut grads = Params::zeros(&model.cfg);
+    model.backward(&mut acts, &mut grads);
+    let specs = Params::specs(&model.cfg);
+    assert_eq!(specs.len(), 2 + 2 * 9 + 1, "embed, 9 per layer, norm, head");
+    let mut worst = 0.0f64;
+    for (spec, g) in specs.iter().zip(grads.tensors()) {
+        let theirs = &r.tensors[&format!("grad.{}", spec.name)];
+        assert_eq!(theirs.shape, spec.shape, "{}", spec.name);
+        let err = rel_max_diff(g, &theirs.data);
+        assert!(
+            err < 1e-3,
+            "gradient of {} differs by {err:.2e} of its max",
+            spec.name
+        );
+        worst = worst.max(err);
+    }
+    eprintln!(
+        "gradients: worst {worst:.1e} of max, over {} tensors",
+        specs.len()
+    );
+}
+
+#[test]
+fn ten_adamw_steps_match_pytorch() {
+    let (mut model, r, mut acts) = model_and_batch();
+    let mut opt = AdamW::new(&model.cfg, r.adamw);
+    let mut grads = Params::zeros(&model.cfg);
+    for (step, &expected) in r.losses_before_each_step.iter().enumerate() {
+        let loss = model
+            .forward_loss(&mut acts, &r.inputs, &r.targets)
+            .unwrap();
+        let err = ((loss - expected) / expected).abs();
+        eprintln!("step {step}: loss {loss:.6} PyTorch {expected:.6} ({err:.1e})");
+        assert!(err < 1e-3, "step {step}: loss {loss} vs {expected}");
+        grads.zero();
+        model.backward(&mut acts, &mut grads);
+        opt.step(&mut model.params, &grads, r.lr);
+    }
+}
