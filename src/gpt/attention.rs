@@ -24,9 +24,10 @@
 //! assert_eq!(y, [3.0, 4.0]);
 //! ```
 
-use super::linear::{strided, strided_mut};
+use super::linear::{mat, mat_mut, strided, strided_mut};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
 
 /// The sizes of one attention call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,25 +87,48 @@ pub fn attention_forward(
     v: &[f32],
     s: AttnShape,
 ) {
+    // the sequences are independent: one task each, across the threads
+    let (t, qw, kw) = (s.t, s.q_width(), s.kv_width());
+    let seq = AttnShape { b: 1, ..s };
+    y.par_chunks_mut(t * qw)
+        .zip(att.par_chunks_mut(s.n_heads * t * t))
+        .zip(
+            q.par_chunks(t * qw)
+                .zip(k.par_chunks(t * kw).zip(v.par_chunks(t * kw))),
+        )
+        .for_each(|((y, att), (q, (k, v)))| attention_forward_one(y, att, q, k, v, seq));
+}
+
+/// [`attention_forward`] for one sequence.
+fn attention_forward_one(
+    y: &mut [f32],
+    att: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    s: AttnShape,
+) {
     let (t, scale) = (s.t, 1.0 / (s.head_dim as f32).sqrt());
-    for b in 0..s.b {
-        for h in 0..s.n_heads {
-            let g = h / s.n_rep(); // the key/value head this query head reads
-            let p = &mut att[(b * s.n_heads + h) * t * t..][..t * t];
-            let mut pm = super::linear::mat_mut(p, t, t);
-            // S = q k^T / sqrt(hs); the part above the diagonal is computed and then dropped
-            let (qh, kh) = (
-                head(q, s, s.q_width(), b, h),
-                head(k, s, s.kv_width(), b, g),
-            );
-            general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut pm);
-            for (i, row) in p.chunks_exact_mut(t).enumerate() {
-                causal_softmax(row, i + 1);
-            }
-            let pm = super::linear::mat(&att[(b * s.n_heads + h) * t * t..][..t * t], t, t);
-            let vh = head(v, s, s.kv_width(), b, g);
-            general_mat_mul(1.0, &pm, &vh, 0.0, &mut head_mut(y, s, s.q_width(), b, h));
+    for h in 0..s.n_heads {
+        let g = h / s.n_rep(); // the key/value head this query head reads
+        let p = &mut att[h * t * t..][..t * t];
+        // S = q k^T / sqrt(hs); the part above the diagonal is computed and then dropped
+        let (qh, kh) = (
+            head(q, s, s.q_width(), 0, h),
+            head(k, s, s.kv_width(), 0, g),
+        );
+        general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut mat_mut(p, t, t));
+        for (i, row) in p.chunks_exact_mut(t).enumerate() {
+            causal_softmax(row, i + 1);
         }
+        let vh = head(v, s, s.kv_width(), 0, g);
+        general_mat_mul(
+            1.0,
+            &mat(p, t, t),
+            &vh,
+            0.0,
+            &mut head_mut(y, s, s.q_width(), 0, h),
+        );
     }
 }
 
@@ -132,10 +156,10 @@ fn causal_softmax(row: &mut [f32], len: usize) {
 /// ```
 ///
 /// A key/value head collects the gradients of all the query heads that read it.
-/// `scratch` holds one `(T, T)` matrix.
+/// `scratch` holds one `(T, T)` matrix per sequence. The sequences run in parallel.
 ///
 /// # Shapes
-/// as [`attention_forward`]; `dq` like `q`, `dk, dv` like `k, v`, `scratch: (T, T)`.
+/// as [`attention_forward`]; `dq` like `q`, `dk, dv` like `k, v`, `scratch: (B, T, T)`.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     dq: &mut [f32],
@@ -149,54 +173,84 @@ pub fn attention_backward(
     v: &[f32],
     s: AttnShape,
 ) {
+    let (t, qw, kw) = (s.t, s.q_width(), s.kv_width());
+    let seq = AttnShape { b: 1, ..s };
+    let grads = dq
+        .par_chunks_mut(t * qw)
+        .zip(dk.par_chunks_mut(t * kw).zip(dv.par_chunks_mut(t * kw)));
+    let inputs = q
+        .par_chunks(t * qw)
+        .zip(k.par_chunks(t * kw).zip(v.par_chunks(t * kw)));
+    let per_seq = dy
+        .par_chunks(t * qw)
+        .zip(att.par_chunks(s.n_heads * t * t))
+        .zip(scratch.par_chunks_mut(t * t));
+    grads.zip(inputs).zip(per_seq).for_each(
+        |(((dq, (dk, dv)), (q, (k, v))), ((dy, att), scratch))| {
+            attention_backward_one(dq, dk, dv, scratch, dy, att, q, k, v, seq)
+        },
+    );
+}
+
+/// [`attention_backward`] for one sequence.
+#[allow(clippy::too_many_arguments)]
+fn attention_backward_one(
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    ds: &mut [f32],
+    dy: &[f32],
+    att: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    s: AttnShape,
+) {
     let (t, scale) = (s.t, 1.0 / (s.head_dim as f32).sqrt());
     let (qw, kw) = (s.q_width(), s.kv_width());
-    for b in 0..s.b {
-        for h in 0..s.n_heads {
-            let g = h / s.n_rep();
-            let p = &att[(b * s.n_heads + h) * t * t..][..t * t];
-            let pm = super::linear::mat(p, t, t);
-            let dyh = head(dy, s, qw, b, h);
-            // dv += P^T dy
-            general_mat_mul(1.0, &pm.t(), &dyh, 1.0, &mut head_mut(dv, s, kw, b, g));
-            // dP = dy v^T (into scratch), then dS in place
-            let ds = &mut scratch[..t * t];
-            general_mat_mul(
-                1.0,
-                &dyh,
-                &head(v, s, kw, b, g).t(),
-                0.0,
-                &mut super::linear::mat_mut(ds, t, t),
-            );
-            for (i, (drow, prow)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
-                let seen = i + 1;
-                let pdp: f32 = drow[..seen]
-                    .iter()
-                    .zip(&prow[..seen])
-                    .map(|(d, p)| d * p)
-                    .sum();
-                for j in 0..seen {
-                    drow[j] = prow[j] * (drow[j] - pdp);
-                }
-                drow[seen..].fill(0.0); // the masked scores get no gradient
+    for h in 0..s.n_heads {
+        let g = h / s.n_rep();
+        let p = &att[h * t * t..][..t * t];
+        let pm = mat(p, t, t);
+        let dyh = head(dy, s, qw, 0, h);
+        // dv += P^T dy
+        general_mat_mul(1.0, &pm.t(), &dyh, 1.0, &mut head_mut(dv, s, kw, 0, g));
+        // dP = dy v^T (into the scratch), then dS in place
+        general_mat_mul(
+            1.0,
+            &dyh,
+            &head(v, s, kw, 0, g).t(),
+            0.0,
+            &mut mat_mut(ds, t, t),
+        );
+        for (i, (drow, prow)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
+            let seen = i + 1;
+            let pdp: f32 = drow[..seen]
+                .iter()
+                .zip(&prow[..seen])
+                .map(|(d, p)| d * p)
+                .sum();
+            for j in 0..seen {
+                drow[j] = prow[j] * (drow[j] - pdp);
             }
-            let dsm = super::linear::mat(ds, t, t);
-            // dq += dS k / sqrt(hs), dk += dS^T q / sqrt(hs)
-            general_mat_mul(
-                scale,
-                &dsm,
-                &head(k, s, kw, b, g),
-                1.0,
-                &mut head_mut(dq, s, qw, b, h),
-            );
-            general_mat_mul(
-                scale,
-                &dsm.t(),
-                &head(q, s, qw, b, h),
-                1.0,
-                &mut head_mut(dk, s, kw, b, g),
-            );
+            drow[seen..].fill(0.0); // the masked scores get no gradient
         }
+        let dsm = mat(ds, t, t);
+        // dq += dS k / sqrt(hs), dk += dS^T q / sqrt(hs)
+        general_mat_mul(
+            scale,
+            &dsm,
+            &head(k, s, kw, 0, g),
+            1.0,
+            &mut head_mut(dq, s, qw, 0, h),
+        );
+        general_mat_mul(
+            scale,
+            &dsm.t(),
+            &head(q, s, qw, 0, h),
+            1.0,
+            &mut head_mut(dk, s, kw, 0, g),
+        );
     }
 }
 // ANCHOR_END: attention_backward
@@ -222,7 +276,7 @@ mod tests {
         attention_forward(&mut y, &mut att, &inputs[0], &inputs[1], &inputs[2], s);
         let init: Vec<Vec<f32>> = sizes.iter().map(|&n| randn(&mut rng, n, 1.0)).collect();
         let mut g = init.clone();
-        let mut scratch = vec![f32::NAN; s.t * s.t]; // the backward must not read stale scratch
+        let mut scratch = vec![f32::NAN; s.b * s.t * s.t]; // the backward must not read stale scratch
         let [dq, dk, dv] = &mut g[..] else {
             unreachable!()
         };

@@ -3,7 +3,9 @@
 //! Weights are stored as PyTorch and Hugging Face store them, `(out, in)`: row `o` of `W`
 //! is the vector that output `o` is a dot product with. The products go through ndarray's
 //! `general_mat_mul` (the `matrixmultiply` kernels), which reads the slices in place with
-//! any strides, so a transpose costs nothing.
+//! any strides, so a transpose costs nothing. The products are split across threads
+//! (rayon) by rows of the output, so each thread writes its own rows: `y` and `dx` by
+//! rows of the batch, `dW` by output features.
 //!
 //! ```
 //! use llm_lessons::gpt::linear::linear_forward;
@@ -14,7 +16,14 @@
 //! ```
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+use ndarray::{s, ArrayView2, ArrayViewMut2, ShapeBuilder};
+use rayon::prelude::*;
+
+/// Rows per parallel task when `rows` rows are split across the threads: one block per
+/// thread, and none smaller than 16 rows (below that, splitting costs more than it saves).
+pub fn rows_per_task(rows: usize) -> usize {
+    rows.div_ceil(rayon::current_num_threads()).max(16)
+}
 
 /// A `(rows, cols)` row-major matrix over a slice.
 ///
@@ -61,9 +70,25 @@ pub fn strided_mut(
 /// # Shapes
 /// `x: (n, d_in)`, `w: (d_out, d_in)`, `y: (n, d_out)` (overwritten).
 pub fn linear_forward(y: &mut [f32], x: &[f32], w: &[f32], n: usize, d_in: usize, d_out: usize) {
-    let x = mat(x, n, d_in);
+    assert_eq!(
+        (y.len(), x.len()),
+        (n * d_out, n * d_in),
+        "linear: y is (n, d_out), x (n, d_in)"
+    );
     let w = mat(w, d_out, d_in);
-    general_mat_mul(1.0, &x, &w.t(), 0.0, &mut mat_mut(y, n, d_out));
+    let rows = rows_per_task(n);
+    y.par_chunks_mut(rows * d_out)
+        .zip(x.par_chunks(rows * d_in))
+        .for_each(|(y, x)| {
+            let m = x.len() / d_in; // this task's rows
+            general_mat_mul(
+                1.0,
+                &mat(x, m, d_in),
+                &w.t(),
+                0.0,
+                &mut mat_mut(y, m, d_out),
+            );
+        });
 }
 
 /// Backward of [`linear_forward`], given `dy = dL/dy`:
@@ -82,23 +107,29 @@ pub fn linear_backward(
     d_in: usize,
     d_out: usize,
 ) {
-    let dy = mat(dy, n, d_out);
-    // y_no = sum_i x_ni W_oi, so dL/dx_ni = sum_o dy_no W_oi ...
-    general_mat_mul(
-        1.0,
-        &dy,
-        &mat(w, d_out, d_in),
-        1.0,
-        &mut mat_mut(dx, n, d_in),
+    assert_eq!(
+        (dy.len(), x.len()),
+        (n * d_out, n * d_in),
+        "linear: dy is (n, d_out), x (n, d_in)"
     );
-    // ... and dL/dW_oi = sum_n dy_no x_ni.
-    general_mat_mul(
-        1.0,
-        &dy.t(),
-        &mat(x, n, d_in),
-        1.0,
-        &mut mat_mut(dw, d_out, d_in),
-    );
+    let (w, x, dy_all) = (mat(w, d_out, d_in), mat(x, n, d_in), mat(dy, n, d_out));
+    // y_no = sum_i x_ni W_oi, so dL/dx_ni = sum_o dy_no W_oi: dx += dy W, by rows of dx ...
+    let rows = rows_per_task(n);
+    dx.par_chunks_mut(rows * d_in)
+        .zip(dy.par_chunks(rows * d_out))
+        .for_each(|(dx, dy)| {
+            let m = dy.len() / d_out;
+            general_mat_mul(1.0, &mat(dy, m, d_out), &w, 1.0, &mut mat_mut(dx, m, d_in));
+        });
+    // ... and dL/dW_oi = sum_n dy_no x_ni: dW += dy^T x, by rows (output features) of dW
+    let outs = rows_per_task(d_out);
+    dw.par_chunks_mut(outs * d_in)
+        .enumerate()
+        .for_each(|(i, dw)| {
+            let (o0, m) = (i * outs, dw.len() / d_in);
+            let dy_cols = dy_all.slice(s![.., o0..o0 + m]);
+            general_mat_mul(1.0, &dy_cols.t(), &x, 1.0, &mut mat_mut(dw, m, d_in));
+        });
 }
 // ANCHOR_END: linear
 
@@ -120,6 +151,51 @@ mod tests {
             3,
         );
         assert_eq!(y, [3., 4., -1., 7., 8., -3.]);
+    }
+
+    /// Uneven sizes, so that the rows split into unequal blocks across the threads.
+    #[test]
+    fn linear_matches_loops_on_uneven_blocks() {
+        let (n, d_in, d_out) = (67, 9, 37);
+        let mut rng = Rng::new(19);
+        let (x, w, dy) = (
+            randn(&mut rng, n * d_in, 1.0),
+            randn(&mut rng, d_out * d_in, 1.0),
+            randn(&mut rng, n * d_out, 1.0),
+        );
+        let mut y = vec![0.0; n * d_out];
+        linear_forward(&mut y, &x, &w, n, d_in, d_out);
+        let (mut dx, mut dw) = (vec![1.0; n * d_in], vec![1.0; d_out * d_in]);
+        linear_backward(&mut dx, &mut dw, &dy, &x, &w, n, d_in, d_out);
+        let close = |a: f32, b: f64| assert!((a as f64 - b).abs() < 1e-4, "{a} {b}");
+        for r in 0..n {
+            for o in 0..d_out {
+                close(
+                    y[r * d_out + o],
+                    (0..d_in)
+                        .map(|i| (x[r * d_in + i] * w[o * d_in + i]) as f64)
+                        .sum(),
+                );
+            }
+            for i in 0..d_in {
+                close(
+                    dx[r * d_in + i],
+                    1.0 + (0..d_out)
+                        .map(|o| (dy[r * d_out + o] * w[o * d_in + i]) as f64)
+                        .sum::<f64>(),
+                );
+            }
+        }
+        for o in 0..d_out {
+            for i in 0..d_in {
+                close(
+                    dw[o * d_in + i],
+                    1.0 + (0..n)
+                        .map(|r| (dy[r * d_out + o] * x[r * d_in + i]) as f64)
+                        .sum::<f64>(),
+                );
+            }
+        }
     }
 
     #[test]

@@ -385,7 +385,7 @@ impl Activations {
             d_v: vec![0.0; n * kv],
             d_q_rot: vec![0.0; n * c],
             d_k_rot: vec![0.0; n * kv],
-            d_att: vec![0.0; t * t],
+            d_att: vec![0.0; b * t * t],
             d_h: vec![0.0; n * f],
             d_a: vec![0.0; n * f],
             d_b: vec![0.0; if swiglu { n * f } else { 0 }],
