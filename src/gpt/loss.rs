@@ -1,7 +1,7 @@
 //! Softmax cross-entropy: the loss of a language model. For logits `z` over the `V` token
 //! ids and a target id `y`, `p = softmax(z)` and the loss is `-log p[y]`; the model's loss
 //! is the mean over the `N = B * T` positions. Its gradient is the reason the pair is
-//! computed together: `dL/dz = (p - onehot(y)) / N`.
+//! computed together: `dL/dz = (p - onehot(y)) / N`. The rows run in parallel.
 //!
 //! ```
 //! use llm_lessons::gpt::loss::cross_entropy_forward;
@@ -11,6 +11,8 @@
 //! assert!((loss - 4f32.ln()).abs() < 1e-6);
 //! assert_eq!(probs, [0.25; 4]);
 //! ```
+
+use rayon::prelude::*;
 
 // ANCHOR: cross_entropy
 /// Writes `probs = softmax(logits)` and each position's loss `-log probs[target]`, and
@@ -28,22 +30,25 @@ pub fn cross_entropy_forward(
     targets: &[u32],
     v: usize,
 ) -> f32 {
-    let rows = probs.chunks_exact_mut(v).zip(logits.chunks_exact(v));
-    let mut total = 0.0f64;
-    for ((p, z), (loss, &y)) in rows.zip(losses.iter_mut().zip(targets)) {
-        // subtract the max so that exp never overflows; softmax does not change
-        let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        let mut sum = 0.0f32;
-        for (p, &z) in p.iter_mut().zip(z) {
-            *p = (z - max).exp();
-            sum += *p;
-        }
-        // -log p[y] = log sum - (z[y] - max), without rounding p[y] first
-        *loss = sum.ln() - (z[y as usize] - max);
-        p.iter_mut().for_each(|p| *p /= sum);
-        total += *loss as f64;
-    }
-    (total / targets.len() as f64) as f32
+    let rows = probs
+        .par_chunks_exact_mut(v)
+        .zip(logits.par_chunks_exact(v));
+    let per_row = rows
+        .zip(losses.par_iter_mut().zip(targets))
+        .map(|((p, z), (loss, &y))| {
+            // subtract the max so that exp never overflows; softmax does not change
+            let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let mut sum = 0.0f32;
+            for (p, &z) in p.iter_mut().zip(z) {
+                *p = (z - max).exp();
+                sum += *p;
+            }
+            // -log p[y] = log sum - (z[y] - max), without rounding p[y] first
+            *loss = sum.ln() - (z[y as usize] - max);
+            p.iter_mut().for_each(|p| *p /= sum);
+            *loss as f64
+        });
+    (per_row.sum::<f64>() / targets.len() as f64) as f32
 }
 
 /// Backward of [`cross_entropy_forward`] for the loss `sum_n dloss[n] * losses[n]`:
@@ -59,13 +64,16 @@ pub fn cross_entropy_backward(
     dloss: &[f32],
     v: usize,
 ) {
-    let rows = dlogits.chunks_exact_mut(v).zip(probs.chunks_exact(v));
-    for ((dz, p), (&y, &dl)) in rows.zip(targets.iter().zip(dloss)) {
-        for (i, (dz, &p)) in dz.iter_mut().zip(p).enumerate() {
-            let indicator = if i == y as usize { 1.0 } else { 0.0 };
-            *dz += (p - indicator) * dl;
-        }
-    }
+    let rows = dlogits
+        .par_chunks_exact_mut(v)
+        .zip(probs.par_chunks_exact(v));
+    rows.zip(targets.par_iter().zip(dloss))
+        .for_each(|((dz, p), (&y, &dl))| {
+            for (i, (dz, &p)) in dz.iter_mut().zip(p).enumerate() {
+                let indicator = if i == y as usize { 1.0 } else { 0.0 };
+                *dz += (p - indicator) * dl;
+            }
+        });
 }
 // ANCHOR_END: cross_entropy
 

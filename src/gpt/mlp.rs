@@ -14,6 +14,8 @@
 //! assert!((y[1] - 20.0).abs() < 1e-2);
 //! ```
 
+use rayon::prelude::*;
+
 /// `sqrt(2 / pi)`.
 const GELU_SCALE: f32 = 0.797_884_6;
 
@@ -24,21 +26,24 @@ const GELU_SCALE: f32 = 0.797_884_6;
 /// # Shapes
 /// `x, y`: the same length (usually `(N, d_ff)`).
 pub fn gelu_forward(y: &mut [f32], x: &[f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
+    y.par_iter_mut().zip(x).for_each(|(y, &x)| {
         let u = GELU_SCALE * (x + 0.044715 * x * x * x);
         *y = 0.5 * x * (1.0 + u.tanh());
-    }
+    });
 }
 
 /// Backward of [`gelu_forward`]: `dx += gelu'(x) dy` with
 /// `gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)`.
 pub fn gelu_backward(dx: &mut [f32], dy: &[f32], x: &[f32]) {
-    for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
-        let u = GELU_SCALE * (x + 0.044715 * x * x * x);
-        let th = u.tanh();
-        let du = GELU_SCALE * (1.0 + 3.0 * 0.044715 * x * x);
-        *dx += (0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du) * dy;
-    }
+    dx.par_iter_mut()
+        .zip(dy)
+        .zip(x)
+        .for_each(|((dx, &dy), &x)| {
+            let u = GELU_SCALE * (x + 0.044715 * x * x * x);
+            let th = u.tanh();
+            let du = GELU_SCALE * (1.0 + 3.0 * 0.044715 * x * x);
+            *dx += (0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du) * dy;
+        });
 }
 // ANCHOR_END: gelu
 
@@ -54,24 +59,23 @@ fn sigmoid(x: f32) -> f32 {
 /// # Shapes
 /// `g, u, y`: the same length (usually `(N, d_ff)`).
 pub fn swiglu_forward(y: &mut [f32], g: &[f32], u: &[f32]) {
-    for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+    y.par_iter_mut().zip(g).zip(u).for_each(|((y, &g), &u)| {
         *y = g * sigmoid(g) * u;
-    }
+    });
 }
 
 /// Backward of [`swiglu_forward`]: `du += silu(g) dy` and `dg += silu'(g) u dy`, with
 /// `silu'(g) = sigmoid(g) (1 + g (1 - sigmoid(g)))`.
 pub fn swiglu_backward(dg: &mut [f32], du: &mut [f32], dy: &[f32], g: &[f32], u: &[f32]) {
-    for (((dg, du), &dy), (&g, &u)) in dg
-        .iter_mut()
-        .zip(du.iter_mut())
+    let grads = dg.par_iter_mut().zip(du.par_iter_mut());
+    grads
         .zip(dy)
-        .zip(g.iter().zip(u))
-    {
-        let s = sigmoid(g);
-        *du += g * s * dy;
-        *dg += s * (1.0 + g * (1.0 - s)) * u * dy;
-    }
+        .zip(g.par_iter().zip(u))
+        .for_each(|(((dg, du), &dy), (&g, &u))| {
+            let s = sigmoid(g);
+            *du += g * s * dy;
+            *dg += s * (1.0 + g * (1.0 - s)) * u * dy;
+        });
 }
 // ANCHOR_END: swiglu
 

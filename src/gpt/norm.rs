@@ -12,6 +12,8 @@
 //! assert!((y[0] - 3.0 / 12.5f32.sqrt()).abs() < 1e-6 && (y[1] - 4.0 / 12.5f32.sqrt()).abs() < 1e-6);
 //! ```
 
+use rayon::prelude::*;
+
 // ANCHOR: layer_norm
 /// `y = (x - mean(x)) * rstd * w + b` with `rstd = 1 / sqrt(var(x) + eps)` (the biased
 /// variance, as PyTorch), per row.
@@ -29,16 +31,18 @@ pub fn layer_norm_forward(
     c: usize,
     eps: f32,
 ) {
-    let rows = y.chunks_exact_mut(c).zip(x.chunks_exact(c));
-    for (((y, x), m), s) in rows.zip(mean.iter_mut()).zip(rstd.iter_mut()) {
-        let mu = x.iter().sum::<f32>() / c as f32;
-        let var = x.iter().map(|v| (v - mu) * (v - mu)).sum::<f32>() / c as f32;
-        let r = 1.0 / (var + eps).sqrt();
-        for i in 0..c {
-            y[i] = (x[i] - mu) * r * w[i] + b[i];
-        }
-        (*m, *s) = (mu, r);
-    }
+    let rows = y.par_chunks_exact_mut(c).zip(x.par_chunks_exact(c));
+    rows.zip(mean.par_iter_mut())
+        .zip(rstd.par_iter_mut())
+        .for_each(|(((y, x), m), s)| {
+            let mu = x.iter().sum::<f32>() / c as f32;
+            let var = x.iter().map(|v| (v - mu) * (v - mu)).sum::<f32>() / c as f32;
+            let r = 1.0 / (var + eps).sqrt();
+            for i in 0..c {
+                y[i] = (x[i] - mu) * r * w[i] + b[i];
+            }
+            (*m, *s) = (mu, r);
+        });
 }
 
 /// Backward of [`layer_norm_forward`]. With `n = (x - mean) * rstd` and `g = w * dy`:
@@ -91,18 +95,15 @@ pub fn layer_norm_backward(
 /// # Shapes
 /// `x, y: (N, C)`, `w: (C)`, `rrms: (N)` (written for the backward).
 pub fn rms_norm_forward(y: &mut [f32], rrms: &mut [f32], x: &[f32], w: &[f32], c: usize, eps: f32) {
-    for ((y, x), s) in y
-        .chunks_exact_mut(c)
-        .zip(x.chunks_exact(c))
-        .zip(rrms.iter_mut())
-    {
+    let rows = y.par_chunks_exact_mut(c).zip(x.par_chunks_exact(c));
+    rows.zip(rrms.par_iter_mut()).for_each(|((y, x), s)| {
         let ms = x.iter().map(|v| v * v).sum::<f32>() / c as f32;
         let r = 1.0 / (ms + eps).sqrt();
         for i in 0..c {
             y[i] = x[i] * r * w[i];
         }
         *s = r;
-    }
+    });
 }
 
 /// Backward of [`rms_norm_forward`]. With `n = x * rrms` and `g = w * dy`:

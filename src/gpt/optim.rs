@@ -13,6 +13,7 @@
 
 use super::config::GptConfig;
 use super::model::Params;
+use rayon::prelude::*;
 
 /// AdamW's settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -86,14 +87,17 @@ impl AdamW {
         let state = self.m.iter_mut().zip(self.v.iter_mut()).zip(&self.decay);
         for ((w, g), ((m, v), &decay)) in tensors.zip(state) {
             let wd = if decay { weight_decay } else { 0.0 };
-            for i in 0..w.len() {
-                w[i] -= lr * wd * w[i];
-                m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
-                v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
-                let m_hat = m[i] / bc1;
-                let v_hat = v[i] / bc2;
-                w[i] -= lr * m_hat / (v_hat.sqrt() + eps);
-            }
+            let values = w.par_iter_mut().zip(g.par_iter());
+            values
+                .zip(m.par_iter_mut().zip(v.par_iter_mut()))
+                .for_each(|((w, &g), (m, v))| {
+                    *w -= lr * wd * *w;
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    let m_hat = *m / bc1;
+                    let v_hat = *v / bc2;
+                    *w -= lr * m_hat / (v_hat.sqrt() + eps);
+                });
         }
     }
     // ANCHOR_END: adamw

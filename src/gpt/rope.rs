@@ -24,6 +24,8 @@
 //! assert!((y[0] - 1f32.cos()).abs() < 1e-6 && (y[1] - 1f32.sin()).abs() < 1e-6);
 //! ```
 
+use rayon::prelude::*;
+
 /// `cos` and `sin` of every angle, per position and pair.
 #[derive(Clone, Debug)]
 pub struct RopeTable {
@@ -116,11 +118,8 @@ fn rotate(
     let hs = table.head_dim;
     let half = hs / 2;
     let row = n_heads * hs; // one position of one sequence
-    for (n, (o_row, x_row)) in out
-        .chunks_exact_mut(row)
-        .zip(x.chunks_exact(row))
-        .enumerate()
-    {
+    let rows = out.par_chunks_exact_mut(row).zip(x.par_chunks_exact(row));
+    rows.enumerate().for_each(|(n, (o_row, x_row))| {
         let pos = pos0 + n % t;
         let cos = &table.cos[pos * half..(pos + 1) * half];
         let sin = &table.sin[pos * half..(pos + 1) * half];
@@ -138,7 +137,7 @@ fn rotate(
                 }
             }
         }
-    }
+    });
 }
 // ANCHOR_END: rope
 
