@@ -51,6 +51,16 @@ pub enum Error {
     /// contradicts its config.
     #[error("{path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
+    /// Training stopped: the loss became NaN or infinite, or exploded.
+    #[error(
+        "training diverged at step {step}: loss {loss} (uniform guessing gives {uniform:.2}); \
+         lower the learning rate or clip the gradient"
+    )]
+    Diverged {
+        step: usize,
+        loss: f32,
+        uniform: f32,
+    },
     /// A token id that the tokenizer's vocabulary does not have.
     #[error("token id {id} is not in the vocabulary (ids 0..{n_vocab}{specials})")]
     UnknownTokenId {

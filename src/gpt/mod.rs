@@ -32,7 +32,9 @@
 //! assert!((loss - 50f32.ln()).abs() < 0.1);
 //! ```
 //!
-//! Not here yet: training loop, sampling with a KV cache, saving checkpoints.
+//! Training is in [`train`]; loading and saving Hugging Face checkpoints in [`hf`].
+//!
+//! Not here yet: sampling with a KV cache, checkpoints during training and resuming.
 
 pub mod attention;
 pub mod config;
@@ -46,6 +48,7 @@ pub mod norm;
 pub mod optim;
 pub mod residual;
 pub mod rope;
+pub mod train;
 
 #[cfg(test)]
 pub(crate) mod gradcheck;
