@@ -146,6 +146,54 @@ fn causal_softmax(row: &mut [f32], len: usize) {
 }
 // ANCHOR_END: attention_forward
 
+// ANCHOR: attention_cached
+/// Attention for generation with a key/value cache, one sequence: `n` new queries at
+/// positions `pos0..pos0 + n` attend to the keys and values of positions `0..pos0 + n`,
+/// the cached ones and their own. Query `i` sees positions `0..=pos0 + i`.
+///
+/// # Shapes
+/// `q, y: (n, n_heads, hs)`, `k, v: (pos0 + n, n_kv_heads, hs)`; `y` is overwritten.
+pub fn attention_forward_cached(
+    y: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    pos0: usize,
+    s: AttnShape,
+) {
+    let (n, total) = (s.t, pos0 + s.t);
+    let scale = 1.0 / (s.head_dim as f32).sqrt();
+    let (qs, kvs) = (
+        AttnShape { b: 1, ..s },
+        AttnShape {
+            b: 1,
+            t: total,
+            ..s
+        },
+    );
+    let mut p = vec![0.0f32; n * total];
+    for h in 0..s.n_heads {
+        let g = h / s.n_rep();
+        let (qh, kh) = (
+            head(q, qs, s.q_width(), 0, h),
+            head(k, kvs, s.kv_width(), 0, g),
+        );
+        general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut mat_mut(&mut p, n, total));
+        for (i, row) in p.chunks_exact_mut(total).enumerate() {
+            causal_softmax(row, pos0 + i + 1);
+        }
+        let vh = head(v, kvs, s.kv_width(), 0, g);
+        general_mat_mul(
+            1.0,
+            &mat(&p, n, total),
+            &vh,
+            0.0,
+            &mut head_mut(y, qs, s.q_width(), 0, h),
+        );
+    }
+}
+// ANCHOR_END: attention_cached
+
 // ANCHOR: attention_backward
 /// Backward of [`attention_forward`], given `dy`:
 ///

@@ -34,11 +34,14 @@
 //!
 //! Training is in [`train`]; loading and saving Hugging Face checkpoints in [`hf`].
 //!
-//! Not here yet: sampling with a KV cache, checkpoints during training and resuming.
+//! Generation with a key/value cache and sampling is in [`generate`].
+//!
+//! Not here yet: checkpoints during training and resuming from them.
 
 pub mod attention;
 pub mod config;
 pub mod embedding;
+pub mod generate;
 pub mod hf;
 pub mod linear;
 pub mod loss;

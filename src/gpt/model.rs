@@ -400,7 +400,7 @@ impl Activations {
 pub struct Gpt {
     pub cfg: GptConfig,
     pub params: Params,
-    rope: Option<RopeTable>,
+    pub(crate) rope: Option<RopeTable>,
 }
 
 impl Gpt {
@@ -445,6 +445,16 @@ impl Gpt {
         Ok(())
     }
 
+    pub(crate) fn attn_shape_of(&self, b: usize, t: usize) -> AttnShape {
+        AttnShape {
+            b,
+            t,
+            n_heads: self.cfg.n_heads,
+            n_kv_heads: self.cfg.n_kv_heads,
+            head_dim: self.cfg.head_dim(),
+        }
+    }
+
     fn attn_shape(&self, acts: &Activations) -> AttnShape {
         AttnShape {
             b: acts.b,
@@ -456,7 +466,7 @@ impl Gpt {
     }
 
     /// `y = norm(x)`, keeping the row statistics.
-    fn norm_forward(
+    pub(crate) fn norm_forward(
         &self,
         y: &mut [f32],
         mean: &mut [f32],

@@ -1,0 +1,396 @@
+//! Generation: a key/value cache so that each new token costs one position's work, and
+//! sampling (greedy, temperature, top-k, top-p).
+//!
+//! Without a cache, generating token `t` reruns the model on all `t` positions. With it,
+//! each layer keeps the keys and values of the positions done so far, and a new token
+//! computes only its own query, key and value. The cache holds `2 L context kv_dim`
+//! numbers: grouped-query attention shrinks it by `n_heads / n_kv_heads`
+//! ([`KvCache::bytes`]).
+
+use super::attention::attention_forward_cached;
+use super::config::GptConfig;
+use super::linear::linear_forward;
+use super::mlp::{gelu_forward, swiglu_forward};
+use super::model::Gpt;
+use super::residual::add_into;
+use super::rope::rope_forward;
+use crate::{Error, Result};
+use ndarray_rand::rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The keys and values of every position processed so far, per layer.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    /// Per layer, `(context, kv_dim)`; rows `0..len` are filled.
+    pub k: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
+    /// Positions cached.
+    pub len: usize,
+}
+
+impl KvCache {
+    /// An empty cache with room for the model's whole context.
+    pub fn new(cfg: &GptConfig) -> Self {
+        let size = cfg.context * cfg.kv_dim();
+        KvCache {
+            k: vec![vec![0.0; size]; cfg.n_layers],
+            v: vec![vec![0.0; size]; cfg.n_layers],
+            len: 0,
+        }
+    }
+
+    /// Bytes of a full cache in f32: `2 (keys and values) * L * context * n_kv_heads * hs * 4`.
+    pub fn bytes(cfg: &GptConfig) -> usize {
+        2 * cfg.n_layers * cfg.context * cfg.kv_dim() * std::mem::size_of::<f32>()
+    }
+}
+
+impl Gpt {
+    // ANCHOR: forward_cached
+    /// Runs `tokens` at positions `cache.len..`, appends their keys and values to the
+    /// cache, and returns their logits, `(tokens.len(), V)`. The logits are those
+    /// [`Gpt::forward`] gives for the same positions of the whole sequence.
+    pub fn forward_cached(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>> {
+        let cfg = &self.cfg;
+        let (n, pos0) = (tokens.len(), cache.len);
+        if n == 0 {
+            return Err(Error::InvalidArgument("no tokens to run".into()));
+        }
+        if pos0 + n > cfg.context {
+            return Err(Error::InvalidArgument(format!(
+                "{} positions do not fit the model's context of {}",
+                pos0 + n,
+                cfg.context
+            )));
+        }
+        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+            return Err(Error::InvalidArgument(format!(
+                "token id {id} is out of range for vocab_size {}",
+                cfg.vocab_size
+            )));
+        }
+        let p = &self.params;
+        let (c, f, kv, v) = (cfg.d_model, cfg.d_ff, cfg.kv_dim(), cfg.vocab_size);
+        let shape = self.attn_shape_of(1, n);
+        let mut x = vec![0.0f32; n * c];
+        for (i, (row, &id)) in x.chunks_exact_mut(c).zip(tokens).enumerate() {
+            row.copy_from_slice(&p.tok_emb[id as usize * c..][..c]);
+            if let Some(wpe) = &p.pos_emb {
+                add_into(row, &wpe[(pos0 + i) * c..][..c]);
+            }
+        }
+        let (mut ln, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
+        let (mut q, mut tmp_q, mut tmp_kv) =
+            (vec![0.0; n * c], vec![0.0; n * c], vec![0.0; n * kv]);
+        let (mut y, mut out) = (vec![0.0; n * c], vec![0.0; n * c]);
+        let (mut a, mut b, mut h) = (vec![0.0; n * f], vec![0.0; n * f], vec![0.0; n * f]);
+        for (l, blk) in p.blocks.iter().enumerate() {
+            self.norm_forward(&mut ln, &mut mean, &mut rstd, &x, &blk.attn_norm);
+            // this step's keys and values go straight into the cache's next rows
+            let new_k = &mut cache.k[l][pos0 * kv..(pos0 + n) * kv];
+            match &self.rope {
+                Some(table) => {
+                    linear_forward(&mut tmp_q, &ln, &blk.wq, n, c, c);
+                    rope_forward(&mut q, &tmp_q, table, pos0, n, cfg.n_heads);
+                    linear_forward(&mut tmp_kv, &ln, &blk.wk, n, c, kv);
+                    rope_forward(new_k, &tmp_kv, table, pos0, n, cfg.n_kv_heads);
+                }
+                None => {
+                    linear_forward(&mut q, &ln, &blk.wq, n, c, c);
+                    linear_forward(new_k, &ln, &blk.wk, n, c, kv);
+                }
+            }
+            linear_forward(
+                &mut cache.v[l][pos0 * kv..(pos0 + n) * kv],
+                &ln,
+                &blk.wv,
+                n,
+                c,
+                kv,
+            );
+            let (k_all, v_all) = (
+                &cache.k[l][..(pos0 + n) * kv],
+                &cache.v[l][..(pos0 + n) * kv],
+            );
+            attention_forward_cached(&mut y, &q, k_all, v_all, pos0, shape);
+            linear_forward(&mut out, &y, &blk.wo, n, c, c);
+            add_into(&mut x, &out);
+            self.norm_forward(&mut ln, &mut mean, &mut rstd, &x, &blk.mlp_norm);
+            match &blk.w_gate {
+                None => {
+                    linear_forward(&mut a, &ln, &blk.w_up, n, c, f);
+                    gelu_forward(&mut h, &a);
+                }
+                Some(w_gate) => {
+                    linear_forward(&mut a, &ln, w_gate, n, c, f);
+                    linear_forward(&mut b, &ln, &blk.w_up, n, c, f);
+                    swiglu_forward(&mut h, &a, &b);
+                }
+            }
+            linear_forward(&mut out, &h, &blk.w_down, n, f, c);
+            add_into(&mut x, &out);
+        }
+        self.norm_forward(&mut ln, &mut mean, &mut rstd, &x, &p.final_norm);
+        let mut logits = vec![0.0; n * v];
+        linear_forward(
+            &mut logits,
+            &ln,
+            p.lm_head.as_deref().unwrap_or(&p.tok_emb),
+            n,
+            c,
+            v,
+        );
+        cache.len += n;
+        Ok(logits)
+    }
+    // ANCHOR_END: forward_cached
+}
+
+/// How the next token is chosen from the logits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    /// 0 is greedy: always the most likely token. Otherwise logits are divided by it.
+    pub temperature: f32,
+    /// Keep only the `k` most likely tokens (0: all).
+    pub top_k: usize,
+    /// Keep the fewest most likely tokens whose probabilities sum to at least `top_p` (1: all).
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+impl Sampling {
+    /// Always the most likely token.
+    pub fn greedy() -> Self {
+        Sampling {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+// ANCHOR: sample
+/// Picks a token id from one position's logits.
+pub fn sample(logits: &[f32], s: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
+    let argmax = || {
+        (0..logits.len())
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap_or(0) as u32
+    };
+    if s.temperature <= 0.0 || s.top_k == 1 {
+        return argmax();
+    }
+    // candidates, most likely first
+    let mut ids: Vec<usize> = (0..logits.len()).collect();
+    ids.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if s.top_k > 0 {
+        ids.truncate(s.top_k);
+    }
+    let max = logits[ids[0]];
+    let mut probs: Vec<f32> = ids
+        .iter()
+        .map(|&i| ((logits[i] - max) / s.temperature).exp())
+        .collect();
+    let total: f32 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    // top-p: the shortest head of the list whose mass reaches top_p
+    let mut mass = 0.0;
+    let keep = probs.iter().position(|&p| {
+        mass += p;
+        mass >= s.top_p
+    });
+    let keep = keep.map_or(probs.len(), |i| i + 1);
+    let kept = &probs[..keep];
+    let mut u = rng.gen::<f32>() * kept.iter().sum::<f32>();
+    for (&id, &p) in ids.iter().zip(kept) {
+        if u < p {
+            return id as u32;
+        }
+        u -= p;
+    }
+    ids[keep - 1] as u32
+}
+// ANCHOR_END: sample
+
+/// `max_new` tokens after `prompt`, with the cache: the prompt runs in one pass, then one
+/// token per step. Errors on an empty prompt, unknown ids, or more tokens than the
+/// context holds.
+pub fn generate(
+    model: &Gpt,
+    prompt: &[u32],
+    max_new: usize,
+    sampling: &Sampling,
+) -> Result<Vec<u32>> {
+    if prompt.is_empty() {
+        return Err(Error::InvalidArgument(
+            "the prompt is empty: give at least one token".into(),
+        ));
+    }
+    if prompt.len() + max_new > model.cfg.context {
+        return Err(Error::InvalidArgument(format!(
+            "{} prompt tokens and {max_new} new ones exceed the model's context of {}",
+            prompt.len(),
+            model.cfg.context
+        )));
+    }
+    // run on a rayon worker, so that the layers' parallel loops on one token's tiny
+    // tensors stay on this thread instead of each waking the pool
+    rayon::scope(|_| {
+        let mut cache = KvCache::new(&model.cfg);
+        let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
+        let v = model.cfg.vocab_size;
+        let mut logits = model.forward_cached(&mut cache, prompt)?;
+        let mut out = Vec::with_capacity(max_new);
+        for _ in 0..max_new {
+            let last = &logits[logits.len() - v..];
+            let next = sample(last, sampling, &mut rng);
+            out.push(next);
+            if out.len() == max_new {
+                break;
+            }
+            logits = model.forward_cached(&mut cache, &[next])?;
+        }
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::{Activations, Mlp, Norm, Positions};
+
+    fn configs() -> Vec<GptConfig> {
+        let mut llama = GptConfig::llama_tiny();
+        (
+            llama.vocab_size,
+            llama.d_model,
+            llama.n_layers,
+            llama.d_ff,
+            llama.context,
+        ) = (40, 32, 2, 48, 16);
+        let mut gpt2 = GptConfig::gpt2_tiny();
+        (
+            gpt2.vocab_size,
+            gpt2.d_model,
+            gpt2.n_layers,
+            gpt2.d_ff,
+            gpt2.context,
+        ) = (40, 32, 2, 64, 16);
+        let mqa = GptConfig {
+            n_kv_heads: 1,
+            norm: Norm::LayerNorm { eps: 1e-5 },
+            mlp: Mlp::Gelu,
+            ..llama.clone()
+        };
+        assert_eq!(mqa.positions, Positions::Rope { theta: 10000.0 });
+        vec![llama, gpt2, mqa]
+    }
+
+    /// The cache changes the work, not the answer: a prompt of 5 in one pass, then 1, 3
+    /// and 1 tokens, give the logits of one forward over all 10.
+    #[test]
+    fn logits_with_the_cache_equal_logits_without() {
+        for cfg in configs() {
+            let mut model = Gpt::init(cfg.clone(), 4).unwrap();
+            // larger weights than the init, so that attention is not uniform
+            model
+                .params
+                .tensors_mut()
+                .into_iter()
+                .for_each(|t| t.iter_mut().for_each(|x| *x *= 10.0));
+            let ids: Vec<u32> = (0..10).map(|i| (i * 7 + 3) % 40).collect();
+            let mut acts = Activations::new(&cfg, 1, 10);
+            model.forward(&mut acts, &ids).unwrap();
+            let mut cache = KvCache::new(&cfg);
+            let mut cached = Vec::new();
+            for part in [&ids[..5], &ids[5..6], &ids[6..9], &ids[9..]] {
+                cached.extend(model.forward_cached(&mut cache, part).unwrap());
+            }
+            let scale = acts.logits.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            let diff = acts
+                .logits
+                .iter()
+                .zip(&cached)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(diff < 1e-5 * scale, "{cfg:?}: {diff} of {scale}");
+            assert!(
+                model.forward_cached(&mut cache, &[1; 7]).is_err(),
+                "10 + 7 > context 16"
+            );
+        }
+    }
+
+    #[test]
+    fn cache_sizes_for_mha_gqa_mqa() {
+        let mut cfg = GptConfig::llama_tiny();
+        let gqa = KvCache::bytes(&cfg);
+        assert_eq!(gqa, 2 * 4 * 128 * 64 * 4); // 2 KV heads of 32
+        cfg.n_kv_heads = 4;
+        assert_eq!(KvCache::bytes(&cfg), 2 * gqa);
+        cfg.n_kv_heads = 1;
+        assert_eq!(KvCache::bytes(&cfg), gqa / 2);
+    }
+
+    #[test]
+    fn sampling_rules() {
+        let logits = [1.0, 3.0, 2.0, -1.0];
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        assert_eq!(sample(&logits, &Sampling::greedy(), &mut rng), 1);
+        let t1 = Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+        };
+        assert_eq!(sample(&logits, &Sampling { top_k: 1, ..t1 }, &mut rng), 1);
+        assert_eq!(sample(&logits, &Sampling { top_p: 0.1, ..t1 }, &mut rng), 1);
+        let mut counts = [0usize; 4];
+        for _ in 0..4000 {
+            counts[sample(&logits, &Sampling { top_k: 2, ..t1 }, &mut rng) as usize] += 1;
+        }
+        // only ids 1 and 2, in the ratio e^3 : e^2
+        assert_eq!(counts[0] + counts[3], 0);
+        let ratio = counts[1] as f32 / counts[2] as f32;
+        assert!((ratio - 1f32.exp()).abs() < 0.3, "{counts:?}");
+        let mut all = [0usize; 4];
+        for _ in 0..4000 {
+            all[sample(&logits, &t1, &mut rng) as usize] += 1;
+        }
+        assert!(all.iter().all(|&c| c > 0), "every id can come: {all:?}");
+    }
+
+    #[test]
+    fn generation_is_seeded_and_checks_its_input() {
+        let cfg = configs().remove(0);
+        let model = Gpt::init(cfg, 5).unwrap();
+        let s = Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.9,
+            seed: 7,
+        };
+        let a = generate(&model, &[1, 2, 3], 8, &s).unwrap();
+        assert_eq!(a.len(), 8);
+        assert_eq!(generate(&model, &[1, 2, 3], 8, &s).unwrap(), a);
+        // greedy generation is what the full forward's argmax gives, step by step
+        let g = generate(&model, &[1, 2, 3], 4, &Sampling::greedy()).unwrap();
+        let mut seq = vec![1u32, 2, 3];
+        for &next in &g {
+            let mut acts = Activations::new(&model.cfg, 1, seq.len());
+            model.forward(&mut acts, &seq).unwrap();
+            let last = &acts.logits[(seq.len() - 1) * 40..];
+            let best = (0..40)
+                .max_by(|&a, &b| last[a].total_cmp(&last[b]))
+                .unwrap() as u32;
+            assert_eq!(next, best);
+            seq.push(next);
+        }
+        assert!(generate(&model, &[], 4, &s)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        assert!(generate(&model, &[40], 4, &s).is_err());
+        assert!(generate(&model, &[1; 10], 7, &s).is_err());
+    }
+}
