@@ -8,9 +8,13 @@
 //! ```
 //!
 //! usage: cargo bench --bench gpt -- [llama-tiny|gpt2-tiny] [STEPS] [BATCH]
+//!        cargo bench --bench gpt -- generate [llama-tiny|gpt2-tiny] [NEW_TOKENS]
+//! (generation: batch 1, greedy, one prompt token, with the key/value cache; the context
+//! is widened to fit the new tokens, as RoPE allows)
 
 use std::time::Instant;
 
+use llm_lessons::gpt::generate::{generate, Sampling};
 use llm_lessons::gpt::optim::{AdamW, AdamWConfig};
 use llm_lessons::gpt::{Activations, Gpt, GptConfig, Params};
 
@@ -28,6 +32,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    if args.first().is_some_and(|a| a == "generate") {
+        return bench_generate(&args[1..]);
+    }
     let preset = args.first().map_or("llama-tiny", |s| s.as_str());
     let steps: usize = args.get(1).map_or(Ok(10), |s| s.parse())?;
     let b: usize = args.get(2).map_or(Ok(16), |s| s.parse())?;
@@ -87,6 +94,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bw * 1e3,
         u * 1e3,
         peak_rss_mib()
+    );
+    Ok(())
+}
+
+fn bench_generate(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let preset = args.first().map_or("llama-tiny", |s| s.as_str());
+    let new: usize = args.get(1).map_or(Ok(256), |s| s.parse())?;
+    let mut cfg = GptConfig::preset(preset)?;
+    cfg.context = cfg.context.max(new + 1);
+    let model = Gpt::init(cfg, 0)?;
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let out = generate(&model, &[1], new, &Sampling::greedy())?;
+        times.push(t0.elapsed().as_secs_f64());
+        assert_eq!(out.len(), new);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{preset} generation, batch 1, {new} new tokens, greedy, KV cache: {:.0} tokens/s (median of 5, {:.1} ms)",
+        new as f64 / times[2],
+        times[2] * 1e3
     );
     Ok(())
 }

@@ -64,6 +64,28 @@ pub fn strided_mut(
         .expect("slice long enough for the strided matrix")
 }
 
+/// Up to this many rows, [`linear_forward`] computes dot products instead of calling the
+/// matrix kernels.
+const GEMV_ROWS: usize = 4;
+
+/// `sum_i a_i b_i`, in eight independent sums that the compiler turns into SIMD lanes.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 // ANCHOR: linear
 /// `y = x W^T`: each of the `n` rows of `x` times the transpose of `W`.
 ///
@@ -75,6 +97,16 @@ pub fn linear_forward(y: &mut [f32], x: &[f32], w: &[f32], n: usize, d_in: usize
         (n * d_out, n * d_in),
         "linear: y is (n, d_out), x (n, d_in)"
     );
+    if n <= GEMV_ROWS {
+        // a token or a few (generation): dot products straight from W's rows, since the
+        // matrix kernels would first copy ("pack") all of W for so little work
+        for (y, x) in y.chunks_exact_mut(d_out).zip(x.chunks_exact(d_in)) {
+            for (y, w_o) in y.iter_mut().zip(w.chunks_exact(d_in)) {
+                *y = dot(x, w_o);
+            }
+        }
+        return;
+    }
     let w = mat(w, d_out, d_in);
     let rows = rows_per_task(n);
     y.par_chunks_mut(rows * d_out)
@@ -153,10 +185,16 @@ mod tests {
         assert_eq!(y, [3., 4., -1., 7., 8., -3.]);
     }
 
-    /// Uneven sizes, so that the rows split into unequal blocks across the threads.
+    /// Uneven sizes, so that the rows split into unequal blocks across the threads; and 3
+    /// rows, which take the dot-product path.
     #[test]
     fn linear_matches_loops_on_uneven_blocks() {
-        let (n, d_in, d_out) = (67, 9, 37);
+        for n in [67, 3] {
+            linear_matches_loops(n, 19, 37);
+        }
+    }
+
+    fn linear_matches_loops(n: usize, d_in: usize, d_out: usize) {
         let mut rng = Rng::new(19);
         let (x, w, dy) = (
             randn(&mut rng, n * d_in, 1.0),
