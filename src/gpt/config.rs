@@ -12,9 +12,10 @@
 //! ```
 
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// How each block normalises its input.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Norm {
     /// GPT-2: `y = (x - mean(x)) / sqrt(var(x) + eps) * g + b`.
     LayerNorm { eps: f32 },
@@ -23,7 +24,7 @@ pub enum Norm {
 }
 
 /// How the model knows where a token is.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Positions {
     /// GPT-2: a learned vector per position, added to the token embedding.
     Learned,
@@ -32,7 +33,7 @@ pub enum Positions {
 }
 
 /// The feed-forward half of a block.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Mlp {
     /// GPT-2: `down(gelu(up(x)))`, GELU in its tanh approximation.
     Gelu,
@@ -42,7 +43,7 @@ pub enum Mlp {
 
 /// The shape of a GPT or Llama model. [`GptConfig::gpt2_tiny`] and
 /// [`GptConfig::llama_tiny`] are the two presets; change one field to ablate one idea.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GptConfig {
     /// Number of token ids, `V`.
     pub vocab_size: usize,

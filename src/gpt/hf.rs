@@ -282,16 +282,24 @@ pub fn config_to_hf_json(cfg: &GptConfig) -> Result<String> {
 /// The parameters as a safetensors file (f32, little-endian), with Hugging Face names.
 pub fn params_to_safetensors(cfg: &GptConfig, params: &Params) -> Result<Vec<u8>> {
     let specs = Params::specs(cfg);
-    let bytes: Vec<Vec<u8>> = params
-        .tensors()
+    let named = specs
         .iter()
-        .map(|t| t.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .zip(params.tensors())
+        .map(|(s, t)| (s.name.clone(), s.shape.clone(), t));
+    tensors_to_safetensors(named.collect())
+}
+
+/// Named f32 tensors `(name, shape, values)` as a safetensors file.
+pub fn tensors_to_safetensors(tensors: Vec<(String, Vec<usize>, &[f32])>) -> Result<Vec<u8>> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, t)| t.iter().flat_map(|x| x.to_le_bytes()).collect())
         .collect();
-    let mut views = Vec::with_capacity(specs.len());
-    for (spec, b) in specs.iter().zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, spec.shape.clone(), b)
-            .map_err(|e| Error::InvalidArgument(format!("tensor {}: {e}", spec.name)))?;
-        views.push((spec.name.clone(), view));
+    let mut views = Vec::with_capacity(tensors.len());
+    for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
+        let view = TensorView::new(Dtype::F32, shape.clone(), b)
+            .map_err(|e| Error::InvalidArgument(format!("tensor {name}: {e}")))?;
+        views.push((name.clone(), view));
     }
     let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     safetensors::serialize(views, Some(metadata))

@@ -33,9 +33,8 @@ pub fn cross_entropy_forward(
     let rows = probs
         .par_chunks_exact_mut(v)
         .zip(logits.par_chunks_exact(v));
-    let per_row = rows
-        .zip(losses.par_iter_mut().zip(targets))
-        .map(|((p, z), (loss, &y))| {
+    rows.zip(losses.par_iter_mut().zip(targets))
+        .for_each(|((p, z), (loss, &y))| {
             // subtract the max so that exp never overflows; softmax does not change
             let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
             let mut sum = 0.0f32;
@@ -46,9 +45,10 @@ pub fn cross_entropy_forward(
             // -log p[y] = log sum - (z[y] - max), without rounding p[y] first
             *loss = sum.ln() - (z[y as usize] - max);
             p.iter_mut().for_each(|p| *p /= sum);
-            *loss as f64
         });
-    (per_row.sum::<f64>() / targets.len() as f64) as f32
+    // summed in order, so that the mean does not depend on how the rows were split
+    let total: f64 = losses.iter().map(|&l| l as f64).sum();
+    (total / targets.len() as f64) as f32
 }
 
 /// Backward of [`cross_entropy_forward`] for the loss `sum_n dloss[n] * losses[n]`:

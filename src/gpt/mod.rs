@@ -36,9 +36,10 @@
 //!
 //! Generation with a key/value cache and sampling is in [`generate`].
 //!
-//! Not here yet: checkpoints during training and resuming from them.
+//! Checkpoints, with the state of a training run to resume it, are in [`checkpoint`].
 
 pub mod attention;
+pub mod checkpoint;
 pub mod config;
 pub mod embedding;
 pub mod generate;

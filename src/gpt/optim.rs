@@ -14,9 +14,10 @@
 use super::config::GptConfig;
 use super::model::Params;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// AdamW's settings.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
     pub beta1: f32,
     pub beta2: f32,
@@ -127,7 +128,7 @@ pub fn clip_grad_norm(grads: &mut Params, max_norm: f32) -> f32 {
 // ANCHOR_END: clip
 
 /// How the learning rate falls after the warmup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Decay {
     /// Half a cosine from `max_lr` down to `min_lr` (GPT-3, Llama).
     Cosine,
@@ -138,7 +139,7 @@ pub enum Decay {
 }
 
 /// The learning rate at each step.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LrSchedule {
     /// Peak learning rate, reached at the end of the warmup.
     pub max_lr: f32,

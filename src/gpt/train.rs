@@ -3,17 +3,17 @@
 //!
 //! A run is a function of its seed: the windows come from a seeded generator, so two runs
 //! with the same model, data and [`TrainConfig`] give the same losses, step for step.
-//!
-//! Not here yet: checkpoints during a run and resuming from them.
+//! [`crate::gpt::checkpoint`] saves a run and [`Trainer::resume`] continues it.
 
 use super::model::{Activations, Gpt, Params};
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig, LrSchedule};
 use crate::{Error, Result};
 use ndarray_rand::rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 /// How to train.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Windows per step, `B`.
     pub batch: usize,
@@ -90,6 +90,34 @@ impl Trainer {
             targets: vec![0; n],
             config,
         })
+    }
+
+    /// Continues a saved run: its optimizer, step count and the sampler's position in its
+    /// stream (from [`Trainer::sampler_position`]), so that the next steps are those the
+    /// run would have taken without the interruption.
+    pub fn resume(
+        model: &Gpt,
+        config: TrainConfig,
+        opt: AdamW,
+        step: usize,
+        sampler_position: u128,
+    ) -> Result<Self> {
+        let mut t = Trainer::new(model, config)?;
+        let sizes = |m: &[Vec<f32>]| m.iter().map(Vec::len).collect::<Vec<_>>();
+        if sizes(&opt.m) != sizes(&t.opt.m) || sizes(&opt.v) != sizes(&t.opt.v) {
+            return Err(Error::InvalidArgument(
+                "the optimizer state does not fit the model".into(),
+            ));
+        }
+        t.opt = opt;
+        t.step = step;
+        t.rng.set_word_pos(sampler_position);
+        Ok(t)
+    }
+
+    /// How far the window sampler has read in its random stream.
+    pub fn sampler_position(&self) -> u128 {
+        self.rng.get_word_pos()
     }
 
     // ANCHOR: train_step

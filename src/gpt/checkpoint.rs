@@ -1,0 +1,242 @@
+//! Checkpoints: a model, and optionally the state of its training run, in a directory.
+//!
+//! - `model.safetensors`: the parameters with Hugging Face Llama names ([`Params::specs`]);
+//! - `config.json`: Hugging Face's `LlamaConfig` for a Llama-architecture model, so that
+//!   `transformers.LlamaForCausalLM.from_pretrained(dir)` loads it; for any other mix of
+//!   switches (GPT-2), `{"model_type": "llm-lessons-gpt", "config": {...}}`;
+//! - `trainer.safetensors` and `trainer.json`, when a run is saved: AdamW's moments
+//!   (`m.<name>`, `v.<name>`), its step count, the run's settings and the window sampler's
+//!   position, which is all [`Trainer::resume`] needs to go on as if never stopped.
+//!
+//! Every file is written atomically (a temporary file, then a rename).
+
+use super::config::GptConfig;
+use super::hf::{
+    config_from_hf_json, config_to_hf_json, params_from_tensors, read_safetensors,
+    tensors_to_safetensors,
+};
+use super::model::{Gpt, Params};
+use super::optim::AdamW;
+use super::train::{TrainConfig, Trainer};
+use crate::data::write_atomic;
+use crate::{Error, Result};
+use serde_json::{json, Value};
+use std::path::Path;
+
+const OWN_MODEL_TYPE: &str = "llm-lessons-gpt";
+
+fn bad(path: &Path, message: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Writes the model (and the run, with `trainer`) into `dir`, created if needed.
+pub fn save(dir: &Path, model: &Gpt, trainer: Option<&Trainer>) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Write {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    let config = match config_to_hf_json(&model.cfg) {
+        Ok(hf) => hf,
+        Err(_) => serde_json::to_string_pretty(
+            &json!({"model_type": OWN_MODEL_TYPE, "config": model.cfg}),
+        )
+        .expect("a config serialises"),
+    };
+    write_atomic(
+        &dir.join("model.safetensors"),
+        &super::hf::params_to_safetensors(&model.cfg, &model.params)?,
+    )?;
+    write_atomic(&dir.join("config.json"), config.as_bytes())?;
+    if let Some(t) = trainer {
+        let specs = Params::specs(&model.cfg);
+        let mut moments = Vec::with_capacity(2 * specs.len());
+        for (s, (m, v)) in specs.iter().zip(t.opt.m.iter().zip(&t.opt.v)) {
+            moments.push((format!("m.{}", s.name), s.shape.clone(), &m[..]));
+            moments.push((format!("v.{}", s.name), s.shape.clone(), &v[..]));
+        }
+        write_atomic(
+            &dir.join("trainer.safetensors"),
+            &tensors_to_safetensors(moments)?,
+        )?;
+        let state = json!({
+            "step": t.step,
+            "adamw_steps": t.opt.t,
+            "sampler_position": t.sampler_position().to_string(),
+            "train_config": t.config,
+        });
+        write_atomic(
+            &dir.join("trainer.json"),
+            serde_json::to_string_pretty(&state)
+                .expect("JSON")
+                .as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// The model saved in `dir` (by [`save`], or by Hugging Face for a Llama).
+pub fn load_model(dir: &Path) -> Result<Gpt> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+    let j: Value =
+        serde_json::from_str(&text).map_err(|e| bad(&config_path, format!("not JSON: {e}")))?;
+    let cfg: GptConfig = if j.get("model_type").and_then(Value::as_str) == Some(OWN_MODEL_TYPE) {
+        serde_json::from_value(j["config"].clone())
+            .map_err(|e| bad(&config_path, format!("config: {e}")))?
+    } else {
+        config_from_hf_json(&text, &config_path)?
+    };
+    cfg.validate()
+        .map_err(|e| bad(&config_path, e.to_string()))?;
+    let weights = dir.join("model.safetensors");
+    let params = params_from_tensors(&cfg, read_safetensors(&weights)?, &weights)?;
+    Gpt::new(cfg, params)
+}
+
+/// The training run saved in `dir` with `model`, ready to continue.
+pub fn load_trainer(dir: &Path, model: &Gpt) -> Result<Trainer> {
+    let path = dir.join("trainer.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let j: Value = serde_json::from_str(&text).map_err(|e| bad(&path, format!("not JSON: {e}")))?;
+    let field = |key: &str| {
+        j.get(key)
+            .ok_or_else(|| bad(&path, format!("{key} is missing")))
+    };
+    let step = field("step")?
+        .as_u64()
+        .ok_or_else(|| bad(&path, "step is not a whole number"))? as usize;
+    let adamw_steps = field("adamw_steps")?
+        .as_u64()
+        .ok_or_else(|| bad(&path, "adamw_steps is not a whole number"))?;
+    let position: u128 = field("sampler_position")?
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(&path, "sampler_position is not a whole number in a string"))?;
+    let config: TrainConfig = serde_json::from_value(field("train_config")?.clone())
+        .map_err(|e| bad(&path, format!("train_config: {e}")))?;
+    let mut opt = AdamW::new(&model.cfg, config.adamw);
+    opt.t = adamw_steps as u32;
+    let moments_path = dir.join("trainer.safetensors");
+    let mut by_name: std::collections::HashMap<String, Vec<f32>> = read_safetensors(&moments_path)?
+        .into_iter()
+        .map(|t| (t.name, t.data))
+        .collect();
+    for (s, (m, v)) in Params::specs(&model.cfg)
+        .iter()
+        .zip(opt.m.iter_mut().zip(opt.v.iter_mut()))
+    {
+        for (prefix, slot) in [("m", m), ("v", v)] {
+            let name = format!("{prefix}.{}", s.name);
+            let data = by_name
+                .remove(&name)
+                .ok_or_else(|| bad(&moments_path, format!("{name} is missing")))?;
+            if data.len() != slot.len() {
+                return Err(bad(
+                    &moments_path,
+                    format!("{name} has {} values, not {}", data.len(), slot.len()),
+                ));
+            }
+            slot.copy_from_slice(&data);
+        }
+    }
+    Trainer::resume(model, config, opt, step, position)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::optim::{AdamWConfig, Decay, LrSchedule};
+
+    fn run_config() -> TrainConfig {
+        TrainConfig {
+            batch: 2,
+            seq_len: 8,
+            schedule: LrSchedule {
+                max_lr: 3e-3,
+                min_lr: 0.0,
+                warmup: 2,
+                total: 10,
+                anneal: 3,
+                decay: Decay::Cosine,
+            },
+            adamw: AdamWConfig::default(),
+            clip: Some(1.0),
+            seed: 9,
+        }
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("llm-lessons-{name}-{}", std::process::id()))
+    }
+
+    /// Ten steps in one go, or five, a checkpoint, a fresh process's load, and five more:
+    /// the same losses and the same final weights, to the bit.
+    #[test]
+    fn resuming_gives_the_run_without_the_interruption() {
+        for cfg in [GptConfig::gpt2_tiny(), GptConfig::llama_tiny()] {
+            let mut cfg = cfg;
+            (
+                cfg.vocab_size,
+                cfg.d_model,
+                cfg.n_layers,
+                cfg.d_ff,
+                cfg.context,
+            ) = (30, 16, 2, 24, 8);
+            let data: Vec<u32> = (0..200).map(|i| (i * 11 % 30) as u32).collect();
+            let mut model = Gpt::init(cfg.clone(), 1).unwrap();
+            let mut trainer = Trainer::new(&model, run_config()).unwrap();
+            let straight: Vec<f32> = (0..10)
+                .map(|_| trainer.step(&mut model, &data).unwrap().loss)
+                .collect();
+
+            let mut model2 = Gpt::init(cfg.clone(), 1).unwrap();
+            let mut trainer2 = Trainer::new(&model2, run_config()).unwrap();
+            let mut resumed: Vec<f32> = (0..5)
+                .map(|_| trainer2.step(&mut model2, &data).unwrap().loss)
+                .collect();
+            let dir = temp_dir("resume");
+            save(&dir, &model2, Some(&trainer2)).unwrap();
+            drop((model2, trainer2));
+            let mut model3 = load_model(&dir).unwrap();
+            let mut trainer3 = load_trainer(&dir, &model3).unwrap();
+            std::fs::remove_dir_all(&dir).unwrap();
+            resumed.extend((0..5).map(|_| trainer3.step(&mut model3, &data).unwrap().loss));
+            assert_eq!(straight, resumed, "{cfg:?}");
+            assert_eq!(model.params, model3.params);
+            assert_eq!(model3.cfg, cfg);
+        }
+    }
+
+    #[test]
+    fn a_missing_or_damaged_run_is_an_error() {
+        let mut cfg = GptConfig::llama_tiny();
+        (
+            cfg.vocab_size,
+            cfg.d_model,
+            cfg.n_layers,
+            cfg.d_ff,
+            cfg.context,
+        ) = (30, 16, 1, 24, 8);
+        let model = Gpt::init(cfg, 1).unwrap();
+        let dir = temp_dir("damaged");
+        save(&dir, &model, None).unwrap();
+        assert!(load_trainer(&dir, &model)
+            .unwrap_err()
+            .to_string()
+            .contains("trainer.json"));
+        let trainer = Trainer::new(&model, run_config()).unwrap();
+        save(&dir, &model, Some(&trainer)).unwrap();
+        let moments = std::fs::read(dir.join("trainer.safetensors")).unwrap();
+        std::fs::write(
+            dir.join("trainer.safetensors"),
+            &moments[..moments.len() / 2],
+        )
+        .unwrap();
+        let err = load_trainer(&dir, &model).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.contains("trainer.safetensors"), "{err}");
+    }
+}
