@@ -12,7 +12,12 @@
 //! assert!((y[0] - 3.0 / 12.5f32.sqrt()).abs() < 1e-6 && (y[1] - 4.0 / 12.5f32.sqrt()).abs() < 1e-6);
 //! ```
 
+use super::residual::add_into;
 use rayon::prelude::*;
+
+/// Rows per parallel block in the backward passes. Fixed, not per thread, so that the
+/// parameter gradients are summed in the same order whatever the number of threads.
+const BLOCK: usize = 64;
 
 // ANCHOR: layer_norm
 /// `y = (x - mean(x)) * rstd * w + b` with `rstd = 1 / sqrt(var(x) + eps)` (the biased
@@ -52,6 +57,40 @@ pub fn layer_norm_forward(
 /// `dy, x, dx: (N, C)`, `w, dw, db: (C)`, `mean, rstd: (N)` from the forward.
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_backward(
+    dx: &mut [f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    c: usize,
+) {
+    // blocks of rows in parallel, each with its own dw and db, added up in order
+    let n = BLOCK * c;
+    let blocks = dx
+        .par_chunks_mut(n)
+        .zip(dy.par_chunks(n))
+        .zip(x.par_chunks(n));
+    let stats = mean.par_chunks(BLOCK).zip(rstd.par_chunks(BLOCK));
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = blocks
+        .zip(stats)
+        .map(|(((dx, dy), x), (mean, rstd))| {
+            let (mut dw, mut db) = (vec![0.0; c], vec![0.0; c]);
+            layer_norm_backward_rows(dx, &mut dw, &mut db, dy, x, w, mean, rstd, c);
+            (dw, db)
+        })
+        .collect();
+    for (pw, pb) in parts {
+        add_into(dw, &pw);
+        add_into(db, &pb);
+    }
+}
+
+/// [`layer_norm_backward`] on a block of rows, one row after the other.
+#[allow(clippy::too_many_arguments)]
+fn layer_norm_backward_rows(
     dx: &mut [f32],
     dw: &mut [f32],
     db: &mut [f32],
@@ -113,6 +152,34 @@ pub fn rms_norm_forward(y: &mut [f32], rrms: &mut [f32], x: &[f32], w: &[f32], c
 /// `dy, x, dx: (N, C)`, `w, dw: (C)`, `rrms: (N)` from the forward.
 #[allow(clippy::too_many_arguments)]
 pub fn rms_norm_backward(
+    dx: &mut [f32],
+    dw: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    rrms: &[f32],
+    c: usize,
+) {
+    // blocks of rows in parallel, each with its own dw, added up in order
+    let n = BLOCK * c;
+    let blocks = dx
+        .par_chunks_mut(n)
+        .zip(dy.par_chunks(n))
+        .zip(x.par_chunks(n));
+    let parts: Vec<Vec<f32>> = blocks
+        .zip(rrms.par_chunks(BLOCK))
+        .map(|(((dx, dy), x), rrms)| {
+            let mut dw = vec![0.0; c];
+            rms_norm_backward_rows(dx, &mut dw, dy, x, w, rrms, c);
+            dw
+        })
+        .collect();
+    parts.iter().for_each(|pw| add_into(dw, pw));
+}
+
+/// [`rms_norm_backward`] on a block of rows, one row after the other.
+#[allow(clippy::too_many_arguments)]
+fn rms_norm_backward_rows(
     dx: &mut [f32],
     dw: &mut [f32],
     dy: &[f32],
@@ -189,6 +256,34 @@ mod tests {
         };
         layer_norm_backward(dx, dw, db, &r, &inputs[0], &inputs[1], &mean, &rstd, C);
         check("layer_norm", &inputs, &accumulated(&init, &g), f);
+    }
+
+    /// 150 rows: three blocks, the last one partial, give what one pass over the rows gives.
+    #[test]
+    fn backward_in_blocks_equals_one_pass() {
+        let (n, c) = (150, 5);
+        let mut rng = Rng::new(20);
+        let (x, dy, w) = (
+            randn(&mut rng, n * c, 1.0),
+            randn(&mut rng, n * c, 1.0),
+            randn(&mut rng, c, 1.0),
+        );
+        let (mut y, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
+        layer_norm_forward(&mut y, &mut mean, &mut rstd, &x, &w, &vec![0.0; c], c, 1e-5);
+        let run = |blocks: bool| {
+            let (mut dx, mut dw, mut db) = (vec![0.5; n * c], vec![0.5; c], vec![0.5; c]);
+            if blocks {
+                layer_norm_backward(&mut dx, &mut dw, &mut db, &dy, &x, &w, &mean, &rstd, c);
+                rms_norm_backward(&mut dx, &mut dw, &dy, &x, &w, &rstd, c);
+            } else {
+                layer_norm_backward_rows(&mut dx, &mut dw, &mut db, &dy, &x, &w, &mean, &rstd, c);
+                rms_norm_backward_rows(&mut dx, &mut dw, &dy, &x, &w, &rstd, c);
+            }
+            [dx, dw, db].concat()
+        };
+        for (a, b) in run(true).iter().zip(run(false)) {
+            assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "{a} {b}");
+        }
     }
 
     #[test]

@@ -8,15 +8,16 @@
 //! assert_eq!(out, [1.5, 1.0]);
 //! ```
 
+use rayon::prelude::*;
+
 // ANCHOR: residual
 /// `out = a + b`.
 ///
 /// # Shapes
 /// `a`, `b`, `out`: the same length (usually `(B, T, C)`).
 pub fn residual_forward(out: &mut [f32], a: &[f32], b: &[f32]) {
-    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
-        *o = x + y;
-    }
+    let items = out.par_iter_mut().zip(a).zip(b).with_min_len(MIN_LEN);
+    items.for_each(|((o, x), y)| *o = x + y);
 }
 
 /// Backward of [`residual_forward`]: `da += dout`, `db += dout`.
@@ -28,10 +29,15 @@ pub fn residual_backward(da: &mut [f32], db: &mut [f32], dout: &[f32]) {
 
 /// `acc += x`, element by element.
 pub fn add_into(acc: &mut [f32], x: &[f32]) {
-    for (a, g) in acc.iter_mut().zip(x) {
-        *a += g;
-    }
+    acc.par_iter_mut()
+        .zip(x)
+        .with_min_len(MIN_LEN)
+        .for_each(|(a, g)| *a += g);
 }
+
+/// Numbers per parallel task in these element-by-element loops: fewer are not worth
+/// another thread.
+const MIN_LEN: usize = 1 << 14;
 
 #[cfg(test)]
 mod tests {
