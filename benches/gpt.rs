@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let loss = model.forward_loss(&mut acts, inputs, targets)?;
         let t1 = Instant::now();
         grads.zero();
-        model.backward(&mut acts, &mut grads);
+        model.backward(&mut acts, &mut grads)?;
         let t2 = Instant::now();
         opt.step(&mut model.params, &grads, 1e-3);
         let t3 = Instant::now();

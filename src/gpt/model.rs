@@ -314,6 +314,8 @@ pub struct Activations {
     /// softmax of the logits, `(B, T, V)`, and each position's loss, `(B, T)`.
     pub probs: Vec<f32>,
     pub losses: Vec<f32>,
+    /// Whether the buffers hold a [`Gpt::forward_loss`], which [`Gpt::backward`] needs.
+    has_loss: bool,
     // scratch, forward and backward
     tmp_c: Vec<f32>,
     tmp_kv: Vec<f32>,
@@ -375,6 +377,7 @@ impl Activations {
             logits: vec![0.0; n * v],
             probs: vec![0.0; n * v],
             losses: vec![0.0; n],
+            has_loss: false,
             tmp_c: vec![0.0; n * c],
             tmp_kv: vec![0.0; n * kv],
             d_resid: vec![0.0; n * c],
@@ -527,6 +530,7 @@ impl Gpt {
         let shape = self.attn_shape(acts);
         let a = acts;
         a.inputs.copy_from_slice(inputs);
+        a.has_loss = false;
 
         embedding_forward(&mut a.resid[0], inputs, &p.tok_emb, c);
         if let Some(wpe) = &p.pos_emb {
@@ -612,19 +616,24 @@ impl Gpt {
         self.forward(acts, inputs)?;
         acts.targets.copy_from_slice(targets);
         let v = self.cfg.vocab_size;
-        Ok(cross_entropy_forward(
-            &mut acts.probs,
-            &mut acts.losses,
-            &acts.logits,
-            targets,
-            v,
-        ))
+        let loss =
+            cross_entropy_forward(&mut acts.probs, &mut acts.losses, &acts.logits, targets, v);
+        acts.has_loss = true;
+        Ok(loss)
     }
 
     // ANCHOR: backward
     /// The gradient of the mean loss of the last [`Gpt::forward_loss`] with respect to
     /// every parameter, added into `grads` (zero them first for a fresh gradient).
-    pub fn backward(&self, acts: &mut Activations, grads: &mut Params) {
+    /// Errors if `acts` holds no such forward, or `grads` is not shaped like the model.
+    pub fn backward(&self, acts: &mut Activations, grads: &mut Params) -> Result<()> {
+        if !acts.has_loss {
+            return Err(Error::InvalidArgument(
+                "backward needs the activations of a forward_loss (a forward alone has no loss)"
+                    .into(),
+            ));
+        }
+        grads.check(&self.cfg)?;
         let cfg = &self.cfg;
         let p = &self.params;
         let (t, n) = (acts.t, acts.b * acts.t);
@@ -777,6 +786,7 @@ impl Gpt {
         if let Some(dwpe) = grads.pos_emb.as_deref_mut() {
             position_embedding_backward(dwpe, &a.d_resid, t, c);
         }
+        Ok(())
     }
     // ANCHOR_END: backward
 }

@@ -69,7 +69,7 @@ fn model_grad_check(cfg: GptConfig, seed: u64) {
     // start from random gradients: the backward must add, not overwrite
     let mut grads = bold_params(&cfg, seed + 1);
     let init: Vec<Vec<f32>> = grads.tensors().iter().map(|t| t.to_vec()).collect();
-    model.backward(&mut acts, &mut grads);
+    model.backward(&mut acts, &mut grads).unwrap();
     let after: Vec<Vec<f32>> = grads.tensors().iter().map(|t| t.to_vec()).collect();
     match try_check(&flat, &accumulated(&init, &after), loss_of, EPS, 3e-3) {
         Ok(worst) => eprintln!("largest error {worst:.1e} of max |grad| for {cfg:?}"),
@@ -150,6 +150,20 @@ fn bad_inputs_are_errors() {
         .unwrap_err()
         .to_string()
         .contains("context"));
+    // a backward needs a forward_loss, and gradients shaped like the model
+    let mut grads = Params::zeros(&cfg);
+    model.forward(&mut acts, &[1, 2, 3]).unwrap();
+    assert!(model
+        .backward(&mut acts, &mut grads)
+        .unwrap_err()
+        .to_string()
+        .contains("forward_loss"));
+    model
+        .forward_loss(&mut acts, &[1, 2, 3], &[2, 3, 4])
+        .unwrap();
+    let mut other = Params::zeros(&GptConfig::llama_tiny());
+    assert!(model.backward(&mut acts, &mut other).is_err());
+    model.backward(&mut acts, &mut grads).unwrap();
     let mut wrong = Params::zeros(&cfg);
     wrong.blocks[1].wk.pop();
     assert!(Gpt::new(cfg, wrong)

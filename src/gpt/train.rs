@@ -146,7 +146,7 @@ impl Trainer {
             });
         }
         self.grads.zero();
-        model.backward(&mut self.acts, &mut self.grads);
+        model.backward(&mut self.acts, &mut self.grads)?;
         let grad_norm = match self.config.clip {
             Some(max) => clip_grad_norm(&mut self.grads, max),
             None => clip_grad_norm(&mut self.grads, f32::INFINITY),
