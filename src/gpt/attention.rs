@@ -26,7 +26,7 @@
 
 use super::linear::{mat, mat_mut, strided, strided_mut};
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{s, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
 /// The sizes of one attention call.
@@ -111,25 +111,45 @@ fn attention_forward_one(
     let (t, scale) = (s.t, 1.0 / (s.head_dim as f32).sqrt());
     for h in 0..s.n_heads {
         let g = h / s.n_rep(); // the key/value head this query head reads
-        let p = &mut att[h * t * t..][..t * t];
-        // S = q k^T / sqrt(hs); the part above the diagonal is computed and then dropped
-        let (qh, kh) = (
+        let (qh, kh, vh) = (
             head(q, s, s.q_width(), 0, h),
             head(k, s, s.kv_width(), 0, g),
+            head(v, s, s.kv_width(), 0, g),
         );
-        general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut mat_mut(p, t, t));
+        let p = &mut att[h * t * t..][..t * t];
+        // S = q k^T / sqrt(hs), by blocks of queries: queries r0..r1 see keys ..r1 at most,
+        // so the keys past r1 (the masked future) are not multiplied at all
+        let mut pm = mat_mut(p, t, t);
+        for (r0, r1) in causal_blocks(t) {
+            let (q_blk, k_seen) = (qh.slice(s![r0..r1, ..]), kh.slice(s![..r1, ..]));
+            general_mat_mul(
+                scale,
+                &q_blk,
+                &k_seen.t(),
+                0.0,
+                &mut pm.slice_mut(s![r0..r1, ..r1]),
+            );
+        }
         for (i, row) in p.chunks_exact_mut(t).enumerate() {
             causal_softmax(row, i + 1);
         }
-        let vh = head(v, s, s.kv_width(), 0, g);
-        general_mat_mul(
-            1.0,
-            &mat(p, t, t),
-            &vh,
-            0.0,
-            &mut head_mut(y, s, s.q_width(), 0, h),
-        );
+        // y = P v, by the same blocks
+        let (pm, mut yh) = (mat(p, t, t), head_mut(y, s, s.q_width(), 0, h));
+        for (r0, r1) in causal_blocks(t) {
+            let (p_blk, v_seen) = (pm.slice(s![r0..r1, ..r1]), vh.slice(s![..r1, ..]));
+            general_mat_mul(1.0, &p_blk, &v_seen, 0.0, &mut yh.slice_mut(s![r0..r1, ..]));
+        }
     }
+}
+
+/// Query rows per block in the causal products: rows `r0..r1` need keys `..r1` only.
+const CAUSAL_BLOCK: usize = 32;
+
+/// The blocks `(r0, r1)` of `0..t`.
+fn causal_blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..t)
+        .step_by(CAUSAL_BLOCK)
+        .map(move |r0| (r0, (r0 + CAUSAL_BLOCK).min(t)))
 }
 
 /// Softmax of `row[..len]` in place, and zeros after it (the masked future).
@@ -258,19 +278,34 @@ fn attention_backward_one(
     let (qw, kw) = (s.q_width(), s.kv_width());
     for h in 0..s.n_heads {
         let g = h / s.n_rep();
-        let p = &att[h * t * t..][..t * t];
-        let pm = mat(p, t, t);
-        let dyh = head(dy, s, qw, 0, h);
-        // dv += P^T dy
-        general_mat_mul(1.0, &pm.t(), &dyh, 1.0, &mut head_mut(dv, s, kw, 0, g));
-        // dP = dy v^T (into the scratch), then dS in place
-        general_mat_mul(
-            1.0,
-            &dyh,
-            &head(v, s, kw, 0, g).t(),
-            0.0,
-            &mut mat_mut(ds, t, t),
+        let (qh, kh, vh) = (
+            head(q, s, qw, 0, h),
+            head(k, s, kw, 0, g),
+            head(v, s, kw, 0, g),
         );
+        let p = &att[h * t * t..][..t * t];
+        let (pm, dyh) = (mat(p, t, t), head(dy, s, qw, 0, h));
+        // dv += P^T dy and dP = dy v^T (into the scratch), by blocks of queries
+        let (mut dvh, mut dsm) = (head_mut(dv, s, kw, 0, g), mat_mut(ds, t, t));
+        for (r0, r1) in causal_blocks(t) {
+            let (p_blk, dy_blk) = (pm.slice(s![r0..r1, ..r1]), dyh.slice(s![r0..r1, ..]));
+            general_mat_mul(
+                1.0,
+                &p_blk.t(),
+                &dy_blk,
+                1.0,
+                &mut dvh.slice_mut(s![..r1, ..]),
+            );
+            let v_seen = vh.slice(s![..r1, ..]);
+            general_mat_mul(
+                1.0,
+                &dy_blk,
+                &v_seen.t(),
+                0.0,
+                &mut dsm.slice_mut(s![r0..r1, ..r1]),
+            );
+        }
+        // dS = P * (dP - rowsum(P * dP)), in place
         for (i, (drow, prow)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
             let seen = i + 1;
             let pdp: f32 = drow[..seen]
@@ -283,22 +318,27 @@ fn attention_backward_one(
             }
             drow[seen..].fill(0.0); // the masked scores get no gradient
         }
-        let dsm = mat(ds, t, t);
         // dq += dS k / sqrt(hs), dk += dS^T q / sqrt(hs)
-        general_mat_mul(
-            scale,
-            &dsm,
-            &head(k, s, kw, 0, g),
-            1.0,
-            &mut head_mut(dq, s, qw, 0, h),
-        );
-        general_mat_mul(
-            scale,
-            &dsm.t(),
-            &head(q, s, qw, 0, h),
-            1.0,
-            &mut head_mut(dk, s, kw, 0, g),
-        );
+        let dsm = mat(ds, t, t);
+        let (mut dqh, mut dkh) = (head_mut(dq, s, qw, 0, h), head_mut(dk, s, kw, 0, g));
+        for (r0, r1) in causal_blocks(t) {
+            let ds_blk = dsm.slice(s![r0..r1, ..r1]);
+            let (k_seen, q_blk) = (kh.slice(s![..r1, ..]), qh.slice(s![r0..r1, ..]));
+            general_mat_mul(
+                scale,
+                &ds_blk,
+                &k_seen,
+                1.0,
+                &mut dqh.slice_mut(s![r0..r1, ..]),
+            );
+            general_mat_mul(
+                scale,
+                &ds_blk.t(),
+                &q_blk,
+                1.0,
+                &mut dkh.slice_mut(s![..r1, ..]),
+            );
+        }
     }
 }
 // ANCHOR_END: attention_backward
@@ -345,6 +385,64 @@ mod tests {
             &inputs,
             &accumulated(&init, &g),
             f,
+        );
+    }
+
+    /// The blocked products give what one softmax per query, written out, gives.
+    #[test]
+    fn attention_matches_a_loop_per_query() {
+        let s = AttnShape {
+            b: 2,
+            t: 70,
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 3,
+        };
+        let mut rng = Rng::new(22);
+        let (q, k, v) = (
+            randn(&mut rng, 2 * 70 * 12, 1.0),
+            randn(&mut rng, 2 * 70 * 6, 1.0),
+            randn(&mut rng, 2 * 70 * 6, 1.0),
+        );
+        let (mut y, mut att) = (vec![0.0; 2 * 70 * 12], vec![0.0; 2 * 4 * 70 * 70]);
+        attention_forward(&mut y, &mut att, &q, &k, &v, s);
+        for b in 0..2 {
+            for h in 0..4 {
+                let g = h / 2;
+                for i in 0..70 {
+                    let qi = &q[(b * 70 + i) * 12 + h * 3..][..3];
+                    let key = |j: usize| &k[(b * 70 + j) * 6 + g * 3..][..3];
+                    let scores: Vec<f64> = (0..=i).map(|j| dot(qi, key(j)) / 3f64.sqrt()).collect();
+                    let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for d in 0..3 {
+                        let want: f64 = (0..=i)
+                            .map(|j| e[j] / z * v[(b * 70 + j) * 6 + g * 3 + d] as f64)
+                            .sum();
+                        let got = y[(b * 70 + i) * 12 + h * 3 + d] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-5,
+                            "b {b} h {h} i {i}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// 70 positions: three blocks of queries in the causal products, the last partial.
+    #[test]
+    fn attention_gradients_over_several_causal_blocks() {
+        grad_check(
+            AttnShape {
+                b: 1,
+                t: 70,
+                n_heads: 2,
+                n_kv_heads: 1,
+                head_dim: 4,
+            },
+            21,
         );
     }
 
