@@ -21,28 +21,33 @@ const GELU_SCALE: f32 = 0.797_884_6;
 
 // ANCHOR: gelu
 /// GELU in GPT-2's tanh approximation:
-/// `gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
+/// `gelu(x) = 0.5 x (1 + tanh(u))` with `u = sqrt(2/pi) (x + 0.044715 x^3)`.
+///
+/// Computed as `x * sigmoid(2u)`, the same function (`0.5 (1 + tanh u) = sigmoid(2u)`)
+/// with one `exp` instead of a `tanh`, which costs several times more.
 ///
 /// # Shapes
 /// `x, y`: the same length (usually `(N, d_ff)`).
 pub fn gelu_forward(y: &mut [f32], x: &[f32]) {
     y.par_iter_mut().zip(x).for_each(|(y, &x)| {
         let u = GELU_SCALE * (x + 0.044715 * x * x * x);
-        *y = 0.5 * x * (1.0 + u.tanh());
+        *y = x * sigmoid(2.0 * u);
     });
 }
 
 /// Backward of [`gelu_forward`]: `dx += gelu'(x) dy` with
-/// `gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)`.
+/// `gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) u'`, `u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)`;
+/// with `s = sigmoid(2u)`, `0.5 (1 + tanh u) = s` and `1 - tanh^2 u = 4 s (1 - s)`, so
+/// `gelu'(x) = s + 2 x s (1 - s) u'`.
 pub fn gelu_backward(dx: &mut [f32], dy: &[f32], x: &[f32]) {
     dx.par_iter_mut()
         .zip(dy)
         .zip(x)
         .for_each(|((dx, &dy), &x)| {
             let u = GELU_SCALE * (x + 0.044715 * x * x * x);
-            let th = u.tanh();
+            let s = sigmoid(2.0 * u);
             let du = GELU_SCALE * (1.0 + 3.0 * 0.044715 * x * x);
-            *dx += (0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du) * dy;
+            *dx += (s + 2.0 * x * s * (1.0 - s) * du) * dy;
         });
 }
 // ANCHOR_END: gelu
@@ -98,6 +103,16 @@ mod tests {
         let mut g = init.clone();
         gelu_backward(&mut g[0], &r, &inputs[0]);
         check("gelu", &inputs, &accumulated(&init, &g), f);
+    }
+
+    #[test]
+    fn gelu_far_from_zero() {
+        let mut y = [0.0; 2];
+        gelu_forward(&mut y, &[-100.0, 100.0]);
+        assert_eq!(y, [0.0, 100.0]);
+        let mut dx = [0.0; 2];
+        gelu_backward(&mut dx, &[1.0, 1.0], &[-100.0, 100.0]);
+        assert_eq!(dx, [0.0, 1.0]);
     }
 
     #[test]
