@@ -55,21 +55,15 @@ impl AttnShape {
     }
 }
 
-/// One head of a `(B, T, n * hs)` tensor: the `(T, hs)` matrix of sequence `b`, head `h`.
-fn head(x: &[f32], s: AttnShape, width: usize, b: usize, h: usize) -> ArrayView2<'_, f32> {
-    let start = b * s.t * width + h * s.head_dim;
-    strided(&x[start..], s.t, s.head_dim, width)
+/// One head of one sequence's `(T, n * hs)` tensor: the `(T, hs)` matrix of head `h`,
+/// read in place (rows `width` apart).
+fn head(x: &[f32], s: AttnShape, width: usize, h: usize) -> ArrayView2<'_, f32> {
+    strided(&x[h * s.head_dim..], s.t, s.head_dim, width)
 }
 
-fn head_mut(
-    x: &mut [f32],
-    s: AttnShape,
-    width: usize,
-    b: usize,
-    h: usize,
-) -> ArrayViewMut2<'_, f32> {
-    let start = b * s.t * width + h * s.head_dim;
-    strided_mut(&mut x[start..], s.t, s.head_dim, width)
+/// The mutable form of [`head`].
+fn head_mut(x: &mut [f32], s: AttnShape, width: usize, h: usize) -> ArrayViewMut2<'_, f32> {
+    strided_mut(&mut x[h * s.head_dim..], s.t, s.head_dim, width)
 }
 
 // ANCHOR: attention_forward
@@ -112,9 +106,9 @@ fn attention_forward_one(
     for h in 0..s.n_heads {
         let g = h / s.n_rep(); // the key/value head this query head reads
         let (qh, kh, vh) = (
-            head(q, s, s.q_width(), 0, h),
-            head(k, s, s.kv_width(), 0, g),
-            head(v, s, s.kv_width(), 0, g),
+            head(q, s, s.q_width(), h),
+            head(k, s, s.kv_width(), g),
+            head(v, s, s.kv_width(), g),
         );
         let p = &mut att[h * t * t..][..t * t];
         // S = q k^T / sqrt(hs), by blocks of queries: queries r0..r1 see keys ..r1 at most,
@@ -134,7 +128,7 @@ fn attention_forward_one(
             causal_softmax(row, i + 1);
         }
         // y = P v, by the same blocks
-        let (pm, mut yh) = (mat(p, t, t), head_mut(y, s, s.q_width(), 0, h));
+        let (pm, mut yh) = (mat(p, t, t), head_mut(y, s, s.q_width(), h));
         for (r0, r1) in causal_blocks(t) {
             let (p_blk, v_seen) = (pm.slice(s![r0..r1, ..r1]), vh.slice(s![..r1, ..]));
             general_mat_mul(1.0, &p_blk, &v_seen, 0.0, &mut yh.slice_mut(s![r0..r1, ..]));
@@ -194,21 +188,18 @@ pub fn attention_forward_cached(
     let mut p = vec![0.0f32; n * total];
     for h in 0..s.n_heads {
         let g = h / s.n_rep();
-        let (qh, kh) = (
-            head(q, qs, s.q_width(), 0, h),
-            head(k, kvs, s.kv_width(), 0, g),
-        );
+        let (qh, kh) = (head(q, qs, s.q_width(), h), head(k, kvs, s.kv_width(), g));
         general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut mat_mut(&mut p, n, total));
         for (i, row) in p.chunks_exact_mut(total).enumerate() {
             causal_softmax(row, pos0 + i + 1);
         }
-        let vh = head(v, kvs, s.kv_width(), 0, g);
+        let vh = head(v, kvs, s.kv_width(), g);
         general_mat_mul(
             1.0,
             &mat(&p, n, total),
             &vh,
             0.0,
-            &mut head_mut(y, qs, s.q_width(), 0, h),
+            &mut head_mut(y, qs, s.q_width(), h),
         );
     }
 }
@@ -278,15 +269,11 @@ fn attention_backward_one(
     let (qw, kw) = (s.q_width(), s.kv_width());
     for h in 0..s.n_heads {
         let g = h / s.n_rep();
-        let (qh, kh, vh) = (
-            head(q, s, qw, 0, h),
-            head(k, s, kw, 0, g),
-            head(v, s, kw, 0, g),
-        );
+        let (qh, kh, vh) = (head(q, s, qw, h), head(k, s, kw, g), head(v, s, kw, g));
         let p = &att[h * t * t..][..t * t];
-        let (pm, dyh) = (mat(p, t, t), head(dy, s, qw, 0, h));
+        let (pm, dyh) = (mat(p, t, t), head(dy, s, qw, h));
         // dv += P^T dy and dP = dy v^T (into the scratch), by blocks of queries
-        let (mut dvh, mut dsm) = (head_mut(dv, s, kw, 0, g), mat_mut(ds, t, t));
+        let (mut dvh, mut dsm) = (head_mut(dv, s, kw, g), mat_mut(ds, t, t));
         for (r0, r1) in causal_blocks(t) {
             let (p_blk, dy_blk) = (pm.slice(s![r0..r1, ..r1]), dyh.slice(s![r0..r1, ..]));
             general_mat_mul(
@@ -320,7 +307,7 @@ fn attention_backward_one(
         }
         // dq += dS k / sqrt(hs), dk += dS^T q / sqrt(hs)
         let dsm = mat(ds, t, t);
-        let (mut dqh, mut dkh) = (head_mut(dq, s, qw, 0, h), head_mut(dk, s, kw, 0, g));
+        let (mut dqh, mut dkh) = (head_mut(dq, s, qw, h), head_mut(dk, s, kw, g));
         for (r0, r1) in causal_blocks(t) {
             let ds_blk = dsm.slice(s![r0..r1, ..r1]);
             let (k_seen, q_blk) = (kh.slice(s![..r1, ..]), qh.slice(s![r0..r1, ..]));
