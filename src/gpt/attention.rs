@@ -25,6 +25,7 @@
 //! ```
 
 use super::linear::{mat, mat_mut, strided, strided_mut};
+use super::math::exp;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
@@ -150,11 +151,8 @@ fn causal_blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
 fn causal_softmax(row: &mut [f32], len: usize) {
     let (seen, future) = row.split_at_mut(len);
     let max = seen.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    let mut sum = 0.0;
-    for x in seen.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
+    seen.iter_mut().for_each(|x| *x = exp(*x - max)); // a loop the compiler vectorizes
+    let sum: f32 = seen.iter().sum();
     seen.iter_mut().for_each(|x| *x /= sum);
     future.fill(0.0);
 }

@@ -12,6 +12,7 @@
 //! assert_eq!(probs, [0.25; 4]);
 //! ```
 
+use super::math::exp;
 use rayon::prelude::*;
 
 // ANCHOR: cross_entropy
@@ -37,11 +38,8 @@ pub fn cross_entropy_forward(
         .for_each(|((p, z), (loss, &y))| {
             // subtract the max so that exp never overflows; softmax does not change
             let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            let mut sum = 0.0f32;
-            for (p, &z) in p.iter_mut().zip(z) {
-                *p = (z - max).exp();
-                sum += *p;
-            }
+            p.iter_mut().zip(z).for_each(|(p, &z)| *p = exp(z - max)); // vectorized
+            let sum: f32 = p.iter().sum();
             // -log p[y] = log sum - (z[y] - max), without rounding p[y] first
             *loss = sum.ln() - (z[y as usize] - max);
             p.iter_mut().for_each(|p| *p /= sum);

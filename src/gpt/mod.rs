@@ -46,6 +46,7 @@ pub mod generate;
 pub mod hf;
 pub mod linear;
 pub mod loss;
+pub mod math;
 pub mod mlp;
 mod model;
 pub mod norm;
