@@ -20,7 +20,10 @@ pub fn exp(x: f32) -> f32 {
     const HI: f32 = 88.37; // n at most 127, the largest finite exponent
                            // clamp keeps a NaN (f32::max and min would drop it)
     let x = x.clamp(LO, HI);
-    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    // n = round(x / ln 2): adding and subtracting 1.5 * 2^23 rounds to an integer in
+    // plain float arithmetic (f32::round and floor are library calls without SSE4.1)
+    const ROUND: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
     // r = x - n ln 2, with ln 2 split in two so that the product is exact enough
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = 1.987_569_1e-4;

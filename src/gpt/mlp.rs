@@ -17,6 +17,9 @@
 use super::math::sigmoid;
 use rayon::prelude::*;
 
+/// Numbers per parallel task.
+const CHUNK: usize = 1 << 13;
+
 /// `sqrt(2 / pi)`.
 const GELU_SCALE: f32 = 0.797_884_6;
 
@@ -30,10 +33,15 @@ const GELU_SCALE: f32 = 0.797_884_6;
 /// # Shapes
 /// `x, y`: the same length (usually `(N, d_ff)`).
 pub fn gelu_forward(y: &mut [f32], x: &[f32]) {
-    y.par_iter_mut().zip(x).for_each(|(y, &x)| {
-        let u = GELU_SCALE * (x + 0.044715 * x * x * x);
-        *y = x * sigmoid(2.0 * u);
-    });
+    // blocks across the threads; within a block, a plain loop the compiler vectorizes
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                let u = GELU_SCALE * (x + 0.044715 * x * x * x);
+                *y = x * sigmoid(2.0 * u);
+            }
+        });
 }
 
 /// Backward of [`gelu_forward`]: `dx += gelu'(x) dy` with
@@ -41,15 +49,18 @@ pub fn gelu_forward(y: &mut [f32], x: &[f32]) {
 /// with `s = sigmoid(2u)`, `0.5 (1 + tanh u) = s` and `1 - tanh^2 u = 4 s (1 - s)`, so
 /// `gelu'(x) = s + 2 x s (1 - s) u'`.
 pub fn gelu_backward(dx: &mut [f32], dy: &[f32], x: &[f32]) {
-    dx.par_iter_mut()
-        .zip(dy)
-        .zip(x)
-        .for_each(|((dx, &dy), &x)| {
+    let blocks = dx
+        .par_chunks_mut(CHUNK)
+        .zip(dy.par_chunks(CHUNK))
+        .zip(x.par_chunks(CHUNK));
+    blocks.for_each(|((dx, dy), x)| {
+        for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
             let u = GELU_SCALE * (x + 0.044715 * x * x * x);
             let s = sigmoid(2.0 * u);
             let du = GELU_SCALE * (1.0 + 3.0 * 0.044715 * x * x);
             *dx += (s + 2.0 * x * s * (1.0 - s) * du) * dy;
-        });
+        }
+    });
 }
 // ANCHOR_END: gelu
 
@@ -60,23 +71,31 @@ pub fn gelu_backward(dx: &mut [f32], dy: &[f32], x: &[f32]) {
 /// # Shapes
 /// `g, u, y`: the same length (usually `(N, d_ff)`).
 pub fn swiglu_forward(y: &mut [f32], g: &[f32], u: &[f32]) {
-    y.par_iter_mut().zip(g).zip(u).for_each(|((y, &g), &u)| {
-        *y = g * sigmoid(g) * u;
+    let blocks = y
+        .par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(u.par_chunks(CHUNK));
+    blocks.for_each(|((y, g), u)| {
+        for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+            *y = g * sigmoid(g) * u;
+        }
     });
 }
 
 /// Backward of [`swiglu_forward`]: `du += silu(g) dy` and `dg += silu'(g) u dy`, with
 /// `silu'(g) = sigmoid(g) (1 + g (1 - sigmoid(g)))`.
 pub fn swiglu_backward(dg: &mut [f32], du: &mut [f32], dy: &[f32], g: &[f32], u: &[f32]) {
-    let grads = dg.par_iter_mut().zip(du.par_iter_mut());
-    grads
-        .zip(dy)
-        .zip(g.par_iter().zip(u))
-        .for_each(|(((dg, du), &dy), (&g, &u))| {
-            let s = sigmoid(g);
-            *du += g * s * dy;
-            *dg += s * (1.0 + g * (1.0 - s)) * u * dy;
-        });
+    let grads = dg.par_chunks_mut(CHUNK).zip(du.par_chunks_mut(CHUNK));
+    let inputs = dy
+        .par_chunks(CHUNK)
+        .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)));
+    grads.zip(inputs).for_each(|((dg, du), (dy, (g, u)))| {
+        for i in 0..dg.len() {
+            let s = sigmoid(g[i]);
+            du[i] += g[i] * s * dy[i];
+            dg[i] += s * (1.0 + g[i] * (1.0 - s)) * u[i] * dy[i];
+        }
+    });
 }
 // ANCHOR_END: swiglu
 

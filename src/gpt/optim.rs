@@ -16,6 +16,9 @@ use super::model::Params;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// Numbers per parallel task in the update.
+const CHUNK: usize = 1 << 13;
+
 /// AdamW's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
@@ -88,17 +91,19 @@ impl AdamW {
         let state = self.m.iter_mut().zip(self.v.iter_mut()).zip(&self.decay);
         for ((w, g), ((m, v), &decay)) in tensors.zip(state) {
             let wd = if decay { weight_decay } else { 0.0 };
-            let values = w.par_iter_mut().zip(g.par_iter());
-            values
-                .zip(m.par_iter_mut().zip(v.par_iter_mut()))
-                .for_each(|((w, &g), (m, v))| {
-                    *w -= lr * wd * *w;
-                    *m = beta1 * *m + (1.0 - beta1) * g;
-                    *v = beta2 * *v + (1.0 - beta2) * g * g;
-                    let m_hat = *m / bc1;
-                    let v_hat = *v / bc2;
-                    *w -= lr * m_hat / (v_hat.sqrt() + eps);
-                });
+            // blocks across the threads, a vectorized loop within each
+            let blocks = w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK));
+            let state = m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK));
+            blocks.zip(state).for_each(|((w, g), (m, v))| {
+                for i in 0..w.len() {
+                    w[i] -= lr * wd * w[i];
+                    m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
+                    v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
+                    let m_hat = m[i] / bc1;
+                    let v_hat = v[i] / bc2;
+                    w[i] -= lr * m_hat / (v_hat.sqrt() + eps);
+                }
+            });
         }
     }
     // ANCHOR_END: adamw

@@ -16,8 +16,15 @@ use rayon::prelude::*;
 /// # Shapes
 /// `a`, `b`, `out`: the same length (usually `(B, T, C)`).
 pub fn residual_forward(out: &mut [f32], a: &[f32], b: &[f32]) {
-    let items = out.par_iter_mut().zip(a).zip(b).with_min_len(MIN_LEN);
-    items.for_each(|((o, x), y)| *o = x + y);
+    let blocks = out
+        .par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK))
+        .zip(b.par_chunks(CHUNK));
+    blocks.for_each(|((o, a), b)| {
+        for ((o, x), y) in o.iter_mut().zip(a).zip(b) {
+            *o = x + y;
+        }
+    });
 }
 
 /// Backward of [`residual_forward`]: `da += dout`, `db += dout`.
@@ -29,15 +36,18 @@ pub fn residual_backward(da: &mut [f32], db: &mut [f32], dout: &[f32]) {
 
 /// `acc += x`, element by element.
 pub fn add_into(acc: &mut [f32], x: &[f32]) {
-    acc.par_iter_mut()
-        .zip(x)
-        .with_min_len(MIN_LEN)
-        .for_each(|(a, g)| *a += g);
+    acc.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(acc, x)| {
+            for (a, g) in acc.iter_mut().zip(x) {
+                *a += g;
+            }
+        });
 }
 
 /// Numbers per parallel task in these element-by-element loops: fewer are not worth
-/// another thread.
-const MIN_LEN: usize = 1 << 14;
+/// another thread, and within a task the loop is vectorized.
+const CHUNK: usize = 1 << 14;
 
 #[cfg(test)]
 mod tests {
