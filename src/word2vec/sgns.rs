@@ -438,6 +438,13 @@ struct Context<'a> {
     shared: Shared,
 }
 
+/// The rows of u one pair updates: `ids[0]` is the context word, the rest noise words.
+#[derive(Clone, Copy)]
+struct Targets {
+    ids: [u32; MAX_TARGETS],
+    n: usize,
+}
+
 struct ChunkOutcome {
     loss: f64,
     pairs: u64,
@@ -479,6 +486,7 @@ impl Context<'_> {
         let mut rng = SmallRng::seed_from_u64(seed);
         let window = self.config.window;
         let mut kept: Vec<u32> = Vec::new();
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
         let mut grad_v = vec![0f32; self.shared.dim];
         let mut out = ChunkOutcome {
             loss: 0.0,
@@ -492,61 +500,78 @@ impl Context<'_> {
                 self.keep[w as usize] >= 1.0 || self.keep[w as usize] > rng.gen::<f32>()
             }));
             out.words += kept.len() as u64;
+            // The (centre, context) pairs, each centre with a window of random size
+            // 1..=window.
+            pairs.clear();
             for t in 0..kept.len() {
-                // A window of random size 1..=window around t.
                 let b = window - rng.gen_range(0..window);
                 let lo = t.saturating_sub(b);
                 let hi = (t + b).min(kept.len() - 1);
-                for j in lo..=hi {
-                    if j == t {
-                        continue;
-                    }
-                    out.loss +=
-                        self.sgns_step(k, kept[t], kept[j], alpha, &mut rng, &mut grad_v) as f64;
-                    out.pairs += 1;
-                }
+                pairs.extend((lo..=hi).filter(|&j| j != t).map(|j| (kept[t], kept[j])));
             }
+            // Each pair's targets are drawn (and their rows requested from memory) one
+            // pair ahead, so the memory works while the previous pair computes.
+            let Some(&(_, first)) = pairs.first() else {
+                continue;
+            };
+            let mut next = self.draw_targets(k, first, &mut rng);
+            for (p, &(centre, _)) in pairs.iter().enumerate() {
+                let targets = next;
+                if let Some(&(c, o)) = pairs.get(p + 1) {
+                    // SAFETY: ids come from the vocabulary.
+                    k.prefetch(unsafe { self.shared.v_row(c) });
+                    next = self.draw_targets(k, o, &mut rng);
+                }
+                out.loss += self.sgns_step(k, centre, &targets, alpha, &mut grad_v) as f64;
+            }
+            out.pairs += pairs.len() as u64;
         }
         out
     }
     // ANCHOR_END: sgns_chunk
 
+    /// The targets of one pair: the context word, then `negative` noise words (a noise
+    /// word equal to the context word is skipped, as word2vec.c does); their rows of u
+    /// are requested from memory.
+    #[inline(always)]
+    fn draw_targets<K: Kernel>(&self, k: K, context: u32, rng: &mut SmallRng) -> Targets {
+        let mut t = Targets {
+            ids: [0; MAX_TARGETS],
+            n: 1,
+        };
+        t.ids[0] = context;
+        for _ in 0..self.config.negative {
+            let n = self.noise.sample(rng);
+            if n != context {
+                t.ids[t.n] = n;
+                t.n += 1;
+            }
+        }
+        for &id in &t.ids[..t.n] {
+            // SAFETY: ids come from the vocabulary.
+            k.prefetch(unsafe { self.shared.u_row(id) });
+        }
+        t
+    }
+
     // ANCHOR: sgns_step
-    /// One pair's update with learning rate alpha: the context word o is the positive
-    /// target, `negative` noise words the negative ones. Returns the pair's loss L.
+    /// One pair's update with learning rate alpha: the first target (the context word o)
+    /// is the positive one, the others are noise words. Returns the pair's loss L.
     #[inline(always)]
     fn sgns_step<K: Kernel>(
         &self,
         k: K,
         centre: u32,
-        context: u32,
+        targets: &Targets,
         alpha: f32,
-        rng: &mut SmallRng,
         grad_v: &mut [f32],
     ) -> f32 {
-        // Draw the noise words first and ask for all their rows at once: the rows are
-        // scattered in memory, and waiting for them one by one is most of the step's time.
-        let mut targets = [0u32; MAX_TARGETS];
-        let mut n_targets = 1;
-        targets[0] = context;
-        for _ in 0..self.config.negative {
-            let n = self.noise.sample(rng);
-            // word2vec.c skips a noise word equal to the context word.
-            if n != context {
-                targets[n_targets] = n;
-                n_targets += 1;
-            }
-        }
-        for &t in &targets[..n_targets] {
-            // SAFETY: ids come from the vocabulary.
-            k.prefetch(unsafe { self.shared.u_row(t) });
-        }
         // SAFETY: ids come from the vocabulary; v and u are different tables, and the
         // only row of v borrowed here is the centre's.
         let v_c = unsafe { self.shared.v_row(centre) };
         grad_v.fill(0.0);
         let mut loss = 0.0;
-        for (i, &target) in targets[..n_targets].iter().enumerate() {
+        for (i, &target) in targets.ids[..targets.n].iter().enumerate() {
             let label = if i == 0 { 1.0 } else { 0.0 };
             let u_t = unsafe { self.shared.u_row(target) };
             let score = k.dot(v_c, u_t);
@@ -634,7 +659,9 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(0);
         let mut scratch = vec![0f32; 3];
         let alpha = 0.5;
-        let loss = ctx.sgns_step(Portable, 0, 1, alpha, &mut rng, &mut scratch);
+        let targets = ctx.draw_targets(Portable, 1, &mut rng);
+        assert_eq!(targets.n, 1, "no noise words with negative = 0");
+        let loss = ctx.sgns_step(Portable, 0, &targets, alpha, &mut scratch);
         let f64s = |x: &[f32]| x.iter().map(|&y| y as f64).collect::<Vec<f64>>();
         let (l, g_v, g_o, _) = sgns_loss_and_grads(&f64s(&v0[0..3]), &f64s(&u0[3..6]), &[]);
         // The sigmoid table has steps of 0.012, so agreement is to about 1e-2 relative.
