@@ -30,8 +30,8 @@ pub mod vectors;
 pub mod vocab;
 
 pub use eval::{evaluate_analogies, evaluate_pairs, AnalogyScore, PairScore};
-pub use sgns::{train_sgns, SgnsConfig, TrainReport};
-pub use softmax::SoftmaxSkipGram;
+pub use sgns::{train_sgns, Sgns, SgnsConfig, TrainReport};
+pub use softmax::{SoftmaxGrads, SoftmaxSkipGram};
 pub use vectors::Embeddings;
 pub use vocab::{EncodedCorpus, Vocab};
 

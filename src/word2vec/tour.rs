@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use super::{train_sgns, SgnsConfig, SoftmaxSkipGram, Vocab};
+use super::{train_sgns, Embeddings, SgnsConfig, SoftmaxSkipGram, Vocab};
 use crate::data::grammar::Grammar;
 use crate::plot::{LineChart, ScatterChart, Series};
 use crate::tour::StepReport;
@@ -32,9 +32,37 @@ pub fn toy_config() -> SgnsConfig {
         negative: 5,
         min_count: 1,
         epochs: 5,
+        // One thread: the same vectors, neighbours and picture on every run.
+        threads: 1,
         seed: 1,
         ..SgnsConfig::default()
     }
+}
+
+/// The PCA picture of the [`PAIRS`] words: royal and common groups, an arrow from each
+/// male word to its female twin (parallel arrows: one "gender" direction).
+pub fn people_chart(emb: &Embeddings) -> Result<ScatterChart> {
+    let words: Vec<&str> = PAIRS.iter().flat_map(|&(m, f)| [m, f]).collect();
+    let xy = emb.pca_2d(&words)?;
+    let at = |w: &str| xy[words.iter().position(|&x| x == w).expect("a listed word")];
+    let group = |range: std::ops::Range<usize>| -> Vec<(String, (f64, f64))> {
+        PAIRS[range]
+            .iter()
+            .flat_map(|&(m, f)| [(m.to_string(), at(m)), (f.to_string(), at(f))])
+            .collect()
+    };
+    let mut chart = ScatterChart::new(
+        "Toy-world word vectors: first two principal components",
+        "PC 1",
+        "PC 2",
+    )
+    .equal_aspect()
+    .group("royal", group(0..3))
+    .group("common", group(3..6));
+    for (m, f) in PAIRS {
+        chart = chart.arrow(m, f);
+    }
+    Ok(chart)
 }
 
 /// Runs the step, writing `ch02/softmax_loss.svg`, `ch02/people_pca.svg` and
@@ -116,27 +144,7 @@ pub fn chapter_2(out_dir: &Path) -> Result<StepReport> {
     }
 
     // 3. The people words in two dimensions.
-    let words: Vec<&str> = PAIRS.iter().flat_map(|&(m, f)| [m, f]).collect();
-    let xy = emb.pca_2d(&words)?;
-    let mut chart = ScatterChart::new(
-        "Toy-world word vectors: first two principal components",
-        "PC 1",
-        "PC 2",
-    )
-    .equal_aspect();
-    let at = |w: &str| xy[words.iter().position(|&x| x == w).expect("a listed word")];
-    let group = |range: std::ops::Range<usize>| -> Vec<(String, (f64, f64))> {
-        PAIRS[range]
-            .iter()
-            .flat_map(|&(m, f)| [(m.to_string(), at(m)), (f.to_string(), at(f))])
-            .collect()
-    };
-    chart = chart
-        .group("royal", group(0..3))
-        .group("common", group(3..6));
-    for (m, f) in PAIRS {
-        chart = chart.arrow(m, f);
-    }
+    let chart = people_chart(&emb)?;
     let path = dir.join("people_pca.svg");
     chart.save_svg(&path)?;
     files.push(path);
