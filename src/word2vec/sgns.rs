@@ -230,10 +230,12 @@ pub fn train_encoded(
         });
     }
     let (n, d) = (vocab.len(), config.dim);
-    // word2vec.c's initialisation: v uniform in [−0.5, 0.5) / d, u zero.
+    // gensim's initialisation: v uniform in [−1, 1) / d, u zero. (word2vec.c draws v in
+    // [−0.5, 0.5) / d; on the State of the Union the wider start scored closer to gensim on
+    // the analogy questions, 0.069-0.077 against 0.064-0.065.)
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let mut v: Vec<f32> = (0..n * d)
-        .map(|_| (rng.gen::<f32>() - 0.5) / d as f32)
+        .map(|_| (rng.gen::<f32>() * 2.0 - 1.0) / d as f32)
         .collect();
     let mut u = vec![0f32; n * d];
 
