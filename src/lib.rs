@@ -7,6 +7,7 @@
 //! | chapter | module |
 //! |---|---|
 //! | 1. n-gram language models | [`ngram`] |
+//! | 2. word2vec | [`word2vec`] |
 //! | 3. Byte-pair encoding | [`bpe`] |
 //! | 4. From GPT to Llama | [`gpt`] |
 //!
@@ -20,7 +21,9 @@ pub mod gpt;
 pub mod ngram;
 pub mod plot;
 pub mod progress;
+pub mod simd;
 pub mod tour;
+pub mod word2vec;
 
 pub use error::{Error, Result};
 
@@ -29,6 +32,11 @@ pub use error::{Error, Result};
 #[cfg(doctest)]
 #[doc = include_str!("../book/src/ch01_ngram.md")]
 pub struct BookChapter01;
+
+/// Chapter 2's Rust snippets, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../book/src/ch02_word2vec.md")]
+pub struct BookChapter02;
 
 /// Chapter 3's Rust snippets, run as doctests.
 #[cfg(doctest)]

@@ -1,5 +1,5 @@
-//! Plots, written as small SVG files: for now one kind, a line chart of a measure against a
-//! setting (perplexity against the n-gram order, one line per smoothing method).
+//! Plots, written as small SVG files. Two kinds: a line chart of a measure against a
+//! setting (perplexity against the n-gram order, one line per smoothing method),
 //!
 //! ```
 //! use llm_lessons::plot::{LineChart, Series};
@@ -12,9 +12,26 @@
 //! # Ok::<(), llm_lessons::Error>(())
 //! ```
 //!
+//! and a scatter chart of labelled points (word vectors projected to two dimensions), with
+//! arrows from some points to others, so that parallel differences show as parallel arrows:
+//!
+//! ```
+//! use llm_lessons::plot::ScatterChart;
+//! let chart = ScatterChart::new("Word vectors, first two principal components", "PC 1", "PC 2")
+//!     .equal_aspect()
+//!     .group("people", [("man", (0.0, 0.0)), ("woman", (0.2, 1.0))])
+//!     .group("royalty", [("king", (2.0, 0.1)), ("queen", (2.1, 1.2))])
+//!     .arrow("man", "woman")
+//!     .arrow("king", "queen");
+//! let svg = chart.to_svg_string()?;
+//! assert!(svg.contains("queen") && svg.contains("royalty"));
+//! # Ok::<(), llm_lessons::Error>(())
+//! ```
+//!
 //! Points that are not finite are left out (the perplexity of an unsmoothed model is often
-//! infinite), and so are points at or below 0 on a log axis. Not here: bar charts, several
-//! panels, PNG output (plotters can do all three).
+//! infinite), and so are points at or below 0 on a log axis; a chart with nothing left to
+//! draw is an error. Not here: bar charts, several panels, PNG output (plotters can do all
+//! three), and moving labels apart when they overlap.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -27,8 +44,20 @@ use plotters::style::FontStyle;
 
 use crate::{Error, Result};
 
-/// Width and height of a chart, in pixels.
+/// Width and height of a line chart, in pixels.
 const SIZE: (u32, u32) = (820, 440);
+
+/// Width and height of a scatter chart, in pixels: taller, for two axes of the same kind.
+const SCATTER_SIZE: (u32, u32) = (820, 620);
+
+/// Radius of a scatter chart's dots, in pixels.
+const DOT: i32 = 4;
+
+/// Arrows between the points of a scatter chart.
+const ARROW_COLOR: RGBAColor = RGBAColor(70, 70, 70, 0.75);
+
+/// What a scatter chart's labels are written on: white, letting a little through.
+const LABEL_GROUND: RGBAColor = RGBAColor(255, 255, 255, 0.85);
 
 /// Line colours, one per series in turn (Tableau 10).
 const COLORS: [RGBColor; 10] = [
@@ -43,6 +72,9 @@ const COLORS: [RGBColor; 10] = [
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
 ];
+
+/// A part of an SVG image, in pixels from its top left corner.
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
 /// The dashed reference line.
 const HLINE_COLOR: RGBAColor = RGBAColor(80, 80, 80, 1.0);
@@ -127,30 +159,19 @@ impl LineChart {
     /// Draws the chart and writes it to `path` as SVG, atomically (a reader never sees
     /// half a file).
     pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let svg = self.render().map_err(|message| Error::Plot {
-            path: path.to_path_buf(),
-            message,
-        })?;
-        crate::data::write_atomic(path, svg.as_bytes())
+        save_svg(path.as_ref(), self.render())
     }
 
     /// Draws the chart as an SVG document.
     pub fn to_svg_string(&self) -> Result<String> {
-        self.render().map_err(|message| Error::Plot {
-            path: PathBuf::from(format!("{:?}", self.title)),
-            message,
-        })
+        svg_string(&self.title, self.render())
     }
 
     /// Shows the chart inline in an evcxr (Jupyter) notebook cell; prints the error instead
     /// if it cannot be drawn.
     #[cfg(feature = "evcxr")]
     pub fn evcxr_display(&self) {
-        match self.to_svg_string() {
-            Ok(svg) => println!("EVCXR_BEGIN_CONTENT text/html\n{svg}\nEVCXR_END_CONTENT"),
-            Err(e) => eprintln!("{e}"),
-        }
+        evcxr_display(self.to_svg_string());
     }
 
     /// The points that can be drawn: finite, and above 0 on a log axis.
@@ -209,14 +230,7 @@ impl LineChart {
             let body = root.titled(&self.title, ("sans-serif", 20)).map_err(err)?;
             // The legend gets a column of its own on the right, so it never hides a line.
             let entries = self.legend_entries();
-            let font = TextStyle::from(("sans-serif", 13).into_font())
-                .color(&BLACK)
-                .pos(Pos::new(HPos::Left, VPos::Center));
-            let mut widest = 0;
-            for (name, _, _) in &entries {
-                widest = widest.max(body.estimate_text_size(name, &font).map_err(err)?.0);
-            }
-            let (plot, legend) = body.split_horizontally(SIZE.0 - (widest + 56).min(SIZE.0 / 2));
+            let (plot, legend) = split_legend(&body, &entries)?;
             if self.log_y {
                 // plotters labels only powers of 10 on a log axis: label 1, 2, 5 of each decade.
                 let ticks = log_ticks(y.start, y.end);
@@ -224,38 +238,30 @@ impl LineChart {
             } else {
                 self.draw(&plot, x, y)?;
             }
-            for (i, (name, color, dashed)) in entries.iter().enumerate() {
-                let y = 40 + 22 * i as i32;
-                let style = color.stroke_width(2);
-                let segments: &[(i32, i32)] = if *dashed {
-                    &[(8, 16), (22, 30)]
-                } else {
-                    &[(8, 30)]
-                };
-                for &(a, b) in segments {
-                    legend
-                        .draw(&PathElement::new(vec![(a, y), (b, y)], style))
-                        .map_err(err)?;
-                }
-                legend
-                    .draw(&Text::new(name.as_str(), (38, y), font.clone()))
-                    .map_err(err)?;
-            }
+            draw_legend(&legend, &entries)?;
             root.present().map_err(err)?;
         }
         Ok(svg)
     }
 
     /// The legend: each series' name and colour, then the reference line (dashed).
-    fn legend_entries(&self) -> Vec<(String, RGBAColor, bool)> {
-        let mut entries: Vec<(String, RGBAColor, bool)> = self
+    fn legend_entries(&self) -> Vec<LegendEntry> {
+        let mut entries: Vec<LegendEntry> = self
             .series
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.name.clone(), COLORS[i % COLORS.len()].to_rgba(), false))
+            .map(|(i, s)| LegendEntry {
+                name: s.name.clone(),
+                color: COLORS[i % COLORS.len()].to_rgba(),
+                marker: Marker::Line,
+            })
             .collect();
         if let Some((name, _)) = &self.hline {
-            entries.push((name.clone(), HLINE_COLOR, true));
+            entries.push(LegendEntry {
+                name: name.clone(),
+                color: HLINE_COLOR,
+                marker: Marker::Dashed,
+            });
         }
         entries
     }
@@ -325,6 +331,458 @@ impl LineChart {
             chart.draw_series(line).map_err(err)?;
         }
         Ok(())
+    }
+}
+
+/// One point of a [`ScatterChart`]: a dot, with its label written to the right of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabeledPoint {
+    pub label: String,
+    pub x: f64,
+    pub y: f64,
+    /// Its colour: the chart's group `group` (named in the legend if the chart names it).
+    pub group: usize,
+}
+
+/// A straight line from one labelled point of a [`ScatterChart`] to another, with or
+/// without an arrowhead at `to`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arrow {
+    pub from: String,
+    pub to: String,
+    pub head: bool,
+}
+
+/// A scatter chart of labelled points, such as word vectors projected to two dimensions,
+/// with optional arrows between pairs of them (man -> woman, king -> queen: if the vectors
+/// encode gender the same way, the arrows are parallel and of the same length).
+///
+/// Points are coloured by group: [`point`](ScatterChart::point) puts a point in group 0,
+/// [`point_in`](ScatterChart::point_in) in any group, and [`group`](ScatterChart::group)
+/// adds a named group (shown in a legend) with its points. A point whose `x` or `y` is not
+/// finite is left out, and so is any arrow to or from it; an arrow naming a label that no
+/// point has is an error when the chart is drawn (when several points share a label, an
+/// arrow goes from or to the first). Arrows pass under the labels; labels that overlap
+/// are drawn overlapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScatterChart {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub points: Vec<LabeledPoint>,
+    /// Names of groups 0, 1, ... for the legend; no legend when empty.
+    pub groups: Vec<String>,
+    pub arrows: Vec<Arrow>,
+    /// The same scale on both axes (one unit of x as long as one unit of y), so that
+    /// distances and angles on the chart are those of the points: what a projection such
+    /// as PCA needs.
+    pub equal_aspect: bool,
+}
+
+impl ScatterChart {
+    /// An empty chart, each axis scaled to fit its points.
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+    ) -> ScatterChart {
+        ScatterChart {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            points: Vec::new(),
+            groups: Vec::new(),
+            arrows: Vec::new(),
+            equal_aspect: false,
+        }
+    }
+
+    /// Adds a point in group 0.
+    pub fn point(self, label: impl Into<String>, x: f64, y: f64) -> ScatterChart {
+        self.point_in(0, label, x, y)
+    }
+
+    /// Adds a point in group `group` (its colour; the colours repeat after 10 groups).
+    pub fn point_in(
+        mut self,
+        group: usize,
+        label: impl Into<String>,
+        x: f64,
+        y: f64,
+    ) -> ScatterChart {
+        self.points.push(LabeledPoint {
+            label: label.into(),
+            x,
+            y,
+            group,
+        });
+        self
+    }
+
+    /// Adds a named group, the next one (group 0 first), and its points.
+    pub fn group<L: Into<String>>(
+        mut self,
+        name: impl Into<String>,
+        points: impl IntoIterator<Item = (L, (f64, f64))>,
+    ) -> ScatterChart {
+        let group = self.groups.len();
+        self.groups.push(name.into());
+        for (label, (x, y)) in points {
+            self = self.point_in(group, label, x, y);
+        }
+        self
+    }
+
+    /// Adds an arrow from the point labelled `from` to the point labelled `to`.
+    pub fn arrow(mut self, from: impl Into<String>, to: impl Into<String>) -> ScatterChart {
+        self.arrows.push(Arrow {
+            from: from.into(),
+            to: to.into(),
+            head: true,
+        });
+        self
+    }
+
+    /// Adds a line, without an arrowhead, between the points labelled `from` and `to`.
+    pub fn segment(mut self, from: impl Into<String>, to: impl Into<String>) -> ScatterChart {
+        self.arrows.push(Arrow {
+            from: from.into(),
+            to: to.into(),
+            head: false,
+        });
+        self
+    }
+
+    /// Gives both axes the same scale.
+    pub fn equal_aspect(mut self) -> ScatterChart {
+        self.equal_aspect = true;
+        self
+    }
+
+    /// Draws the chart and writes it to `path` as SVG, atomically (a reader never sees
+    /// half a file).
+    pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<()> {
+        save_svg(path.as_ref(), self.render())
+    }
+
+    /// Draws the chart as an SVG document.
+    pub fn to_svg_string(&self) -> Result<String> {
+        svg_string(&self.title, self.render())
+    }
+
+    /// Shows the chart inline in an evcxr (Jupyter) notebook cell; prints the error instead
+    /// if it cannot be drawn.
+    #[cfg(feature = "evcxr")]
+    pub fn evcxr_display(&self) {
+        evcxr_display(self.to_svg_string());
+    }
+
+    /// The arrows to draw, as (from, to, head): every label must name a point, and arrows
+    /// to or from a point that is not finite are left out.
+    #[allow(clippy::type_complexity)]
+    fn resolved_arrows(&self) -> std::result::Result<Vec<((f64, f64), (f64, f64), bool)>, String> {
+        let find = |label: &str, arrow: &Arrow| {
+            self.points
+                .iter()
+                .find(|p| p.label == label)
+                .ok_or_else(|| {
+                    format!(
+                        "arrow from {:?} to {:?}: no point is labelled {label:?}",
+                        arrow.from, arrow.to
+                    )
+                })
+        };
+        let mut arrows = Vec::new();
+        for arrow in &self.arrows {
+            let (a, b) = (find(&arrow.from, arrow)?, find(&arrow.to, arrow)?);
+            if is_finite(a) && is_finite(b) {
+                arrows.push(((a.x, a.y), (b.x, b.y), arrow.head));
+            }
+        }
+        Ok(arrows)
+    }
+
+    /// The axis ranges for a plotting area of `width` x `height` pixels: every point, with
+    /// room around it for its dot, and on the right for the widest label (`label_width`
+    /// pixels); with equal aspect, the axis that needs more room sets the scale of both
+    /// and the other is centred.
+    fn ranges(
+        &self,
+        points: &[&LabeledPoint],
+        (width, height): (u32, u32),
+        label_width: u32,
+    ) -> (Range<f64>, Range<f64>) {
+        let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
+        for p in points {
+            (x0, x1) = (x0.min(p.x), x1.max(p.x));
+            (y0, y1) = (y0.min(p.y), y1.max(p.y));
+        }
+        let span = |lo: f64, hi: f64| {
+            if hi > lo {
+                (lo, hi)
+            } else {
+                let margin = 0.5 * lo.abs().max(1.0);
+                (lo - margin, hi + margin)
+            }
+        };
+        let ((x0, x1), (y0, y1)) = (span(x0, x1), span(y0, y1));
+        // Pixels kept free on each side of the outermost points.
+        let pad = 2.0 * DOT as f64 + 6.0;
+        let (left, right) = (pad, pad.max(DOT as f64 + 4.0 + label_width as f64 + 4.0));
+        let (bottom, top) = (pad, pad);
+        let (width, height) = (width.max(1) as f64, height.max(1) as f64);
+        // Units of the data per pixel, leaving at least half of the area to the points.
+        let mut ux = (x1 - x0) / (width - left - right).max(width / 2.0);
+        let mut uy = (y1 - y0) / (height - bottom - top).max(height / 2.0);
+        if self.equal_aspect {
+            ux = ux.max(uy);
+            uy = ux;
+        }
+        let axis = |lo: f64, hi: f64, unit: f64, pixels: f64, before: f64, after: f64| {
+            let spare = (pixels * unit - (hi - lo) - (before + after) * unit).max(0.0) / 2.0;
+            (lo - before * unit - spare)..(hi + after * unit + spare)
+        };
+        (
+            axis(x0, x1, ux, width, left, right),
+            axis(y0, y1, uy, height, bottom, top),
+        )
+    }
+
+    /// The legend: each named group's name and colour.
+    fn legend_entries(&self) -> Vec<LegendEntry> {
+        self.groups
+            .iter()
+            .enumerate()
+            .map(|(i, name)| LegendEntry {
+                name: name.clone(),
+                color: COLORS[i % COLORS.len()].to_rgba(),
+                marker: Marker::Dot,
+            })
+            .collect()
+    }
+
+    fn render(&self) -> std::result::Result<String, String> {
+        register_font();
+        let points: Vec<&LabeledPoint> = self.points.iter().filter(|p| is_finite(p)).collect();
+        if points.is_empty() {
+            return Err("no point is finite (or there is no point)".into());
+        }
+        let arrows = self.resolved_arrows()?;
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, SCATTER_SIZE).into_drawing_area();
+            let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+            root.fill(&WHITE).map_err(err)?;
+            let body = root.titled(&self.title, ("sans-serif", 20)).map_err(err)?;
+            let entries = self.legend_entries();
+            let plot = if entries.is_empty() {
+                body
+            } else {
+                let (plot, legend) = split_legend(&body, &entries)?;
+                draw_legend(&legend, &entries)?;
+                plot
+            };
+            let font = small_font();
+            let mut sizes = Vec::with_capacity(points.len());
+            for p in &points {
+                sizes.push(plot.estimate_text_size(&p.label, &font).map_err(err)?);
+            }
+            let widest = sizes.iter().map(|s| s.0).max().unwrap_or(0);
+            let builder = || {
+                let mut builder = ChartBuilder::on(&plot);
+                builder
+                    .margin(12)
+                    .x_label_area_size(44)
+                    .y_label_area_size(60);
+                builder
+            };
+            // Building a chart draws nothing: the first one only measures the plotting area.
+            let pixels = builder()
+                .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+                .map_err(err)?
+                .plotting_area()
+                .dim_in_pixel();
+            let (x, y) = self.ranges(&points, pixels, widest);
+            let mut chart = builder().build_cartesian_2d(x, y).map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc(&self.x_label)
+                .y_desc(&self.y_label)
+                .x_labels(10)
+                .y_labels(10)
+                .x_label_formatter(&|v| tick(*v))
+                .y_label_formatter(&|v| tick(*v))
+                .light_line_style(TRANSPARENT)
+                .label_style(("sans-serif", 13))
+                .draw()
+                .map_err(err)?;
+            // Arrows first, under the dots and labels; in pixels, so that the heads keep
+            // their shape whatever the scales of the axes.
+            for (from, to, head) in arrows {
+                let (a, b) = (chart.backend_coord(&from), chart.backend_coord(&to));
+                draw_arrow(&root, a, b, head)?;
+            }
+            // Each label on a white ground, which hides the arrows (not the dots or the
+            // other labels: those come after).
+            chart
+                .draw_series(points.iter().zip(&sizes).map(|(p, &(w, h))| {
+                    let (w, h) = (w as i32, h as i32);
+                    let corners = [(DOT + 2, -h / 2 - 1), (DOT + 6 + w, h / 2 + 1)];
+                    EmptyElement::at((p.x, p.y)) + Rectangle::new(corners, LABEL_GROUND.filled())
+                }))
+                .map_err(err)?;
+            chart
+                .draw_series(points.iter().map(|p| {
+                    let color = COLORS[p.group % COLORS.len()];
+                    EmptyElement::at((p.x, p.y))
+                        + Circle::new((0, 0), DOT, color.filled())
+                        + Text::new(p.label.clone(), (DOT + 4, 0), font.clone())
+                }))
+                .map_err(err)?;
+            root.present().map_err(err)?;
+        }
+        Ok(svg)
+    }
+}
+
+fn is_finite(p: &LabeledPoint) -> bool {
+    p.x.is_finite() && p.y.is_finite()
+}
+
+/// Draws a line from pixel `a` to pixel `b`, stopping short of the dots at both ends, with
+/// an arrowhead at `b` if `head`. Nothing if the two are at the same place.
+fn draw_arrow(
+    area: &Area,
+    a: (i32, i32),
+    b: (i32, i32),
+    head: bool,
+) -> std::result::Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+    let (ax, ay, bx, by) = (a.0 as f64, a.1 as f64, b.0 as f64, b.1 as f64);
+    let length = (bx - ax).hypot(by - ay);
+    if length < 1.0 {
+        return Ok(());
+    }
+    let (ux, uy) = ((bx - ax) / length, (by - ay) / length);
+    let at = |d: f64| ((ax + ux * d).round() as i32, (ay + uy * d).round() as i32);
+    let gap = if length > 4.0 * DOT as f64 + 4.0 {
+        DOT as f64 + 2.0
+    } else {
+        0.0
+    };
+    let (head_length, head_half_width) = (9.0, 4.0);
+    let head = head && length - 2.0 * gap >= head_length + 2.0;
+    let tip = length - gap;
+    let end = if head { tip - head_length } else { tip };
+    area.draw(&PathElement::new(
+        vec![at(gap), at(end)],
+        ARROW_COLOR.stroke_width(2),
+    ))
+    .map_err(err)?;
+    if head {
+        let side = |s: f64| {
+            let (x, y) = (ax + ux * end - uy * s, ay + uy * end + ux * s);
+            (x.round() as i32, y.round() as i32)
+        };
+        let triangle = vec![at(tip), side(head_half_width), side(-head_half_width)];
+        area.draw(&Polygon::new(triangle, ARROW_COLOR.filled()))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// How a legend entry is marked: a line, a dashed line, or a dot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Marker {
+    Line,
+    Dashed,
+    Dot,
+}
+
+/// One entry of a chart's legend.
+#[derive(Debug, Clone, PartialEq)]
+struct LegendEntry {
+    name: String,
+    color: RGBAColor,
+    marker: Marker,
+}
+
+/// The font of legends and of the labels of points: left-aligned, centred vertically.
+fn small_font() -> TextStyle<'static> {
+    TextStyle::from(("sans-serif", 13).into_font())
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center))
+}
+
+/// Splits `body` into the chart (left) and a column for the legend (right), as wide as
+/// the longest name needs, at most half of `body`.
+fn split_legend<'a>(
+    body: &Area<'a>,
+    entries: &[LegendEntry],
+) -> std::result::Result<(Area<'a>, Area<'a>), String> {
+    let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+    let font = small_font();
+    let mut widest = 0;
+    for entry in entries {
+        widest = widest.max(body.estimate_text_size(&entry.name, &font).map_err(err)?.0);
+    }
+    let width = body.dim_in_pixel().0;
+    Ok(body.split_horizontally(width - (widest + 56).min(width / 2)))
+}
+
+/// Draws the legend's entries one under the other, from the top of `legend`.
+fn draw_legend(legend: &Area, entries: &[LegendEntry]) -> std::result::Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+    let font = small_font();
+    for (i, entry) in entries.iter().enumerate() {
+        let y = 40 + 22 * i as i32;
+        let style = entry.color.stroke_width(2);
+        let segments: &[(i32, i32)] = match entry.marker {
+            Marker::Line => &[(8, 30)],
+            Marker::Dashed => &[(8, 16), (22, 30)],
+            Marker::Dot => &[],
+        };
+        for &(a, b) in segments {
+            legend
+                .draw(&PathElement::new(vec![(a, y), (b, y)], style))
+                .map_err(err)?;
+        }
+        if entry.marker == Marker::Dot {
+            legend
+                .draw(&Circle::new((19, y), DOT, entry.color.filled()))
+                .map_err(err)?;
+        }
+        legend
+            .draw(&Text::new(entry.name.as_str(), (38, y), font.clone()))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Writes a drawn chart to `path`, or returns the error of drawing it, naming the file.
+fn save_svg(path: &Path, svg: std::result::Result<String, String>) -> Result<()> {
+    let svg = svg.map_err(|message| Error::Plot {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    crate::data::write_atomic(path, svg.as_bytes())
+}
+
+/// A drawn chart, or the error of drawing it, naming the chart by its title.
+fn svg_string(title: &str, svg: std::result::Result<String, String>) -> Result<String> {
+    svg.map_err(|message| Error::Plot {
+        path: PathBuf::from(format!("{title:?}")),
+        message,
+    })
+}
+
+/// Prints a drawn chart the way evcxr shows it in the notebook, or the error.
+#[cfg(feature = "evcxr")]
+fn evcxr_display(svg: Result<String>) {
+    match svg {
+        Ok(svg) => println!("EVCXR_BEGIN_CONTENT text/html\n{svg}\nEVCXR_END_CONTENT"),
+        Err(e) => eprintln!("{e}"),
     }
 }
 
@@ -434,6 +892,118 @@ mod tests {
         chart().save_svg(&path).unwrap();
         assert!(std::fs::read_to_string(&path).unwrap().contains("</svg>"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn words() -> ScatterChart {
+        ScatterChart::new("Word vectors", "PC 1", "PC 2")
+            .equal_aspect()
+            .group(
+                "people",
+                [
+                    ("man", (0.0, 0.0)),
+                    ("woman", (0.3, 1.0)),
+                    ("<unk>", (1.0, -0.5)),
+                ],
+            )
+            .group("royalty", [("king", (2.0, 0.2)), ("queen", (2.3, 1.2))])
+            .point_in(5, "ghost", f64::NAN, 1.0)
+            .arrow("man", "woman")
+            .arrow("king", "queen")
+            .segment("man", "king")
+            .arrow("ghost", "queen")
+    }
+
+    #[test]
+    fn scatter_renders_every_label_and_the_arrowheads() {
+        let svg = words().to_svg_string().unwrap();
+        for text in [
+            "Word vectors",
+            "PC 1",
+            "PC 2",
+            "people",
+            "royalty",
+            "man",
+            "woman",
+            "king",
+            "queen",
+            // Labels are escaped: the SVG stays well formed.
+            "&lt;unk&gt;",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        // The point that is not finite is left out, and so is the arrow from it: two
+        // arrowheads (the segment has none), five dots and two in the legend.
+        assert!(!svg.contains("ghost"));
+        assert_eq!(svg.matches("<polygon").count(), 2, "{svg}");
+        assert_eq!(svg.matches("<circle").count(), 5 + 2, "{svg}");
+        assert!(svg.len() < 30_000, "{} bytes", svg.len());
+    }
+
+    #[test]
+    fn scatter_errors_name_the_problem() {
+        let none = ScatterChart::new("Nothing", "x", "y").point("a", f64::INFINITY, 0.0);
+        let e = none.to_svg_string().unwrap_err().to_string();
+        assert!(
+            e.contains("Nothing") && e.contains("no point is finite"),
+            "{e}"
+        );
+        assert!(ScatterChart::new("Empty", "x", "y")
+            .to_svg_string()
+            .is_err());
+        let e = words().arrow("man", "queeen").to_svg_string().unwrap_err();
+        assert!(
+            e.to_string().contains(r#"no point is labelled "queeen""#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn scatter_without_groups_or_arrows() {
+        let c = ScatterChart::new("One", "x", "y").point("only", 3.0, 2.0);
+        let svg = c.to_svg_string().unwrap();
+        assert!(svg.contains("only") && !svg.contains("<polygon"));
+        // All on one horizontal line: the y axis still gets a range.
+        let line = ScatterChart::new("Line", "x", "y")
+            .point("alpha", 0.0, 1.0)
+            .point("bravo", 5.0, 1.0)
+            .equal_aspect();
+        assert!(line.to_svg_string().unwrap().contains("bravo"));
+    }
+
+    #[test]
+    fn equal_aspect_gives_both_axes_one_scale() {
+        let chart = ScatterChart::new("t", "x", "y")
+            .point("a", 0.0, 0.0)
+            .point("b", 10.0, 1.0)
+            .point("c", 4.0, -1.0);
+        let points: Vec<&LabeledPoint> = chart.points.iter().collect();
+        for equal in [false, true] {
+            let chart = ScatterChart {
+                equal_aspect: equal,
+                ..chart.clone()
+            };
+            let (x, y) = chart.ranges(&points, (600, 400), 30);
+            let (ux, uy) = ((x.end - x.start) / 600.0, (y.end - y.start) / 400.0);
+            assert_eq!(equal, (ux / uy - 1.0).abs() < 1e-12, "{x:?} {y:?}");
+            for p in &points {
+                // Every dot is inside, and the widest label fits on the right.
+                assert!(x.contains(&p.x) && y.contains(&p.y));
+                assert!(p.x + 38.0 * ux < x.end, "{x:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn scatter_save_writes_the_file() {
+        let dir = std::env::temp_dir().join(format!("llm-lessons-scatter-{}", std::process::id()));
+        let path = dir.join("words.svg");
+        words().save_svg(&path).unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().contains("queen"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = ScatterChart::new("t", "x", "y")
+            .save_svg(&path)
+            .unwrap_err();
+        assert!(e.to_string().contains("words.svg"), "{e}");
     }
 
     #[test]

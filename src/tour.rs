@@ -61,6 +61,10 @@ pub fn steps() -> Vec<Step> {
             run: chapter_1,
         },
         Step {
+            title: "Chapter 2: word2vec",
+            run: crate::word2vec::tour::chapter_2,
+        },
+        Step {
             title: "Chapter 3: byte-pair encoding",
             run: crate::bpe::tour::chapter_3,
         },

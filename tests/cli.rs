@@ -463,3 +463,134 @@ fn bpe_mistakes_are_errors_not_panics() {
     let e = train("100");
     assert!(e.contains("at least 256"), "{e}");
 }
+
+// -------------------------------------------------------------------------------------------
+// llm word2vec
+// -------------------------------------------------------------------------------------------
+
+#[test]
+fn word2vec_trains_and_answers_on_the_toy_world() {
+    let dir = temp_dir("w2v");
+    let vectors = dir.join("v.txt");
+    let v = vectors.to_str().unwrap();
+    let out = ok(&[
+        "word2vec",
+        "train",
+        "--corpus",
+        "toy",
+        "--sentences",
+        "5000",
+        "--dim",
+        "30",
+        "--min-count",
+        "1",
+        "--threads",
+        "1",
+        "--epochs",
+        "3",
+        "--out",
+        v,
+    ]);
+    assert!(out.contains("epoch 3: mean loss per pair"), "{out}");
+    assert!(out.contains("effective words/s"), "{out}");
+    let n = ok(&[
+        "word2vec",
+        "neighbors",
+        "--vectors",
+        v,
+        "--k",
+        "3",
+        "king",
+        "dog",
+    ]);
+    assert_eq!(n.lines().count(), 2, "{n}");
+    assert!(n.starts_with("king: "), "{n}");
+    let a = ok(&[
+        "word2vec",
+        "analogy",
+        "--vectors",
+        v,
+        "king",
+        "man",
+        "woman",
+    ]);
+    assert!(a.starts_with("king - man + woman:"), "{a}");
+    let pairs = dir.join("pairs.tsv");
+    std::fs::write(
+        &pairs,
+        "# a comment\nking\tqueen\t8\nking\tdog\t1\ndog\tcat\t7\nking\tzebra\t2\n",
+    )
+    .unwrap();
+    let questions = dir.join("q.txt");
+    std::fs::write(
+        &questions,
+        ": people\nman king woman queen\nboy prince girl princess\n",
+    )
+    .unwrap();
+    let e = ok(&[
+        "word2vec",
+        "eval",
+        "--vectors",
+        v,
+        "--similarity",
+        pairs.to_str().unwrap(),
+        "--analogies",
+        questions.to_str().unwrap(),
+    ]);
+    assert!(e.contains("on 3 pairs (OOV pairs 25.0%)"), "{e}");
+    assert!(e.contains("on 2 of 2 questions"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn word2vec_mistakes_are_clear_errors() {
+    let dir = temp_dir("w2v-err");
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, " \n\n").unwrap();
+    let out = dir.join("v.txt");
+    let o = out.to_str().unwrap();
+    let train = |corpus: &str, extra: &[&str]| {
+        let mut args = vec!["word2vec", "train", "--corpus", corpus, "--out", o];
+        args.extend_from_slice(extra);
+        fails(&args)
+    };
+    assert!(train(empty.to_str().unwrap(), &[]).contains("empty"));
+    assert!(train("/no/such/file.txt", &[]).contains("/no/such/file.txt"));
+    let rare = dir.join("rare.txt");
+    std::fs::write(&rare, "one two three. four five six.").unwrap();
+    assert!(train(rare.to_str().unwrap(), &[]).contains("--min-count"));
+    assert!(train("toy", &["--sentences", "100", "--dim", "0"]).contains("dim"));
+    assert!(train("toy", &["--sentences", "100", "--alpha=-1"]).contains("alpha"));
+    let latin1 = dir.join("latin1.txt");
+    std::fs::write(&latin1, b"caf\xe9 au lait\n").unwrap();
+    assert!(train(latin1.to_str().unwrap(), &[]).contains("UTF-8"));
+    assert!(!out.exists(), "no vectors file after a failed run");
+
+    let v = dir.join("v.txt");
+    std::fs::write(&v, "2 3\nking 1 0 0\nqueen 0 1 0\n").unwrap();
+    let v = v.to_str().unwrap();
+    let e = fails(&["word2vec", "neighbors", "--vectors", v, "prince"]);
+    assert!(e.contains("\"prince\" is not in the vocabulary"), "{e}");
+    assert!(fails(&[
+        "word2vec",
+        "analogy",
+        "--vectors",
+        v,
+        "king",
+        "man",
+        "woman"
+    ])
+    .contains("\"man\""));
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, "2 3\nking 1 0 0\nqueen 0 1\n").unwrap();
+    let e = fails(&[
+        "word2vec",
+        "neighbors",
+        "--vectors",
+        bad.to_str().unwrap(),
+        "king",
+    ]);
+    assert!(e.contains("line 3") && e.contains("2 values"), "{e}");
+    assert!(fails(&["word2vec", "eval", "--vectors", v]).contains("--similarity"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

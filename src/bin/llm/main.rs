@@ -8,6 +8,7 @@
 //! an `error: ...` line on stderr and exit code 1, never a panic.
 
 mod bpe;
+mod word2vec;
 
 use std::error::Error as StdError;
 use std::fmt::Display;
@@ -57,6 +58,9 @@ enum Command {
     /// n-gram language models (chapter 1)
     #[command(subcommand)]
     Ngram(NgramCommand),
+    /// Word vectors: skip-gram with negative sampling, neighbours, analogies (chapter 2)
+    #[command(subcommand)]
+    Word2vec(word2vec::Word2vecCommand),
     /// Byte-pair encoding: train, encode and decode as tiktoken does (chapter 3)
     #[command(subcommand)]
     Bpe(bpe::BpeCommand),
@@ -224,6 +228,7 @@ fn run(cli: Cli) -> CliResult {
         None => run_tour(&cli.out),
         Some(Command::Tour { out }) => run_tour(&out),
         Some(Command::Ngram(cmd)) => ngram(cmd),
+        Some(Command::Word2vec(cmd)) => word2vec::run(cmd),
         Some(Command::Bpe(cmd)) => bpe::run(cmd),
         Some(Command::Data(DataCommand::ToyWorld {
             sentences,
