@@ -594,3 +594,271 @@ fn word2vec_mistakes_are_clear_errors() {
     assert!(fails(&["word2vec", "eval", "--vectors", v]).contains("--similarity"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A small model trained in a few steps: tiny sizes, so that the whole test takes seconds.
+fn gpt_train(dir: &Path, corpus: &str, preset: &str, extra: &[&str]) -> (String, String) {
+    let out = dir.join(format!("model-{preset}"));
+    let out_s = out.to_str().unwrap().to_string();
+    let mut args = vec![
+        "gpt",
+        "train",
+        "--preset",
+        preset,
+        "--corpus",
+        corpus,
+        "--batch",
+        "4",
+        "--context",
+        "32",
+        "--d-model",
+        "32",
+        "--layers",
+        "2",
+        "--d-ff",
+        "64",
+        "--eval-every",
+        "10",
+        "--out",
+        &out_s,
+    ];
+    if !extra.contains(&"--steps") {
+        args.extend_from_slice(&["--steps", "30"]);
+    }
+    args.extend_from_slice(extra);
+    let stdout = ok(&args);
+    (out_s, stdout)
+}
+
+#[test]
+fn gpt_trains_evaluates_and_generates() {
+    let dir = temp_dir("gpt");
+    let corpus = toy_corpus(&dir, "toy.txt", 1000, 1);
+    let (model, stdout) = gpt_train(&dir, &corpus, "llama-tiny", &[]);
+    assert!(stdout.contains("vocab 256"), "{stdout}");
+    let held_out = figure(&stdout, "held-out loss");
+    assert!(figure(&stdout, "train loss").is_finite());
+    // 30 steps take the loss from ln 256 = 5.55 well down
+    assert!(held_out < 5.0, "{stdout}");
+    let m = Path::new(&model);
+    assert!(m.join("config.json").exists() && m.join("model.safetensors").exists());
+    let config = std::fs::read_to_string(m.join("config.json")).unwrap();
+    assert!(config.contains("LlamaForCausalLM"), "{config}");
+
+    // eval: the bytes of a text as ids, or the text itself, give the same cross-entropy
+    let text: String = std::fs::read_to_string(&corpus).unwrap()[..200].to_string();
+    let ids: Vec<String> = text.bytes().map(|b| b.to_string()).collect();
+    let ids_file = dir.join("ids.txt");
+    let text_file = dir.join("text.txt");
+    std::fs::write(&ids_file, ids.join(" ")).unwrap();
+    std::fs::write(&text_file, &text).unwrap();
+    let by_ids = ok(&[
+        "gpt",
+        "eval",
+        "--model",
+        &model,
+        "--ids",
+        ids_file.to_str().unwrap(),
+    ]);
+    let by_text = ok(&[
+        "gpt",
+        "eval",
+        "--model",
+        &model,
+        "--text",
+        text_file.to_str().unwrap(),
+    ]);
+    let h = figure(&by_ids, "cross-entropy");
+    assert!(h > 0.0 && h < 5.5, "{by_ids}");
+    assert_eq!(h, figure(&by_text, "cross-entropy"));
+
+    // greedy generation is deterministic; sampling with a seed too
+    let gen = |extra: &[&str]| {
+        let mut args = vec![
+            "gpt",
+            "generate",
+            "--model",
+            &model,
+            "--prompt-ids",
+            "116 104 101 32",
+            "--max-new-tokens",
+            "12",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+    let greedy = gen(&["--greedy"]);
+    let new: Vec<u32> = greedy
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(new.len(), 12, "{greedy}");
+    assert!(new.iter().all(|&id| id < 256));
+    assert_eq!(gen(&["--greedy"]), greedy);
+    let sampled = gen(&[
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "20",
+        "--top-p",
+        "0.9",
+        "--seed",
+        "4",
+    ]);
+    assert_eq!(
+        gen(&[
+            "--temperature",
+            "0.8",
+            "--top-k",
+            "20",
+            "--top-p",
+            "0.9",
+            "--seed",
+            "4"
+        ]),
+        sampled
+    );
+    let text_out = ok(&[
+        "gpt",
+        "generate",
+        "--model",
+        &model,
+        "--prompt",
+        "the ",
+        "--max-new-tokens",
+        "8",
+        "--greedy",
+    ]);
+    assert!(text_out.starts_with("the "), "{text_out}");
+
+    // gpt2-tiny on the ids of a BPE tokenizer: the folder keeps the tokenizer for --text
+    let tok = dir.join("tok.tiktoken");
+    ok(&[
+        "bpe",
+        "train",
+        "--corpus",
+        &corpus,
+        "--vocab-size",
+        "300",
+        "--out",
+        tok.to_str().unwrap(),
+    ]);
+    let (model2, stdout) = gpt_train(
+        &dir,
+        &corpus,
+        "gpt2-tiny",
+        &["--tokenizer", tok.to_str().unwrap()],
+    );
+    assert!(stdout.contains("vocab 301"), "{stdout}"); // 300 ranks + <|endoftext|>
+    assert!(Path::new(&model2).join("tokenizer.tiktoken").exists());
+    let h2 = figure(
+        &ok(&[
+            "gpt",
+            "eval",
+            "--model",
+            &model2,
+            "--text",
+            text_file.to_str().unwrap(),
+        ]),
+        "cross-entropy",
+    );
+    assert!(h2.is_finite() && h2 > 0.0);
+    let out2 = ok(&[
+        "gpt",
+        "generate",
+        "--model",
+        &model2,
+        "--prompt",
+        "the ",
+        "--max-new-tokens",
+        "5",
+        "--greedy",
+    ]);
+    assert!(out2.starts_with("the "), "{out2}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn gpt_mistakes_are_clear_errors() {
+    let dir = temp_dir("gpt-errors");
+    let corpus = toy_corpus(&dir, "toy.txt", 300, 1);
+    let (model, _) = gpt_train(&dir, &corpus, "llama-tiny", &["--steps", "2"]);
+    let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    std::fs::write(d("empty.txt"), "").unwrap();
+    let err = fails(&[
+        "gpt",
+        "train",
+        "--corpus",
+        &d("empty.txt"),
+        "--steps",
+        "2",
+        "--out",
+        &d("m"),
+    ]);
+    assert!(err.contains("empty"), "{err}");
+    let err = fails(&[
+        "gpt",
+        "train",
+        "--preset",
+        "gpt5",
+        "--corpus",
+        &corpus,
+        "--out",
+        &d("m"),
+    ]);
+    assert!(err.contains("unknown preset"), "{err}");
+    let gen = |prompt: &[&str]| {
+        let mut args = vec![
+            "gpt",
+            "generate",
+            "--model",
+            &model,
+            "--max-new-tokens",
+            "3",
+        ];
+        args.extend_from_slice(prompt);
+        fails(&args)
+    };
+    assert!(gen(&["--prompt", ""]).contains("empty"));
+    assert!(gen(&["--prompt-ids", " "]).contains("empty"));
+    assert!(gen(&["--prompt-ids", "1 256"]).contains("token id 256 is out of range"));
+    assert!(gen(&["--prompt-ids", "1 two"]).contains("\"two\" is not a token id"));
+    let err = fails(&[
+        "gpt",
+        "generate",
+        "--model",
+        &model,
+        "--prompt-ids",
+        "1",
+        "--max-new-tokens",
+        "40",
+    ]);
+    assert!(err.contains("context of 32"), "{err}");
+    // a missing folder, a truncated weights file
+    let err = fails(&["gpt", "eval", "--model", &d("nowhere"), "--ids", &corpus]);
+    assert!(err.contains("config.json"), "{err}");
+    let cut = dir.join("cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    std::fs::copy(
+        Path::new(&model).join("config.json"),
+        cut.join("config.json"),
+    )
+    .unwrap();
+    let weights = std::fs::read(Path::new(&model).join("model.safetensors")).unwrap();
+    std::fs::write(cut.join("model.safetensors"), &weights[..weights.len() / 2]).unwrap();
+    let err = fails(&[
+        "gpt",
+        "generate",
+        "--model",
+        cut.to_str().unwrap(),
+        "--prompt-ids",
+        "1",
+    ]);
+    assert!(err.contains("model.safetensors"), "{err}");
+    // eval: ids out of range, too few ids
+    std::fs::write(d("ids.txt"), "1 2 300").unwrap();
+    let err = fails(&["gpt", "eval", "--model", &model, "--ids", &d("ids.txt")]);
+    assert!(err.contains("token id 300"), "{err}");
+    std::fs::write(d("one.txt"), "7").unwrap();
+    fails(&["gpt", "eval", "--model", &model, "--ids", &d("one.txt")]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,6 +8,7 @@
 //! an `error: ...` line on stderr and exit code 1, never a panic.
 
 mod bpe;
+mod gpt;
 mod word2vec;
 
 use std::error::Error as StdError;
@@ -64,6 +65,9 @@ enum Command {
     /// Byte-pair encoding: train, encode and decode as tiktoken does (chapter 3)
     #[command(subcommand)]
     Bpe(bpe::BpeCommand),
+    /// A GPT or Llama with hand-written backward passes: train, eval, generate (chapter 4)
+    #[command(subcommand)]
+    Gpt(gpt::GptCommand),
     /// Corpora
     #[command(subcommand)]
     Data(DataCommand),
@@ -230,6 +234,7 @@ fn run(cli: Cli) -> CliResult {
         Some(Command::Ngram(cmd)) => ngram(cmd),
         Some(Command::Word2vec(cmd)) => word2vec::run(cmd),
         Some(Command::Bpe(cmd)) => bpe::run(cmd),
+        Some(Command::Gpt(cmd)) => gpt::run(cmd),
         Some(Command::Data(DataCommand::ToyWorld {
             sentences,
             seed,

@@ -1,0 +1,509 @@
+//! `llm gpt ...`: a GPT or Llama trained with hand-written backward passes (chapter 4).
+//! Train a preset on a text file (bytes, or the ids of a tiktoken rank file), score token
+//! ids or text with a saved model, and generate with the key/value cache.
+//!
+//! A model directory is the Hugging Face layout (`config.json`, `model.safetensors`); when
+//! the model was trained on a tokenizer's ids, `tokenizer.tiktoken` and `tokenizer.json`
+//! (its split pattern) sit next to them, and `--text` / `--prompt` use it. Without them the
+//! tokens are bytes.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use llm_lessons::bpe::{Encoding, Pattern};
+use llm_lessons::gpt::checkpoint::{load_model, save};
+use llm_lessons::gpt::generate::{generate, Sampling};
+use llm_lessons::gpt::optim::{AdamWConfig, Decay, LrSchedule};
+use llm_lessons::gpt::train::{eval_loss, split_held_out, TrainConfig, Trainer};
+use llm_lessons::gpt::{Activations, Gpt, GptConfig};
+use llm_lessons::{progress, Error};
+
+use crate::bpe::PatternArg;
+use crate::{say, CliResult};
+
+const TOKENIZER_RANKS: &str = "tokenizer.tiktoken";
+const TOKENIZER_META: &str = "tokenizer.json";
+
+#[derive(Subcommand)]
+pub enum GptCommand {
+    /// Train a model on a text file and save it in the Hugging Face layout
+    Train {
+        /// gpt2-tiny or llama-tiny
+        #[arg(long, default_value = "llama-tiny", value_name = "NAME")]
+        preset: String,
+        /// Training text (UTF-8)
+        #[arg(long, value_name = "FILE")]
+        corpus: PathBuf,
+        /// A tiktoken rank file (e.g. from `llm bpe train`); without it the tokens are bytes
+        #[arg(long, value_name = "FILE")]
+        tokenizer: Option<PathBuf>,
+        /// Split pattern of the --tokenizer (<|endoftext|> is the id after the last rank)
+        #[arg(long, value_enum, default_value_t = PatternArg::Gpt2, requires = "tokenizer")]
+        pattern: PatternArg,
+        /// Training steps
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        steps: usize,
+        /// Windows per step
+        #[arg(long, default_value_t = 16, value_name = "B")]
+        batch: usize,
+        /// Tokens per window, and the model's context (default: the preset's, 128)
+        #[arg(long, value_name = "T")]
+        context: Option<usize>,
+        /// Width of the residual stream (default: the preset's)
+        #[arg(long, value_name = "C")]
+        d_model: Option<usize>,
+        /// Transformer blocks (default: the preset's)
+        #[arg(long, value_name = "L")]
+        layers: Option<usize>,
+        /// Query heads (default: the preset's)
+        #[arg(long, value_name = "H")]
+        heads: Option<usize>,
+        /// Key/value heads (default: the preset's)
+        #[arg(long, value_name = "H")]
+        kv_heads: Option<usize>,
+        /// Hidden width of the MLP (default: the preset's)
+        #[arg(long, value_name = "F")]
+        d_ff: Option<usize>,
+        /// Peak learning rate
+        #[arg(long, default_value_t = 3e-3)]
+        lr: f32,
+        /// Learning rate at the end of the cosine decay
+        #[arg(long, default_value_t = 3e-4)]
+        min_lr: f32,
+        /// Steps of linear warmup
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        warmup: usize,
+        /// AdamW's decoupled weight decay
+        #[arg(long, default_value_t = 0.1)]
+        weight_decay: f32,
+        /// Clip the gradient's global norm to this (0: no clipping)
+        #[arg(long, default_value_t = 1.0)]
+        clip: f32,
+        /// Seed of the initial weights and of the window sampler
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Fraction of the tokens held out (the end of the corpus)
+        #[arg(long, default_value_t = 0.1, value_name = "F")]
+        held_out: f64,
+        /// Print the held-out loss every N steps (0: only at the end)
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        eval_every: usize,
+        /// Most held-out windows per evaluation
+        #[arg(long, default_value_t = 64, value_name = "N")]
+        eval_windows: usize,
+        /// Folder to write the model to
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Mean next-token cross-entropy (nats) of a model over a sequence
+    Eval {
+        /// A model folder (from `llm gpt train`, or a Hugging Face Llama)
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// Token ids separated by whitespace
+        #[arg(long, value_name = "FILE", required_unless_present = "text")]
+        ids: Option<PathBuf>,
+        /// UTF-8 text, tokenized with the model folder's tokenizer.tiktoken, or as bytes
+        /// when the folder has none (then the vocabulary must hold the 256 bytes)
+        #[arg(long, value_name = "FILE", conflicts_with = "ids")]
+        text: Option<PathBuf>,
+    },
+    /// Continue a prompt: print the text, or with --prompt-ids the new ids
+    Generate {
+        /// A model folder (from `llm gpt train`, or a Hugging Face Llama)
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// Prompt text, tokenized with the folder's tokenizer.tiktoken, or as bytes
+        #[arg(long, required_unless_present = "prompt_ids")]
+        prompt: Option<String>,
+        /// Prompt as token ids ("1 2 3"); prints the new ids on one line
+        #[arg(long, value_name = "IDS", conflicts_with = "prompt")]
+        prompt_ids: Option<String>,
+        /// Tokens to generate
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        max_new_tokens: usize,
+        /// Always take the most likely token
+        #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p", "seed"])]
+        greedy: bool,
+        /// Divide the logits by T (0: greedy)
+        #[arg(long, default_value_t = 1.0, value_name = "T")]
+        temperature: f32,
+        /// Sample among the K most likely tokens (0: all)
+        #[arg(long, default_value_t = 0, value_name = "K")]
+        top_k: usize,
+        /// Sample among the fewest most likely tokens whose probability reaches P
+        #[arg(long, default_value_t = 1.0, value_name = "P")]
+        top_p: f32,
+        /// Seed of the sampler
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+/// How a model folder turns text into ids and back.
+enum Tokens {
+    Bytes,
+    Bpe(Box<Encoding>),
+}
+
+impl Tokens {
+    fn load(dir: &Path) -> llm_lessons::Result<Tokens> {
+        let ranks = dir.join(TOKENIZER_RANKS);
+        if !ranks.exists() {
+            return Ok(Tokens::Bytes);
+        }
+        let meta = dir.join(TOKENIZER_META);
+        let text = llm_lessons::data::read_text(&meta)?;
+        let pattern = match serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|j| j.get("pattern")?.as_str().map(str::to_string))
+            .as_deref()
+        {
+            Some("gpt2") => Pattern::Gpt2,
+            Some("cl100k") => Pattern::Cl100k,
+            _ => {
+                return Err(Error::Checkpoint {
+                    path: meta,
+                    message: "needs {\"pattern\": \"gpt2\" | \"cl100k\"}".into(),
+                })
+            }
+        };
+        Ok(Tokens::Bpe(Box::new(Encoding::load_tiktoken(
+            &ranks, pattern,
+        )?)))
+    }
+
+    fn encode(&self, text: &str) -> Vec<u32> {
+        match self {
+            Tokens::Bytes => text.bytes().map(u32::from).collect(),
+            Tokens::Bpe(enc) => enc.encode_ordinary_parallel(text),
+        }
+    }
+
+    fn decode(&self, ids: &[u32]) -> llm_lessons::Result<String> {
+        let bytes = match self {
+            Tokens::Bytes => ids.iter().map(|&id| id as u8).collect(),
+            Tokens::Bpe(enc) => enc.decode_bytes(ids)?,
+        };
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Ids the tokenizer can produce: 256 bytes, or the ranks and special tokens.
+    fn vocab_size(&self) -> llm_lessons::Result<usize> {
+        Ok(match self {
+            Tokens::Bytes => 256,
+            Tokens::Bpe(enc) => {
+                let mut n = enc.n_ranks();
+                for name in enc.special_names() {
+                    n = n.max(enc.special_token(name)? as usize + 1);
+                }
+                n
+            }
+        })
+    }
+}
+
+fn parse_ids(text: &str, what: &str) -> llm_lessons::Result<Vec<u32>> {
+    text.split_whitespace()
+        .map(|s| {
+            s.parse::<u32>()
+                .map_err(|_| Error::InvalidArgument(format!("{what}: {s:?} is not a token id")))
+        })
+        .collect()
+}
+
+fn check_ids(ids: &[u32], model: &Gpt, what: &str) -> llm_lessons::Result<()> {
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= model.cfg.vocab_size) {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: token id {id} is out of range: the model's vocabulary has {} ids",
+            model.cfg.vocab_size
+        )));
+    }
+    Ok(())
+}
+
+/// The mean next-token cross-entropy over `ids`: windows of the model's context that tile
+/// the sequence, each target predicted from the window's earlier tokens.
+fn sequence_loss(model: &Gpt, ids: &[u32]) -> llm_lessons::Result<f64> {
+    let n = ids.len() - 1;
+    let ctx = model.cfg.context;
+    let mut total = 0.0f64;
+    let mut start = 0;
+    while start < n {
+        let len = ctx.min(n - start);
+        let mut acts = Activations::new(&model.cfg, 1, len);
+        let loss = model.forward_loss(
+            &mut acts,
+            &ids[start..start + len],
+            &ids[start + 1..start + len + 1],
+        )?;
+        total += loss as f64 * len as f64;
+        start += len;
+    }
+    Ok(total / n as f64)
+}
+
+pub fn run(cmd: GptCommand) -> CliResult {
+    match cmd {
+        GptCommand::Train {
+            preset,
+            corpus,
+            tokenizer,
+            pattern,
+            steps,
+            batch,
+            context,
+            d_model,
+            layers,
+            heads,
+            kv_heads,
+            d_ff,
+            lr,
+            min_lr,
+            warmup,
+            weight_decay,
+            clip,
+            seed,
+            held_out,
+            eval_every,
+            eval_windows,
+            out,
+        } => {
+            let mut cfg = GptConfig::preset(&preset)?;
+            if let Some(h) = heads {
+                cfg.n_heads = h;
+                if kv_heads.is_none() && cfg.n_kv_heads > h {
+                    cfg.n_kv_heads = h;
+                }
+            }
+            for (slot, value) in [
+                (&mut cfg.context, context),
+                (&mut cfg.d_model, d_model),
+                (&mut cfg.n_layers, layers),
+                (&mut cfg.n_kv_heads, kv_heads),
+                (&mut cfg.d_ff, d_ff),
+            ] {
+                if let Some(v) = value {
+                    *slot = v;
+                }
+            }
+            if steps == 0 {
+                return Err(Error::InvalidArgument("--steps must be at least 1".into()).into());
+            }
+            if !(0.0..1.0).contains(&held_out) {
+                return Err(Error::InvalidArgument(format!(
+                    "--held-out must be in [0, 1), got {held_out}"
+                ))
+                .into());
+            }
+            let tokens = match &tokenizer {
+                None => Tokens::Bytes,
+                Some(path) => Tokens::Bpe(Box::new(Encoding::load_tiktoken(path, pattern.into())?)),
+            };
+            cfg.vocab_size = tokens.vocab_size()?;
+            cfg.validate()?;
+            let text = llm_lessons::data::read_text(&corpus)?;
+            let ids = tokens.encode(&text);
+            if ids.is_empty() {
+                return Err(Error::EmptyCorpus {
+                    what: corpus.display().to_string(),
+                }
+                .into());
+            }
+            let (train, val) = split_held_out(&ids, held_out);
+            let seq_len = cfg.context;
+            let config = TrainConfig {
+                batch,
+                seq_len,
+                schedule: LrSchedule {
+                    max_lr: lr,
+                    min_lr,
+                    warmup: warmup.min(steps),
+                    total: steps,
+                    anneal: 0,
+                    decay: Decay::Cosine,
+                },
+                adamw: AdamWConfig {
+                    weight_decay,
+                    ..AdamWConfig::default()
+                },
+                clip: (clip > 0.0).then_some(clip),
+                seed,
+            };
+            let mut model = Gpt::init(cfg.clone(), seed)?;
+            let mut trainer = Trainer::new(&model, config)?;
+            say(format!(
+                "model: {preset}, {} parameters (vocab {}, d_model {}, {} layers, {} heads, {} kv heads, d_ff {}, context {})",
+                cfg.n_params(),
+                cfg.vocab_size,
+                cfg.d_model,
+                cfg.n_layers,
+                cfg.n_heads,
+                cfg.n_kv_heads,
+                cfg.d_ff,
+                cfg.context
+            ))?;
+            say(format!(
+                "data: {} tokens ({}), {} to train on, {} held out",
+                ids.len(),
+                if tokenizer.is_some() { "BPE" } else { "bytes" },
+                train.len(),
+                val.len()
+            ))?;
+            // held-out windows no longer than what the held-out part holds
+            let eval_len = seq_len.min(val.len().saturating_sub(1));
+            let evaluate = |model: &Gpt| -> llm_lessons::Result<Option<f32>> {
+                if eval_len == 0 {
+                    return Ok(None);
+                }
+                eval_loss(model, val, eval_len, batch, eval_windows).map(Some)
+            };
+            let bar = progress::bar(steps as u64, "training");
+            let t0 = std::time::Instant::now();
+            let mut recent = Vec::with_capacity(steps);
+            for _ in 0..steps {
+                let log = trainer.step(&mut model, train)?;
+                recent.push(log.loss);
+                bar.set_message(format!("training, loss {:.4}", log.loss));
+                bar.inc(1);
+                if eval_every > 0 && trainer.step % eval_every == 0 && trainer.step < steps {
+                    if let Some(v) = evaluate(&model)? {
+                        bar.suspend(|| {
+                            say(format!(
+                                "step {}: train loss {:.4}, held-out loss {v:.4}",
+                                trainer.step, log.loss
+                            ))
+                        })?;
+                    }
+                }
+            }
+            bar.finish_and_clear();
+            let seconds = t0.elapsed().as_secs_f64();
+            let tail = &recent[recent.len().saturating_sub(10)..];
+            let train_loss = tail.iter().sum::<f32>() / tail.len() as f32;
+            say(format!(
+                "trained {steps} steps in {seconds:.2} s, {:.0} tokens/s",
+                (steps * batch * seq_len) as f64 / seconds.max(1e-9)
+            ))?;
+            say(format!(
+                "train loss {train_loss:.4} (mean of the last {} steps)",
+                tail.len()
+            ))?;
+            match evaluate(&model)? {
+                Some(v) => say(format!("held-out loss {v:.4}"))?,
+                None => say("held-out loss: none (too few held-out tokens)")?,
+            }
+            save(&out, &model, None)?;
+            if let (Some(path), Tokens::Bpe(enc)) = (&tokenizer, &tokens) {
+                enc.save_tiktoken(out.join(TOKENIZER_RANKS))?;
+                let name = match pattern {
+                    PatternArg::Gpt2 => "gpt2",
+                    PatternArg::Cl100k => "cl100k",
+                };
+                let meta =
+                    serde_json::json!({"pattern": name, "source": path.display().to_string()});
+                llm_lessons::data::write_atomic(
+                    &out.join(TOKENIZER_META),
+                    serde_json::to_string_pretty(&meta)?.as_bytes(),
+                )?;
+            }
+            say(format!("wrote {}", out.display()))
+        }
+        GptCommand::Eval { model, ids, text } => {
+            let dir = model;
+            let model = load_model(&dir)?;
+            let ids = match (ids, text) {
+                (Some(path), _) => {
+                    let what = path.display().to_string();
+                    parse_ids(&llm_lessons::data::read_text(&path)?, &what)?
+                }
+                (None, Some(path)) => {
+                    let tokens = Tokens::load(&dir)?;
+                    if model.cfg.vocab_size < tokens.vocab_size()? {
+                        return Err(Error::InvalidArgument(format!(
+                            "the model's vocabulary has {} ids, fewer than its tokenizer's {}",
+                            model.cfg.vocab_size,
+                            tokens.vocab_size()?
+                        ))
+                        .into());
+                    }
+                    tokens.encode(&llm_lessons::data::read_text(&path)?)
+                }
+                (None, None) => {
+                    return Err(Error::InvalidArgument("give --ids or --text".into()).into())
+                }
+            };
+            if ids.len() < 2 {
+                return Err(Error::InvalidArgument(format!(
+                    "{} tokens: the cross-entropy needs at least 2",
+                    ids.len()
+                ))
+                .into());
+            }
+            check_ids(&ids, &model, "the input")?;
+            let h = sequence_loss(&model, &ids)?;
+            say(format!(
+                "cross-entropy {h:.4} nats/token over {} predictions (perplexity {:.3})",
+                ids.len() - 1,
+                h.exp()
+            ))
+        }
+        GptCommand::Generate {
+            model,
+            prompt,
+            prompt_ids,
+            max_new_tokens,
+            greedy,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+        } => {
+            let dir = model;
+            let model = load_model(&dir)?;
+            let sampling = if greedy {
+                Sampling::greedy()
+            } else {
+                if !(temperature >= 0.0 && temperature.is_finite()) {
+                    return Err(Error::InvalidArgument(format!(
+                        "--temperature must be 0 or more, got {temperature}"
+                    ))
+                    .into());
+                }
+                if !(top_p > 0.0 && top_p <= 1.0) {
+                    return Err(Error::InvalidArgument(format!(
+                        "--top-p must be in (0, 1], got {top_p}"
+                    ))
+                    .into());
+                }
+                Sampling {
+                    temperature,
+                    top_k,
+                    top_p,
+                    seed,
+                }
+            };
+            match (prompt, prompt_ids) {
+                (_, Some(line)) => {
+                    let ids = parse_ids(&line, "--prompt-ids")?;
+                    check_ids(&ids, &model, "--prompt-ids")?;
+                    let new = generate(&model, &ids, max_new_tokens, &sampling)?;
+                    let line: Vec<String> = new.iter().map(u32::to_string).collect();
+                    say(line.join(" "))
+                }
+                (Some(text), None) => {
+                    let tokens = Tokens::load(&dir)?;
+                    let ids = tokens.encode(&text);
+                    check_ids(&ids, &model, "--prompt")?;
+                    let new = generate(&model, &ids, max_new_tokens, &sampling)?;
+                    let mut all = ids;
+                    all.extend(new);
+                    say(tokens.decode(&all)?)
+                }
+                (None, None) => {
+                    Err(Error::InvalidArgument("give --prompt or --prompt-ids".into()).into())
+                }
+            }
+        }
+    }
+}
