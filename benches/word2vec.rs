@@ -3,15 +3,17 @@
 //! gensim run on the same machine, same input, same settings:
 //!
 //! ```text
+//! cargo bench --bench word2vec -- data/external/sotu_1790-2021.txt --threads 2 --eval data/external/eval --out /tmp/ours.txt
 //! python3 ../shared/peers/prep_sentences.py data/external/sotu_1790-2021.txt /tmp/sotu_sent.txt
-//! cargo bench --bench word2vec -- /tmp/sotu_sent.txt --threads 2 --eval data/external/eval --out /tmp/ours.txt
 //! python ../shared/peers/w2v_gensim.py train /tmp/sotu_sent.txt --workers 2 --out /tmp/gensim.txt
 //! ```
 //!
-//! usage: cargo bench --bench word2vec -- SENTENCES.txt [--threads T] [--epochs N]
+//! usage: cargo bench --bench word2vec -- CORPUS.txt [--lines] [--threads T] [--epochs N]
 //! [--dim D] [--seed S] [--eval DIR] [--out VECTORS.txt]
 //!
-//! SENTENCES.txt holds one sentence a line (prep_sentences.py's output); the settings are
+//! CORPUS.txt is prose, cut into sentences by `data::sentences` with the rules of
+//! prep_sentences.py (so gensim's input above is the same sentences); with `--lines` it
+//! already holds one sentence a line (prep_sentences.py's output). The settings are
 //! gensim's defaults (window 5, negative 5, sample 1e-3, min_count 5, alpha 0.025).
 //! `--eval DIR` scores the vectors on DIR/{wordsim353.tsv,simlex999.txt,questions-words.txt}.
 
@@ -42,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = args
         .first()
         .filter(|a| !a.starts_with("--"))
-        .ok_or("usage: cargo bench --bench word2vec -- SENTENCES.txt [--threads T] ...")?;
+        .ok_or("usage: cargo bench --bench word2vec -- CORPUS.txt [--lines] [--threads T] ...")?;
     let mut config = SgnsConfig {
         threads: 2,
         ..SgnsConfig::default()
@@ -60,7 +62,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         config.seed = s.parse()?;
     }
     let t0 = Instant::now();
-    let sentences = data::read_line_sentences(path)?;
+    let sentences = if args.iter().any(|a| a == "--lines") {
+        data::read_line_sentences(path)?
+    } else {
+        data::read_sentences(path)?
+    };
     let words: usize = sentences.iter().map(Vec::len).sum();
     println!(
         "{path}: {} sentences, {words} words (read in {:.1} s)",

@@ -68,22 +68,11 @@ pub fn strided_mut(
 /// matrix kernels.
 const GEMV_ROWS: usize = 4;
 
-/// `sum_i a_i b_i`, in eight independent sums that the compiler turns into SIMD lanes.
+/// `sum_i a_i b_i` (the crate's portable kernel: eight independent sums that the compiler
+/// turns into SIMD lanes).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
+    use crate::simd::{Kernel, Portable};
+    Portable.dot(a, b)
 }
 
 // ANCHOR: linear

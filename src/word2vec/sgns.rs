@@ -20,7 +20,6 @@
 //! gensim swap the two roles (the context word's input vector predicts the centre word);
 //! every pair occurs in both directions, so the two train the same model.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use rand::rngs::SmallRng;
@@ -271,7 +270,6 @@ pub fn train_encoded(
         shared,
     };
     let total_words = corpus.ids.len() as u64 * config.epochs as u64;
-    let effective = AtomicU64::new(0);
     let start = Instant::now();
     let mut report = TrainReport {
         raw_words: corpus.raw_words * config.epochs as u64,
@@ -282,7 +280,7 @@ pub fn train_encoded(
         threads,
     };
     for epoch in 0..config.epochs {
-        let (loss, pairs) = pool.install(|| {
+        let (loss, pairs, words) = pool.install(|| {
             chunks
                 .par_iter()
                 .enumerate()
@@ -296,11 +294,10 @@ pub fn train_encoded(
                         ^ ((epoch as u64) << 40)
                         ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
                     let out = ctx.train_chunk(chunk, alpha as f32, seed);
-                    effective.fetch_add(out.words, Ordering::Relaxed);
                     on_words(chunk.raw_words);
-                    (out.loss, out.pairs)
+                    (out.loss, out.pairs, out.words)
                 })
-                .reduce(|| (0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+                .reduce(|| (0.0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
         });
         let mean = loss / pairs.max(1) as f64;
         if !mean.is_finite() {
@@ -312,9 +309,9 @@ pub fn train_encoded(
         }
         report.epoch_losses.push(mean);
         report.pairs += pairs;
+        report.effective_words += words;
     }
     report.seconds = start.elapsed().as_secs_f64();
-    report.effective_words = effective.into_inner();
     Ok(Sgns {
         vocab,
         dim: d,
