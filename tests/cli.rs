@@ -862,3 +862,94 @@ fn gpt_mistakes_are_clear_errors() {
     fails(&["gpt", "eval", "--model", &model, "--ids", &d("one.txt")]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A run checkpointed every 5 steps, resumed from its step-5 checkpoint in a new process,
+/// ends with the same weights and log as the run never stopped; averaging the last two
+/// checkpoints saves their mean; resuming on other data or with another plan is an error.
+#[test]
+fn gpt_checkpoints_resume_and_average() {
+    let dir = temp_dir("gpt-resume");
+    let corpus = toy_corpus(&dir, "toy.txt", 400, 3);
+    let every = ["--steps", "10", "--checkpoint-every", "5"];
+    let (straight, _) = gpt_train(&dir, &corpus, "gpt2-tiny", &every);
+    let s = Path::new(&straight);
+    for f in [
+        "train_log.csv",
+        "loss.svg",
+        "checkpoints/step-0000005/trainer.json",
+    ] {
+        assert!(s.join(f).exists(), "{f}");
+    }
+    let resumed = dir.join("resumed").to_str().unwrap().to_string();
+    let step5 = s.join("checkpoints/step-0000005");
+    let step5 = step5.to_str().unwrap();
+    let stdout = ok(&[
+        "gpt",
+        "train",
+        "--corpus",
+        &corpus,
+        "--resume",
+        step5,
+        "--out",
+        &resumed,
+        "--eval-every",
+        "10",
+    ]);
+    assert!(stdout.contains("resuming"), "{stdout}");
+    let read = |d: &str, f: &str| std::fs::read(Path::new(d).join(f)).unwrap();
+    assert!(read(&straight, "model.safetensors") == read(&resumed, "model.safetensors"));
+    assert_eq!(
+        read(&straight, "train_log.csv"),
+        read(&resumed, "train_log.csv")
+    );
+    let log = String::from_utf8(read(&resumed, "train_log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 11, "{log}");
+
+    // --average-last 2 in the same run: the mean of the checkpoints of steps 5 and 10
+    let avg_dir = dir.join("avg");
+    std::fs::create_dir_all(&avg_dir).unwrap();
+    let (avg, stdout) = gpt_train(
+        &avg_dir,
+        &corpus,
+        "gpt2-tiny",
+        &[&every[..], &["--average-last", "2"]].concat(),
+    );
+    assert!(
+        stdout.contains("averaged the checkpoints of steps 5, 10"),
+        "{stdout}"
+    );
+    let weights = |d: &Path| llm_lessons::gpt::checkpoint::load_model(d).unwrap().params;
+    let (a, b, m) = (
+        weights(step5.as_ref()),
+        weights(&s.join("checkpoints/step-0000010")),
+        weights(Path::new(&avg)),
+    );
+    for ((x, y), z) in a.tensors().iter().zip(b.tensors()).zip(m.tensors()) {
+        for ((x, y), z) in x.iter().zip(y).zip(z) {
+            assert!((z - (x + y) / 2.0).abs() <= 1e-6 * (1.0 + z.abs()));
+        }
+    }
+
+    let other = toy_corpus(&dir, "other.txt", 400, 4);
+    let err = fails(&[
+        "gpt", "train", "--corpus", &other, "--resume", step5, "--out", &avg,
+    ]);
+    assert!(err.contains("give the same files"), "{err}");
+    let err = fails(&[
+        "gpt", "train", "--corpus", &corpus, "--resume", step5, "--out", &avg, "--steps", "20",
+    ]);
+    assert!(err.contains("planned for 10 steps"), "{err}");
+    std::fs::remove_file(s.join("checkpoints/step-0000005/trainer.safetensors")).unwrap();
+    let err = fails(&[
+        "gpt", "train", "--corpus", &corpus, "--resume", step5, "--out", &avg,
+    ]);
+    assert!(err.contains("trainer.safetensors"), "{err}");
+    let out = llm(&[
+        "gpt", "train", "--corpus", &corpus, "--resume", step5, "--out", &avg, "--lr", "1",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "clap refuses --lr with --resume"
+    );
+}

@@ -145,6 +145,99 @@ pub fn load_trainer(dir: &Path, model: &Gpt) -> Result<Trainer> {
     Trainer::resume(model, config, opt, step, position)
 }
 
+// ANCHOR: average
+/// Checkpoint averaging: the element-wise mean of the weights of several checkpoints of
+/// one run. Llama 3 averages the checkpoints of its last steps; the mean of nearby points
+/// on the loss surface usually sits lower than each of them (the weights of the last steps
+/// wander around a minimum, and their mean is nearer its centre).
+pub fn average(models: &[Gpt]) -> Result<Gpt> {
+    let first = models
+        .first()
+        .ok_or_else(|| Error::InvalidArgument("no checkpoint to average".into()))?;
+    if let Some(other) = models.iter().find(|m| m.cfg != first.cfg) {
+        return Err(Error::InvalidArgument(format!(
+            "checkpoints of different models cannot be averaged: {:?} vs {:?}",
+            first.cfg, other.cfg
+        )));
+    }
+    let mut mean = Params::zeros(&first.cfg);
+    let k = models.len() as f64;
+    for (i, acc) in mean.tensors_mut().into_iter().enumerate() {
+        for (j, a) in acc.iter_mut().enumerate() {
+            // f64 sum: the mean of k equal values is that value exactly
+            let sum: f64 = models.iter().map(|m| m.params.tensors()[i][j] as f64).sum();
+            *a = (sum / k) as f32;
+        }
+    }
+    Gpt::new(first.cfg.clone(), mean)
+}
+// ANCHOR_END: average
+
+/// The mean of the checkpoints saved in `dirs` (see [`average`]).
+pub fn load_average(dirs: &[std::path::PathBuf]) -> Result<Gpt> {
+    let models = dirs
+        .iter()
+        .map(|d| load_model(d))
+        .collect::<Result<Vec<_>>>()?;
+    average(&models)
+}
+
+/// Name of the checkpoint folder of step `step` under a run's `checkpoints/` folder.
+pub fn step_dir_name(step: usize) -> String {
+    format!("step-{step:07}")
+}
+
+/// Saves a run's checkpoint as the folder `dir`, whole or not at all: the files go to a
+/// temporary sibling folder that is renamed to `dir` once complete, so that a crash never
+/// leaves a folder with new weights and an old optimizer. `extra` files (a run's log, its
+/// data fingerprint) are written with it.
+pub fn save_checkpoint_dir(
+    dir: &Path,
+    model: &Gpt,
+    trainer: &Trainer,
+    extra: &[(&str, &[u8])],
+) -> Result<()> {
+    let name = dir
+        .file_name()
+        .ok_or_else(|| bad(dir, "a checkpoint folder needs a name"))?
+        .to_string_lossy();
+    let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let io = |p: &Path, e| Error::Write {
+        path: p.to_path_buf(),
+        source: e,
+    };
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    }
+    save(&tmp, model, Some(trainer))?;
+    for (file, bytes) in extra {
+        write_atomic(&tmp.join(file), bytes)?;
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| io(dir, e))
+}
+
+/// The checkpoint folders `step-NNNNNNN` under `root`, by step.
+pub fn step_dirs(root: &Path) -> Result<Vec<(usize, std::path::PathBuf)>> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(Error::io(root, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(root, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse().ok()) {
+            found.push((step, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +331,80 @@ mod tests {
         let err = load_trainer(&dir, &model).unwrap_err().to_string();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(err.contains("trainer.safetensors"), "{err}");
+    }
+
+    #[test]
+    fn averaging_takes_the_mean_of_each_weight() {
+        let mut cfg = GptConfig::gpt2_tiny();
+        (
+            cfg.vocab_size,
+            cfg.d_model,
+            cfg.n_layers,
+            cfg.d_ff,
+            cfg.context,
+        ) = (20, 8, 1, 16, 8);
+        let a = Gpt::init(cfg.clone(), 1).unwrap();
+        let b = Gpt::init(cfg.clone(), 2).unwrap();
+        let mean = average(&[a.clone(), b.clone()]).unwrap();
+        for ((m, x), y) in mean
+            .params
+            .tensors()
+            .iter()
+            .zip(a.params.tensors())
+            .zip(b.params.tensors())
+        {
+            for ((&m, &x), &y) in m.iter().zip(x).zip(y) {
+                assert!(
+                    (m - (x + y) / 2.0).abs() <= 1e-7 * (1.0 + m.abs()),
+                    "{m} {x} {y}"
+                );
+            }
+        }
+        assert_eq!(
+            average(&[a.clone(), a.clone(), a.clone()]).unwrap().params,
+            a.params
+        );
+        assert!(average(&[]).is_err());
+        let mut other = cfg;
+        other.d_ff = 24;
+        let c = Gpt::init(other, 1).unwrap();
+        assert!(average(&[a, c])
+            .unwrap_err()
+            .to_string()
+            .contains("different models"));
+    }
+
+    #[test]
+    fn checkpoint_folders_are_written_whole_and_listed_by_step() {
+        let mut cfg = GptConfig::llama_tiny();
+        (
+            cfg.vocab_size,
+            cfg.d_model,
+            cfg.n_layers,
+            cfg.d_ff,
+            cfg.context,
+        ) = (30, 16, 1, 24, 8);
+        let model = Gpt::init(cfg, 1).unwrap();
+        let trainer = Trainer::new(&model, run_config()).unwrap();
+        let root = temp_dir("stepdirs");
+        for step in [20, 3, 100] {
+            let dir = root.join(step_dir_name(step));
+            save_checkpoint_dir(&dir, &model, &trainer, &[("note.txt", b"hi")]).unwrap();
+        }
+        // written again over an existing folder
+        save_checkpoint_dir(&root.join(step_dir_name(3)), &model, &trainer, &[]).unwrap();
+        let steps: Vec<usize> = step_dirs(&root).unwrap().iter().map(|s| s.0).collect();
+        assert_eq!(steps, [3, 20, 100]);
+        assert!(root.join("step-0000020/note.txt").exists());
+        assert!(!root.join("step-0000003/note.txt").exists());
+        let names: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains("tmp")), "{names:?}");
+        let back = load_model(&root.join(step_dir_name(100))).unwrap();
+        assert_eq!(back.params, model.params);
+        std::fs::remove_dir_all(&root).unwrap();
+        assert!(step_dirs(&root).unwrap().is_empty());
     }
 }

@@ -193,6 +193,101 @@ pub fn eval_loss(
     Ok((total / windows as f64) as f32)
 }
 
+/// A run's history: one row per step, with the held-out loss where it was measured. Saved
+/// as CSV next to the model (`train_log.csv`) and drawn as the loss curve.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LossLog {
+    pub rows: Vec<LogRow>,
+}
+
+/// One step of a [`LossLog`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LogRow {
+    pub step: StepLog,
+    /// The held-out loss after this step, if it was measured then.
+    pub held_out: Option<f32>,
+}
+
+const LOG_HEADER: &str = "step,train_loss,lr,grad_norm,held_out_loss";
+
+impl LossLog {
+    pub fn push(&mut self, step: StepLog, held_out: Option<f32>) {
+        self.rows.push(LogRow { step, held_out });
+    }
+
+    /// The log as CSV, one line per step; floats are printed so that they read back bit
+    /// for bit.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from(LOG_HEADER);
+        out.push('\n');
+        for r in &self.rows {
+            let h = r.held_out.map(|v| v.to_string()).unwrap_or_default();
+            let s = &r.step;
+            out.push_str(&format!(
+                "{},{},{},{},{h}\n",
+                s.step, s.loss, s.lr, s.grad_norm
+            ));
+        }
+        out
+    }
+
+    /// Reads what [`LossLog::to_csv`] wrote; `path` names the file in errors.
+    pub fn from_csv(text: &str, path: &std::path::Path) -> Result<LossLog> {
+        let bad = |line: usize, why: &str| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("line {line}: {why}"),
+        };
+        let mut lines = text.lines();
+        if lines.next() != Some(LOG_HEADER) {
+            return Err(bad(1, &format!("the header must be {LOG_HEADER}")));
+        }
+        let mut log = LossLog::default();
+        for (i, line) in lines.enumerate() {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() != 5 {
+                return Err(bad(i + 2, "needs 5 fields"));
+            }
+            let num = |k: usize| f[k].parse::<f32>().map_err(|_| bad(i + 2, "not a number"));
+            log.push(
+                StepLog {
+                    step: f[0].parse().map_err(|_| bad(i + 2, "bad step"))?,
+                    loss: num(1)?,
+                    lr: num(2)?,
+                    grad_norm: num(3)?,
+                },
+                if f[4].is_empty() { None } else { Some(num(4)?) },
+            );
+        }
+        Ok(log)
+    }
+
+    /// The training loss (mean over `smooth` steps, so that the curve reads through the
+    /// noise of single batches) and the held-out points, against the step.
+    pub fn series(&self, name: &str, smooth: usize) -> Vec<crate::plot::Series> {
+        use crate::plot::Series;
+        let smooth = smooth.max(1);
+        let train: Vec<(f64, f64)> = self
+            .rows
+            .chunks(smooth)
+            .map(|c| {
+                let mean = c.iter().map(|r| r.step.loss as f64).sum::<f64>() / c.len() as f64;
+                (c[c.len() - 1].step.step as f64 + 1.0, mean)
+            })
+            .collect();
+        let held: Vec<(f64, f64)> = self
+            .rows
+            .iter()
+            .filter_map(|r| r.held_out.map(|h| (r.step.step as f64 + 1.0, h as f64)))
+            .collect();
+        let label = |what: &str| format!("{name} {what}").trim().to_string();
+        let mut out = vec![Series::new(label("training loss"), train)];
+        if !held.is_empty() {
+            out.push(Series::new(label("held-out loss"), held));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +382,28 @@ mod tests {
             .find_map(|_| trainer.step(&mut model, &data).err())
             .expect("diverges");
         assert!(err.to_string().contains("diverged"), "{err}");
+    }
+
+    #[test]
+    fn the_loss_log_reads_back_bit_for_bit() {
+        let mut log = LossLog::default();
+        for i in 0..5 {
+            let step = StepLog {
+                step: i,
+                loss: 1.0 / (i as f32 + 3.0),
+                lr: 1e-3 * i as f32 / 7.0,
+                grad_norm: 0.1 + i as f32,
+            };
+            log.push(step, (i % 2 == 0).then_some(2.0 / 3.0 + i as f32));
+        }
+        let path = std::path::Path::new("train_log.csv");
+        let csv = log.to_csv();
+        assert_eq!(LossLog::from_csv(&csv, path).unwrap(), log);
+        let err = LossLog::from_csv(&csv.replace("0.25", "x"), path).unwrap_err();
+        assert!(err.to_string().contains("line"), "{err}");
+        assert!(LossLog::from_csv("a,b\n", path).is_err());
+        let series = log.series("ours", 2);
+        assert_eq!(series[0].points.len(), 3);
+        assert_eq!(series[1].points.len(), 3);
     }
 }

@@ -11,11 +11,14 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use llm_lessons::bpe::{Encoding, Pattern};
-use llm_lessons::gpt::checkpoint::{load_model, save};
+use llm_lessons::gpt::checkpoint::{
+    load_average, load_model, load_trainer, save, save_checkpoint_dir, step_dir_name, step_dirs,
+};
 use llm_lessons::gpt::generate::{generate, Sampling};
 use llm_lessons::gpt::optim::{AdamWConfig, Decay, LrSchedule};
-use llm_lessons::gpt::train::{eval_loss, split_held_out, TrainConfig, Trainer};
+use llm_lessons::gpt::train::{eval_loss, split_held_out, LossLog, TrainConfig, Trainer};
 use llm_lessons::gpt::{Activations, Gpt, GptConfig};
+use llm_lessons::plot::LineChart;
 use llm_lessons::{progress, Error};
 
 use crate::bpe::PatternArg;
@@ -23,7 +26,65 @@ use crate::{say, CliResult};
 
 const TOKENIZER_RANKS: &str = "tokenizer.tiktoken";
 const TOKENIZER_META: &str = "tokenizer.json";
+const TRAIN_LOG: &str = "train_log.csv";
+const RUN_INFO: &str = "run.json";
 
+/// What a checkpoint must know of its run beyond the model and optimizer: which token ids
+/// it trained on (their number and an FNV-1a hash, so that resuming on other data is an
+/// error), and the held-out fraction that split them.
+struct RunInfo {
+    data: (usize, String),
+    held_out: f64,
+}
+
+impl RunInfo {
+    fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&serde_json::json!({
+            "data_tokens": self.data.0,
+            "data_fnv1a64": self.data.1,
+            "held_out": self.held_out,
+        }))
+        .expect("JSON")
+    }
+
+    fn load(dir: &Path) -> llm_lessons::Result<RunInfo> {
+        let path = dir.join(RUN_INFO);
+        let text = llm_lessons::data::read_text(&path)?;
+        let bad = |m: &str| Error::Checkpoint {
+            path: path.clone(),
+            message: m.into(),
+        };
+        let j: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(&format!("not JSON: {e}")))?;
+        Ok(RunInfo {
+            data: (
+                j["data_tokens"]
+                    .as_u64()
+                    .ok_or_else(|| bad("data_tokens is missing"))? as usize,
+                j["data_fnv1a64"]
+                    .as_str()
+                    .ok_or_else(|| bad("data_fnv1a64 is missing"))?
+                    .to_string(),
+            ),
+            held_out: j["held_out"]
+                .as_f64()
+                .ok_or_else(|| bad("held_out is missing"))?,
+        })
+    }
+}
+
+fn data_fingerprint(ids: &[u32]) -> (usize, String) {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for id in ids {
+        for b in id.to_le_bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+    }
+    (ids.len(), format!("{h:016x}"))
+}
+
+// parsed once at start-up: the size of a variant does not matter
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum GptCommand {
     /// Train a model on a text file and save it in the Hugging Face layout
@@ -40,9 +101,9 @@ pub enum GptCommand {
         /// Split pattern of the --tokenizer (<|endoftext|> is the id after the last rank)
         #[arg(long, value_enum, default_value_t = PatternArg::Gpt2, requires = "tokenizer")]
         pattern: PatternArg,
-        /// Training steps
-        #[arg(long, default_value_t = 1000, value_name = "N")]
-        steps: usize,
+        /// Training steps in the whole run (default 1000; with --resume, the run's own)
+        #[arg(long, value_name = "N")]
+        steps: Option<usize>,
         /// Windows per step
         #[arg(long, default_value_t = 16, value_name = "B")]
         batch: usize,
@@ -94,6 +155,28 @@ pub enum GptCommand {
         /// Folder to write the model to
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Save the run (model, optimizer, sampler, log) every N steps and at the end, in
+        /// OUT/checkpoints/step-NNNNNNN (0: no checkpoints)
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        checkpoint_every: usize,
+        /// Checkpoints to keep; older ones are deleted
+        #[arg(long, default_value_t = 3, value_name = "K")]
+        keep_checkpoints: usize,
+        /// Save the mean of the last K checkpoints' weights as the model (as Llama 3 does)
+        #[arg(
+            long,
+            default_value_t = 0,
+            value_name = "K",
+            requires = "checkpoint_every"
+        )]
+        average_last: usize,
+        /// Continue the run saved in this checkpoint folder; give the same --corpus and
+        /// --tokenizer: the model and training settings are the checkpoint's
+        #[arg(long, value_name = "DIR", conflicts_with_all = [
+            "preset", "context", "d_model", "layers", "heads", "kv_heads", "d_ff", "lr",
+            "min_lr", "warmup", "weight_decay", "clip", "seed", "held_out", "batch",
+        ])]
+        resume: Option<PathBuf>,
     },
     /// Mean next-token cross-entropy (nats) of a model over a sequence
     Eval {
@@ -268,26 +351,12 @@ pub fn run(cmd: GptCommand) -> CliResult {
             eval_every,
             eval_windows,
             out,
+            checkpoint_every,
+            keep_checkpoints,
+            average_last,
+            resume,
         } => {
-            let mut cfg = GptConfig::preset(&preset)?;
-            if let Some(h) = heads {
-                cfg.n_heads = h;
-                if kv_heads.is_none() && cfg.n_kv_heads > h {
-                    cfg.n_kv_heads = h;
-                }
-            }
-            for (slot, value) in [
-                (&mut cfg.context, context),
-                (&mut cfg.d_model, d_model),
-                (&mut cfg.n_layers, layers),
-                (&mut cfg.n_kv_heads, kv_heads),
-                (&mut cfg.d_ff, d_ff),
-            ] {
-                if let Some(v) = value {
-                    *slot = v;
-                }
-            }
-            if steps == 0 {
+            if steps == Some(0) {
                 return Err(Error::InvalidArgument("--steps must be at least 1".into()).into());
             }
             if !(0.0..1.0).contains(&held_out) {
@@ -296,12 +365,16 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 ))
                 .into());
             }
+            if average_last > keep_checkpoints {
+                return Err(Error::InvalidArgument(format!(
+                    "--average-last {average_last} needs --keep-checkpoints {average_last} or more"
+                ))
+                .into());
+            }
             let tokens = match &tokenizer {
                 None => Tokens::Bytes,
                 Some(path) => Tokens::Bpe(Box::new(Encoding::load_tiktoken(path, pattern.into())?)),
             };
-            cfg.vocab_size = tokens.vocab_size()?;
-            cfg.validate()?;
             let text = llm_lessons::data::read_text(&corpus)?;
             let ids = tokens.encode(&text);
             if ids.is_empty() {
@@ -310,30 +383,95 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 }
                 .into());
             }
-            let (train, val) = split_held_out(&ids, held_out);
-            let seq_len = cfg.context;
-            let config = TrainConfig {
-                batch,
-                seq_len,
-                schedule: LrSchedule {
-                    max_lr: lr,
-                    min_lr,
-                    warmup: warmup.min(steps),
-                    total: steps,
-                    anneal: 0,
-                    decay: Decay::Cosine,
-                },
-                adamw: AdamWConfig {
-                    weight_decay,
-                    ..AdamWConfig::default()
-                },
-                clip: (clip > 0.0).then_some(clip),
-                seed,
+            let fingerprint = data_fingerprint(&ids);
+            let (mut model, mut trainer, mut log, held_out, steps) = match &resume {
+                Some(dir) => {
+                    let model = load_model(dir)?;
+                    let trainer = load_trainer(dir, &model)?;
+                    let run = RunInfo::load(dir)?;
+                    if run.data != fingerprint {
+                        return Err(Error::InvalidArgument(format!(
+                            "--corpus and --tokenizer give other token ids than the run in {} was trained on ({} ids, fingerprint {}; now {} ids, fingerprint {}): give the same files",
+                            dir.display(), run.data.0, run.data.1, fingerprint.0, fingerprint.1
+                        ))
+                        .into());
+                    }
+                    let planned = trainer.config.schedule.total;
+                    if steps.is_some_and(|s| s != planned) {
+                        return Err(Error::InvalidArgument(format!(
+                            "the run in {} was planned for {planned} steps (its learning-rate schedule): resume it with --steps {planned}, or without --steps",
+                            dir.display()
+                        ))
+                        .into());
+                    }
+                    let log_path = dir.join(TRAIN_LOG);
+                    let log =
+                        LossLog::from_csv(&llm_lessons::data::read_text(&log_path)?, &log_path)?;
+                    say(format!(
+                        "resuming {} at step {} of {planned}",
+                        dir.display(),
+                        trainer.step
+                    ))?;
+                    (model, trainer, log, run.held_out, planned)
+                }
+                None => {
+                    let steps = steps.unwrap_or(1000);
+                    let mut cfg = GptConfig::preset(&preset)?;
+                    if let Some(h) = heads {
+                        cfg.n_heads = h;
+                        if kv_heads.is_none() && cfg.n_kv_heads > h {
+                            cfg.n_kv_heads = h;
+                        }
+                    }
+                    for (slot, value) in [
+                        (&mut cfg.context, context),
+                        (&mut cfg.d_model, d_model),
+                        (&mut cfg.n_layers, layers),
+                        (&mut cfg.n_kv_heads, kv_heads),
+                        (&mut cfg.d_ff, d_ff),
+                    ] {
+                        if let Some(v) = value {
+                            *slot = v;
+                        }
+                    }
+                    cfg.vocab_size = tokens.vocab_size()?;
+                    cfg.validate()?;
+                    let config = TrainConfig {
+                        batch,
+                        seq_len: cfg.context,
+                        schedule: LrSchedule {
+                            max_lr: lr,
+                            min_lr,
+                            warmup: warmup.min(steps),
+                            total: steps,
+                            anneal: 0,
+                            decay: Decay::Cosine,
+                        },
+                        adamw: AdamWConfig {
+                            weight_decay,
+                            ..AdamWConfig::default()
+                        },
+                        clip: (clip > 0.0).then_some(clip),
+                        seed,
+                    };
+                    let model = Gpt::init(cfg, seed)?;
+                    let trainer = Trainer::new(&model, config)?;
+                    (model, trainer, LossLog::default(), held_out, steps)
+                }
             };
-            let mut model = Gpt::init(cfg.clone(), seed)?;
-            let mut trainer = Trainer::new(&model, config)?;
+            if model.cfg.vocab_size < tokens.vocab_size()? {
+                return Err(Error::InvalidArgument(format!(
+                    "the model's vocabulary has {} ids, fewer than the tokenizer's {}",
+                    model.cfg.vocab_size,
+                    tokens.vocab_size()?
+                ))
+                .into());
+            }
+            let cfg = model.cfg.clone();
+            let (train, val) = split_held_out(&ids, held_out);
+            let (batch, seq_len) = (trainer.config.batch, trainer.config.seq_len);
             say(format!(
-                "model: {preset}, {} parameters (vocab {}, d_model {}, {} layers, {} heads, {} kv heads, d_ff {}, context {})",
+                "model: {} parameters (vocab {}, d_model {}, {} layers, {} heads, {} kv heads, d_ff {}, context {}, {:?} norm, {:?} positions, {:?} MLP)",
                 cfg.n_params(),
                 cfg.vocab_size,
                 cfg.d_model,
@@ -341,7 +479,10 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 cfg.n_heads,
                 cfg.n_kv_heads,
                 cfg.d_ff,
-                cfg.context
+                cfg.context,
+                cfg.norm,
+                cfg.positions,
+                cfg.mlp,
             ))?;
             say(format!(
                 "data: {} tokens ({}), {} to train on, {} held out",
@@ -358,42 +499,123 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 }
                 eval_loss(model, val, eval_len, batch, eval_windows).map(Some)
             };
+            let run_info = RunInfo {
+                data: fingerprint,
+                held_out,
+            };
+            let checkpoints = out.join("checkpoints");
+            let first = trainer.step;
             let bar = progress::bar(steps as u64, "training");
+            bar.set_position(first as u64);
             let t0 = std::time::Instant::now();
-            let mut recent = Vec::with_capacity(steps);
-            for _ in 0..steps {
-                let log = trainer.step(&mut model, train)?;
-                recent.push(log.loss);
-                bar.set_message(format!("training, loss {:.4}", log.loss));
+            while trainer.step < steps {
+                let step = trainer.step(&mut model, train)?;
+                let done = trainer.step;
+                let measured = if eval_every > 0 && done % eval_every == 0 {
+                    evaluate(&model)?
+                } else {
+                    None
+                };
+                log.push(step, measured);
+                let rate = ((done - first) * batch * seq_len) as f64 / t0.elapsed().as_secs_f64();
+                bar.set_message(format!(
+                    "training, loss {:.4}, {rate:.0} tokens/s",
+                    step.loss
+                ));
                 bar.inc(1);
-                if eval_every > 0 && trainer.step % eval_every == 0 && trainer.step < steps {
-                    if let Some(v) = evaluate(&model)? {
-                        bar.suspend(|| {
-                            say(format!(
-                                "step {}: train loss {:.4}, held-out loss {v:.4}",
-                                trainer.step, log.loss
-                            ))
+                if let Some(v) = measured {
+                    bar.suspend(|| {
+                        say(format!(
+                            "step {done}: train loss {:.4}, held-out loss {v:.4}",
+                            step.loss
+                        ))
+                    })?;
+                }
+                if checkpoint_every > 0 && (done % checkpoint_every == 0 || done == steps) {
+                    let dir = checkpoints.join(step_dir_name(done));
+                    let csv = log.to_csv();
+                    let info = run_info.to_json();
+                    save_checkpoint_dir(
+                        &dir,
+                        &model,
+                        &trainer,
+                        &[(TRAIN_LOG, csv.as_bytes()), (RUN_INFO, info.as_bytes())],
+                    )?;
+                    let all = step_dirs(&checkpoints)?;
+                    for (_, old) in &all[..all.len().saturating_sub(keep_checkpoints.max(1))] {
+                        std::fs::remove_dir_all(old).map_err(|e| Error::Write {
+                            path: old.clone(),
+                            source: e,
                         })?;
                     }
                 }
             }
             bar.finish_and_clear();
             let seconds = t0.elapsed().as_secs_f64();
-            let tail = &recent[recent.len().saturating_sub(10)..];
-            let train_loss = tail.iter().sum::<f32>() / tail.len() as f32;
-            say(format!(
-                "trained {steps} steps in {seconds:.2} s, {:.0} tokens/s",
-                (steps * batch * seq_len) as f64 / seconds.max(1e-9)
-            ))?;
-            say(format!(
-                "train loss {train_loss:.4} (mean of the last {} steps)",
-                tail.len()
-            ))?;
+            let ran = steps - first;
+            if ran > 0 {
+                say(format!(
+                    "trained {ran} steps in {seconds:.2} s, {:.0} tokens/s",
+                    (ran * batch * seq_len) as f64 / seconds.max(1e-9)
+                ))?;
+            }
+            let tail = &log.rows[log.rows.len().saturating_sub(10)..];
+            if !tail.is_empty() {
+                let mean = tail.iter().map(|r| r.step.loss).sum::<f32>() / tail.len() as f32;
+                say(format!(
+                    "train loss {mean:.4} (mean of the last {} steps)",
+                    tail.len()
+                ))?;
+            }
+            let last_held_out = evaluate(&model)?;
+            let model = if average_last > 1 {
+                let all = step_dirs(&checkpoints)?;
+                if all.len() < average_last {
+                    return Err(Error::InvalidArgument(format!(
+                        "--average-last {average_last}: only {} checkpoints in {} (one every {checkpoint_every} steps)",
+                        all.len(),
+                        checkpoints.display()
+                    ))
+                    .into());
+                }
+                let dirs: Vec<PathBuf> = all[all.len() - average_last..]
+                    .iter()
+                    .map(|(_, d)| d.clone())
+                    .collect();
+                let steps: Vec<String> = all[all.len() - average_last..]
+                    .iter()
+                    .map(|(s, _)| s.to_string())
+                    .collect();
+                let mean = load_average(&dirs)?;
+                if let Some(v) = last_held_out {
+                    say(format!("held-out loss {v:.4} (last step's weights)"))?;
+                }
+                say(format!(
+                    "averaged the checkpoints of steps {}",
+                    steps.join(", ")
+                ))?;
+                mean
+            } else {
+                model
+            };
             match evaluate(&model)? {
                 Some(v) => say(format!("held-out loss {v:.4}"))?,
                 None => say("held-out loss: none (too few held-out tokens)")?,
             }
             save(&out, &model, None)?;
+            llm_lessons::data::write_atomic(&out.join(TRAIN_LOG), log.to_csv().as_bytes())?;
+            let chart = log
+                .series("", (log.rows.len() / 200).max(1))
+                .into_iter()
+                .fold(
+                    LineChart::new(
+                        format!("Training {}", out.display()),
+                        "step",
+                        "cross-entropy (nats/token)",
+                    ),
+                    |c, s| c.series(s),
+                );
+            chart.save_svg(out.join("loss.svg"))?;
             if let (Some(path), Tokens::Bpe(enc)) = (&tokenizer, &tokens) {
                 enc.save_tiktoken(out.join(TOKENIZER_RANKS))?;
                 let name = match pattern {
@@ -407,7 +629,10 @@ pub fn run(cmd: GptCommand) -> CliResult {
                     serde_json::to_string_pretty(&meta)?.as_bytes(),
                 )?;
             }
-            say(format!("wrote {}", out.display()))
+            say(format!(
+                "wrote {} (config.json, model.safetensors, {TRAIN_LOG}, loss.svg)",
+                out.display()
+            ))
         }
         GptCommand::Eval { model, ids, text } => {
             let dir = model;
