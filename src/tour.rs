@@ -68,6 +68,10 @@ pub fn steps() -> Vec<Step> {
             title: "Chapter 3: byte-pair encoding",
             run: crate::bpe::tour::chapter_3,
         },
+        Step {
+            title: "Chapter 4: from GPT to Llama",
+            run: crate::gpt::tour::chapter_4,
+        },
     ]
 }
 

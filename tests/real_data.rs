@@ -303,3 +303,25 @@ fn word2vec_on_the_state_of_the_union_scores_like_gensim() {
     assert!(ws.spearman > 0.28, "WordSim353 Spearman {}", ws.spearman);
     assert!(an.accuracy() > 0.05, "analogy accuracy {}", an.accuracy());
 }
+
+/// Chapter 4's quality bar on the toy world (no download needed, but minutes of training,
+/// so it runs with the real-data checks): `llama-tiny`, one token per word, must beat the
+/// best n-gram model of chapter 1 on the same test sentences and come close to the
+/// grammar's true entropy.
+#[test]
+#[ignore = "minutes of training: CI runs it with --include-ignored"]
+fn llama_tiny_beats_the_ngrams_on_the_toy_world() {
+    use llm_lessons::gpt::tour::{toy_world_run, ToyWorldConfig};
+    let run = toy_world_run(&ToyWorldConfig::llama_tiny(1500), |_| {}).unwrap();
+    let (h, ngram, truth) = (
+        run.test_cross_entropy,
+        run.ngram_cross_entropy,
+        run.true_cross_entropy,
+    );
+    eprintln!(
+        "toy world, nats/word: llama-tiny {h:.4}, best n-gram {ngram:.4}, the grammar {truth:.4}"
+    );
+    assert!(h >= truth - 0.01, "below the true entropy: {h} < {truth}");
+    assert!(h < ngram - 0.15, "llama-tiny {h} vs the n-grams' {ngram}");
+    assert!(h - truth < 0.08, "llama-tiny {h}, the grammar {truth}");
+}

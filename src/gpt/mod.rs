@@ -53,6 +53,7 @@ pub mod norm;
 pub mod optim;
 pub mod residual;
 pub mod rope;
+pub mod tour;
 pub mod train;
 
 #[cfg(test)]

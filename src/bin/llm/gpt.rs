@@ -16,6 +16,7 @@ use llm_lessons::gpt::checkpoint::{
 };
 use llm_lessons::gpt::generate::{generate, Sampling};
 use llm_lessons::gpt::optim::{AdamWConfig, Decay, LrSchedule};
+use llm_lessons::gpt::tour::{ablation, ablation_configs, ToyWorldConfig};
 use llm_lessons::gpt::train::{eval_loss, split_held_out, LossLog, TrainConfig, Trainer};
 use llm_lessons::gpt::{Activations, Gpt, GptConfig};
 use llm_lessons::plot::LineChart;
@@ -177,6 +178,40 @@ pub enum GptCommand {
             "min_lr", "warmup", "weight_decay", "clip", "seed", "held_out", "batch",
         ])]
         resume: Option<PathBuf>,
+        /// Also save the initial weights in OUT/init (to start another program from them)
+        #[arg(long, conflicts_with = "resume")]
+        save_init: bool,
+    },
+    /// Train gpt2-tiny, llama-tiny and gpt2-tiny with each single Llama idea on the toy
+    /// world (one token per word); print their test cross-entropy and draw their losses
+    Ablation {
+        /// Training steps of each run
+        #[arg(long, default_value_t = 600, value_name = "N")]
+        steps: usize,
+        /// Windows per step
+        #[arg(long, default_value_t = 16, value_name = "B")]
+        batch: usize,
+        /// Tokens per window (the models' context)
+        #[arg(long, default_value_t = 64, value_name = "T")]
+        context: usize,
+        /// Folder for ablation.svg and each run's train_log.csv
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Draw training logs (train_log.csv) on one chart
+    Plot {
+        /// NAME=FILE: a train_log.csv and its label; give several
+        #[arg(long = "log", value_name = "NAME=FILE", required = true)]
+        logs: Vec<String>,
+        /// Mean of the training loss over this many steps per point
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        smooth: usize,
+        /// Chart title
+        #[arg(long, default_value = "Training loss")]
+        title: String,
+        /// The SVG file to write
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Mean next-token cross-entropy (nats) of a model over a sequence
     Eval {
@@ -355,6 +390,7 @@ pub fn run(cmd: GptCommand) -> CliResult {
             keep_checkpoints,
             average_last,
             resume,
+            save_init,
         } => {
             if steps == Some(0) {
                 return Err(Error::InvalidArgument("--steps must be at least 1".into()).into());
@@ -456,6 +492,9 @@ pub fn run(cmd: GptCommand) -> CliResult {
                     };
                     let model = Gpt::init(cfg, seed)?;
                     let trainer = Trainer::new(&model, config)?;
+                    if save_init {
+                        save(&out.join("init"), &model, None)?;
+                    }
                     (model, trainer, LossLog::default(), held_out, steps)
                 }
             };
@@ -633,6 +672,94 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 "wrote {} (config.json, model.safetensors, {TRAIN_LOG}, loss.svg)",
                 out.display()
             ))
+        }
+        GptCommand::Ablation {
+            steps,
+            batch,
+            context,
+            out,
+        } => {
+            if steps == 0 || batch == 0 || context < 2 {
+                return Err(Error::InvalidArgument(
+                    "--steps and --batch must be at least 1, --context at least 2".into(),
+                )
+                .into());
+            }
+            let mut base = ToyWorldConfig::llama_tiny(steps);
+            base.model.context = context;
+            base.batch = batch;
+            let n = ablation_configs(context).len();
+            let bar = progress::bar((n * steps) as u64, "ablation");
+            let runs = ablation(&base, |k, s| {
+                bar.set_message(format!(
+                    "ablation, run {} of {n}, loss {:.3}",
+                    k + 1,
+                    s.loss
+                ));
+                bar.inc(1);
+            })?;
+            bar.finish_and_clear();
+            let first = &runs[0].1;
+            say(format!(
+                "toy world, {steps} steps of {batch} x {context} tokens; test cross-entropy in nats/word (the grammar: {:.3}, best n-gram: {:.3})",
+                first.true_cross_entropy, first.ngram_cross_entropy
+            ))?;
+            let mut chart = LineChart::new(
+                "Ablation on the toy world: GPT-2, one Llama idea at a time, Llama",
+                "step",
+                "training loss (nats/word)",
+            )
+            .hline(
+                format!("the grammar's true entropy {:.3}", first.true_cross_entropy),
+                first.true_cross_entropy,
+            );
+            for (name, run) in &runs {
+                say(format!(
+                    "  {name:<20} {:>9} parameters   test {:.4}   final held-out {:.4}   {:.0} tokens/s",
+                    run.model.cfg.n_params(),
+                    run.test_cross_entropy,
+                    run.log.rows.iter().rev().find_map(|r| r.held_out).unwrap_or(f32::NAN),
+                    run.tokens_per_s
+                ))?;
+                let slug: String = name
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                llm_lessons::data::write_atomic(
+                    &out.join(format!("{}.csv", slug.trim_matches('_'))),
+                    run.log.to_csv().as_bytes(),
+                )?;
+                let smooth = (steps / 50).max(1);
+                chart = chart.series(run.log.series(name, smooth).remove(0));
+            }
+            chart.save_svg(out.join("ablation.svg"))?;
+            say(format!("wrote {}", out.join("ablation.svg").display()))
+        }
+        GptCommand::Plot {
+            logs,
+            smooth,
+            title,
+            out,
+        } => {
+            let mut chart = LineChart::new(title, "step", "cross-entropy (nats/token)");
+            for spec in &logs {
+                let (name, file) = spec.split_once('=').ok_or_else(|| {
+                    Error::InvalidArgument(format!("--log {spec:?}: write NAME=FILE"))
+                })?;
+                let path = Path::new(file);
+                let log = LossLog::from_csv(&llm_lessons::data::read_text(path)?, path)?;
+                for series in log.series(name, smooth) {
+                    chart = chart.series(series);
+                }
+            }
+            chart.save_svg(&out)?;
+            say(format!("wrote {}", out.display()))
         }
         GptCommand::Eval { model, ids, text } => {
             let dir = model;
