@@ -14,7 +14,7 @@ use llm_lessons::bpe::{Encoding, Pattern};
 use llm_lessons::gpt::checkpoint::{
     load_average, load_model, load_trainer, save, save_checkpoint_dir, step_dir_name, step_dirs,
 };
-use llm_lessons::gpt::generate::{generate, Sampling};
+use llm_lessons::gpt::generate::{generate, KvCache, Sampling};
 use llm_lessons::gpt::optim::{AdamWConfig, Decay, LrSchedule};
 use llm_lessons::gpt::tour::{ablation, ablation_configs, ToyWorldConfig};
 use llm_lessons::gpt::train::{eval_loss, split_held_out, LossLog, TrainConfig, Trainer};
@@ -522,6 +522,22 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 cfg.norm,
                 cfg.positions,
                 cfg.mlp,
+            ))?;
+            let kv = |n_kv_heads| {
+                KvCache::bytes(&GptConfig {
+                    n_kv_heads,
+                    ..cfg.clone()
+                }) as f64
+                    / 1024.0
+            };
+            say(format!(
+                "KV cache for a full context of {}: {:.0} KiB with {} key/value heads (MHA, {} heads: {:.0} KiB; MQA, 1 head: {:.0} KiB)",
+                cfg.context,
+                kv(cfg.n_kv_heads),
+                cfg.n_kv_heads,
+                cfg.n_heads,
+                kv(cfg.n_heads),
+                kv(1)
             ))?;
             say(format!(
                 "data: {} tokens ({}), {} to train on, {} held out",
