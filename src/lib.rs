@@ -42,3 +42,8 @@ pub struct BookChapter02;
 #[cfg(doctest)]
 #[doc = include_str!("../book/src/ch03_bpe.md")]
 pub struct BookChapter03;
+
+/// Chapter 4's Rust snippets, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../book/src/ch04_gpt.md")]
+pub struct BookChapter04;

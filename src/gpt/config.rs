@@ -14,6 +14,7 @@
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+// ANCHOR: switches
 /// How each block normalises its input.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Norm {
@@ -40,6 +41,7 @@ pub enum Mlp {
     /// Llama: `down(silu(gate(x)) * up(x))`.
     SwiGlu,
 }
+// ANCHOR_END: switches
 
 /// The shape of a GPT or Llama model. [`GptConfig::gpt2_tiny`] and
 /// [`GptConfig::llama_tiny`] are the two presets; change one field to ablate one idea.
@@ -68,6 +70,7 @@ pub struct GptConfig {
 }
 
 impl GptConfig {
+    // ANCHOR: presets
     /// GPT-2's architecture at a tiny size: LayerNorm, learned positions, multi-head
     /// attention, GELU MLP four times as wide as the model, tied head.
     pub fn gpt2_tiny() -> Self {
@@ -105,6 +108,7 @@ impl GptConfig {
             tied_head: false,
         }
     }
+    // ANCHOR_END: presets
 
     /// The preset of that name: `gpt2-tiny` or `llama-tiny`.
     pub fn preset(name: &str) -> Result<Self> {

@@ -18,6 +18,7 @@ use crate::{Error, Result};
 use ndarray_rand::rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+// ANCHOR: kv_cache
 /// The keys and values of every position processed so far, per layer.
 #[derive(Clone, Debug)]
 pub struct KvCache {
@@ -44,6 +45,7 @@ impl KvCache {
         2 * cfg.n_layers * cfg.context * cfg.kv_dim() * std::mem::size_of::<f32>()
     }
 }
+// ANCHOR_END: kv_cache
 
 impl Gpt {
     // ANCHOR: forward_cached

@@ -27,6 +27,7 @@ impl Rng {
     }
 }
 
+// ANCHOR: grid
 /// The grid test inputs lie on, multiples of 2^-12: then `x ± k ε` with `ε = 2^-7` is
 /// exact in f32 (for |x| < 2^11), and the finite differences divide by the true step.
 pub(crate) fn on_grid(x: f32) -> f32 {
@@ -35,6 +36,7 @@ pub(crate) fn on_grid(x: f32) -> f32 {
 
 /// The step of the finite differences, 2^-7.
 pub(crate) const EPS: f32 = 1.0 / 128.0;
+// ANCHOR_END: grid
 
 /// `n` numbers from N(0, std^2), on the grid.
 pub(crate) fn randn(rng: &mut Rng, n: usize, std: f32) -> Vec<f32> {
@@ -47,6 +49,7 @@ pub(crate) fn dot(y: &[f32], r: &[f32]) -> f64 {
     y.iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum()
 }
 
+// ANCHOR: accumulated
 /// What a backward added to gradients that started as `init`.
 pub(crate) fn accumulated(init: &[Vec<f32>], after: &[Vec<f32>]) -> Vec<Vec<f32>> {
     init.iter()
@@ -54,10 +57,12 @@ pub(crate) fn accumulated(init: &[Vec<f32>], after: &[Vec<f32>]) -> Vec<Vec<f32>
         .map(|(a, b)| b.iter().zip(a).map(|(b, a)| b - a).collect())
         .collect()
 }
+// ANCHOR_END: accumulated
 
 /// Numbers per tensor that are checked (all of them in a smaller tensor).
 const SAMPLES: usize = 48;
 
+// ANCHOR: try_check
 /// Compares `analytic[j]` with central differences of `f` in `inputs[j]`, for every
 /// tensor `j`: the largest difference must be below `tol` times the tensor's largest
 /// analytic value. Returns the largest error found, or the first failure as a message.
@@ -120,6 +125,7 @@ pub(crate) fn try_check(
     }
     Ok(worst)
 }
+// ANCHOR_END: try_check
 
 /// [`try_check`] with ε = 2^-7 and tolerance 1e-3, panicking with the failure.
 pub(crate) fn check(

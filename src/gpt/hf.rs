@@ -247,6 +247,7 @@ pub fn load_llama(dir: &Path) -> Result<Gpt> {
     Gpt::new(cfg, params)
 }
 
+// ANCHOR: config_json
 /// The `config.json` of a Llama-architecture model, with `LlamaConfig`'s field names, so
 /// that `transformers.LlamaForCausalLM.from_pretrained` reads it. Only Llama's switches
 /// (RMSNorm, RoPE, SwiGLU) have a Hugging Face Llama form; another mix is an error.
@@ -278,6 +279,7 @@ pub fn config_to_hf_json(cfg: &GptConfig) -> Result<String> {
     });
     Ok(serde_json::to_string_pretty(&j).expect("a JSON value serialises"))
 }
+// ANCHOR_END: config_json
 
 /// The parameters as a safetensors file (f32, little-endian), with Hugging Face names.
 pub fn params_to_safetensors(cfg: &GptConfig, params: &Params) -> Result<Vec<u8>> {

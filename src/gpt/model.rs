@@ -92,6 +92,7 @@ impl ParamSpec {
 }
 
 impl Params {
+    // ANCHOR: specs
     /// Every tensor of the model `cfg` describes, in one fixed order (the order of
     /// [`Params::tensors`]).
     pub fn specs(cfg: &GptConfig) -> Vec<ParamSpec> {
@@ -142,6 +143,7 @@ impl Params {
         }
         specs
     }
+    // ANCHOR_END: specs
 
     /// All-zero parameters (or gradients) for `cfg`.
     pub fn zeros(cfg: &GptConfig) -> Self {

@@ -44,6 +44,7 @@ fn bold_params(cfg: &GptConfig, seed: u64) -> Params {
     p
 }
 
+// ANCHOR: model_grad_check
 fn model_grad_check(cfg: GptConfig, seed: u64) {
     let (b, t) = (2, 5);
     let mut rng = Rng::new(seed);
@@ -79,6 +80,7 @@ fn model_grad_check(cfg: GptConfig, seed: u64) {
         }
     }
 }
+// ANCHOR_END: model_grad_check
 
 #[test]
 fn llama_gradients() {
