@@ -25,7 +25,7 @@
 //! ```
 
 use super::linear::{mat, mat_mut, matmul, strided, strided_mut, Threads};
-use super::math::exp;
+use super::math::{exp, vectorized};
 use ndarray::{s, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
@@ -125,9 +125,11 @@ fn attention_forward_one(
                 Threads::One,
             );
         }
-        for (i, row) in p.chunks_exact_mut(t).enumerate() {
-            causal_softmax(row, i + 1);
-        }
+        vectorized(|| {
+            for (i, row) in p.chunks_exact_mut(t).enumerate() {
+                causal_softmax(row, i + 1);
+            }
+        });
         // y = P v, by the same blocks
         let (pm, mut yh) = (mat(p, t, t), head_mut(y, s, s.q_width(), h));
         for (r0, r1) in causal_blocks(t) {
@@ -308,18 +310,20 @@ fn attention_backward_one(
             );
         }
         // dS = P * (dP - rowsum(P * dP)), in place
-        for (i, (drow, prow)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
-            let seen = i + 1;
-            let pdp: f32 = drow[..seen]
-                .iter()
-                .zip(&prow[..seen])
-                .map(|(d, p)| d * p)
-                .sum();
-            for j in 0..seen {
-                drow[j] = prow[j] * (drow[j] - pdp);
+        vectorized(|| {
+            for (i, (drow, prow)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
+                let seen = i + 1;
+                let pdp: f32 = drow[..seen]
+                    .iter()
+                    .zip(&prow[..seen])
+                    .map(|(d, p)| d * p)
+                    .sum();
+                for j in 0..seen {
+                    drow[j] = prow[j] * (drow[j] - pdp);
+                }
+                drow[seen..].fill(0.0); // the masked scores get no gradient
             }
-            drow[seen..].fill(0.0); // the masked scores get no gradient
-        }
+        });
         // dq += dS k / sqrt(hs), dk += dS^T q / sqrt(hs)
         let dsm = mat(ds, t, t);
         let (mut dqh, mut dkh) = (head_mut(dq, s, qw, h), head_mut(dk, s, kw, g));
