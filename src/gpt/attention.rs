@@ -24,9 +24,8 @@
 //! assert_eq!(y, [3.0, 4.0]);
 //! ```
 
-use super::linear::{mat, mat_mut, strided, strided_mut};
-use super::math::exp;
-use ndarray::linalg::general_mat_mul;
+use super::linear::{mat, mat_mut, matmul, strided, strided_mut, Threads};
+use super::math::{exp, vectorized};
 use ndarray::{s, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
@@ -117,22 +116,32 @@ fn attention_forward_one(
         let mut pm = mat_mut(p, t, t);
         for (r0, r1) in causal_blocks(t) {
             let (q_blk, k_seen) = (qh.slice(s![r0..r1, ..]), kh.slice(s![..r1, ..]));
-            general_mat_mul(
+            matmul(
                 scale,
                 &q_blk,
                 &k_seen.t(),
                 0.0,
                 &mut pm.slice_mut(s![r0..r1, ..r1]),
+                Threads::One,
             );
         }
-        for (i, row) in p.chunks_exact_mut(t).enumerate() {
-            causal_softmax(row, i + 1);
-        }
+        vectorized(|| {
+            for (i, row) in p.chunks_exact_mut(t).enumerate() {
+                causal_softmax(row, i + 1);
+            }
+        });
         // y = P v, by the same blocks
         let (pm, mut yh) = (mat(p, t, t), head_mut(y, s, s.q_width(), h));
         for (r0, r1) in causal_blocks(t) {
             let (p_blk, v_seen) = (pm.slice(s![r0..r1, ..r1]), vh.slice(s![..r1, ..]));
-            general_mat_mul(1.0, &p_blk, &v_seen, 0.0, &mut yh.slice_mut(s![r0..r1, ..]));
+            matmul(
+                1.0,
+                &p_blk,
+                &v_seen,
+                0.0,
+                &mut yh.slice_mut(s![r0..r1, ..]),
+                Threads::One,
+            );
         }
     }
 }
@@ -187,17 +196,25 @@ pub fn attention_forward_cached(
     for h in 0..s.n_heads {
         let g = h / s.n_rep();
         let (qh, kh) = (head(q, qs, s.q_width(), h), head(k, kvs, s.kv_width(), g));
-        general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut mat_mut(&mut p, n, total));
+        matmul(
+            scale,
+            &qh,
+            &kh.t(),
+            0.0,
+            &mut mat_mut(&mut p, n, total),
+            Threads::One,
+        );
         for (i, row) in p.chunks_exact_mut(total).enumerate() {
             causal_softmax(row, pos0 + i + 1);
         }
         let vh = head(v, kvs, s.kv_width(), g);
-        general_mat_mul(
+        matmul(
             1.0,
             &mat(&p, n, total),
             &vh,
             0.0,
             &mut head_mut(y, qs, s.q_width(), h),
+            Threads::One,
         );
     }
 }
@@ -274,54 +291,60 @@ fn attention_backward_one(
         let (mut dvh, mut dsm) = (head_mut(dv, s, kw, g), mat_mut(ds, t, t));
         for (r0, r1) in causal_blocks(t) {
             let (p_blk, dy_blk) = (pm.slice(s![r0..r1, ..r1]), dyh.slice(s![r0..r1, ..]));
-            general_mat_mul(
+            matmul(
                 1.0,
                 &p_blk.t(),
                 &dy_blk,
                 1.0,
                 &mut dvh.slice_mut(s![..r1, ..]),
+                Threads::One,
             );
             let v_seen = vh.slice(s![..r1, ..]);
-            general_mat_mul(
+            matmul(
                 1.0,
                 &dy_blk,
                 &v_seen.t(),
                 0.0,
                 &mut dsm.slice_mut(s![r0..r1, ..r1]),
+                Threads::One,
             );
         }
         // dS = P * (dP - rowsum(P * dP)), in place
-        for (i, (drow, prow)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
-            let seen = i + 1;
-            let pdp: f32 = drow[..seen]
-                .iter()
-                .zip(&prow[..seen])
-                .map(|(d, p)| d * p)
-                .sum();
-            for j in 0..seen {
-                drow[j] = prow[j] * (drow[j] - pdp);
+        vectorized(|| {
+            for (i, (drow, prow)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
+                let seen = i + 1;
+                let pdp: f32 = drow[..seen]
+                    .iter()
+                    .zip(&prow[..seen])
+                    .map(|(d, p)| d * p)
+                    .sum();
+                for j in 0..seen {
+                    drow[j] = prow[j] * (drow[j] - pdp);
+                }
+                drow[seen..].fill(0.0); // the masked scores get no gradient
             }
-            drow[seen..].fill(0.0); // the masked scores get no gradient
-        }
+        });
         // dq += dS k / sqrt(hs), dk += dS^T q / sqrt(hs)
         let dsm = mat(ds, t, t);
         let (mut dqh, mut dkh) = (head_mut(dq, s, qw, h), head_mut(dk, s, kw, g));
         for (r0, r1) in causal_blocks(t) {
             let ds_blk = dsm.slice(s![r0..r1, ..r1]);
             let (k_seen, q_blk) = (kh.slice(s![..r1, ..]), qh.slice(s![r0..r1, ..]));
-            general_mat_mul(
+            matmul(
                 scale,
                 &ds_blk,
                 &k_seen,
                 1.0,
                 &mut dqh.slice_mut(s![r0..r1, ..]),
+                Threads::One,
             );
-            general_mat_mul(
+            matmul(
                 scale,
                 &ds_blk.t(),
                 &q_blk,
                 1.0,
                 &mut dkh.slice_mut(s![..r1, ..]),
+                Threads::One,
             );
         }
     }

@@ -1,11 +1,12 @@
 //! The linear layer, `y = x W^T`, and the matrix products every other layer is built on.
 //!
 //! Weights are stored as PyTorch and Hugging Face store them, `(out, in)`: row `o` of `W`
-//! is the vector that output `o` is a dot product with. The products go through ndarray's
-//! `general_mat_mul` (the `matrixmultiply` kernels), which reads the slices in place with
-//! any strides, so a transpose costs nothing. The products are split across threads
-//! (rayon) by rows of the output, so each thread writes its own rows: `y` and `dx` by
-//! rows of the batch, `dW` by output features.
+//! is the vector that output `o` is a dot product with. The products go through
+//! [`matmul`], which reads ndarray views of the slices in place with any strides, so a
+//! transpose costs nothing, and hands them to the `gemm` crate's kernels. `gemm` splits
+//! each product across the threads itself (rayon), by blocks of the output, so that the
+//! threads share one packed copy of the right-hand matrix; each output value is summed by
+//! one thread in a fixed order, so a result does not depend on the scheduling.
 //!
 //! ```
 //! use llm_lessons::gpt::linear::linear_forward;
@@ -15,14 +16,81 @@
 //! assert_eq!(y, [1.0, 2.0, 3.0]);
 //! ```
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{s, ArrayView2, ArrayViewMut2, ShapeBuilder};
-use rayon::prelude::*;
+use gemm::Parallelism;
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
-/// Rows per parallel task when `rows` rows are split across the threads: one block per
-/// thread, and none smaller than 16 rows (below that, splitting costs more than it saves).
-pub fn rows_per_task(rows: usize) -> usize {
-    rows.div_ceil(rayon::current_num_threads()).max(16)
+/// Whether [`matmul`] may split a product across the threads: [`Threads::One`] inside a
+/// task that already runs in parallel with others (attention's sequences).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    One,
+    All,
+}
+
+/// `c = alpha a b + beta c`, with `beta` 0 (overwrite `c`) or 1 (add into `c`), like
+/// ndarray's `general_mat_mul`, on the `gemm` crate's kernels.
+///
+/// # Shapes
+/// `a: (m, k)`, `b: (k, n)`, `c: (m, n)`, any strides (a transposed view is free).
+///
+/// # Panics
+/// If the shapes do not match or `beta` is neither 0 nor 1.
+pub fn matmul(
+    alpha: f32,
+    a: &ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    beta: f32,
+    c: &mut ArrayViewMut2<'_, f32>,
+    threads: Threads,
+) {
+    let ((m, k), (k2, n)) = (a.dim(), b.dim());
+    assert!(
+        k == k2 && c.dim() == (m, n),
+        "matmul: (m, k) (k, n) -> (m, n)"
+    );
+    assert!(beta == 0.0 || beta == 1.0, "matmul: beta is 0 or 1");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if beta == 0.0 {
+            c.fill(0.0);
+        }
+        return;
+    }
+    let parallelism = match threads {
+        Threads::One => Parallelism::None,
+        Threads::All => Parallelism::Rayon(0),
+    };
+    let rows_cols = |strides: &[isize]| (strides[0], strides[1]);
+    let ((a_rs, a_cs), (b_rs, b_cs)) = (rows_cols(a.strides()), rows_cols(b.strides()));
+    let (c_rs, c_cs) = rows_cols(c.strides());
+    // SAFETY: the three views are valid for their shapes and strides, and `c`, borrowed
+    // mutably, overlaps neither input. gemm's `dst = alpha dst + beta lhs rhs` names the
+    // scales the other way round: its `alpha` is our `beta`, read only if `read_dst`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_cs,
+            c_rs,
+            beta == 1.0,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
 }
 
 /// A `(rows, cols)` row-major matrix over a slice.
@@ -96,20 +164,15 @@ pub fn linear_forward(y: &mut [f32], x: &[f32], w: &[f32], n: usize, d_in: usize
         }
         return;
     }
-    let w = mat(w, d_out, d_in);
-    let rows = rows_per_task(n);
-    y.par_chunks_mut(rows * d_out)
-        .zip(x.par_chunks(rows * d_in))
-        .for_each(|(y, x)| {
-            let m = x.len() / d_in; // this task's rows
-            general_mat_mul(
-                1.0,
-                &mat(x, m, d_in),
-                &w.t(),
-                0.0,
-                &mut mat_mut(y, m, d_out),
-            );
-        });
+    let (x, w) = (mat(x, n, d_in), mat(w, d_out, d_in));
+    matmul(
+        1.0,
+        &x,
+        &w.t(),
+        0.0,
+        &mut mat_mut(y, n, d_out),
+        Threads::All,
+    );
 }
 
 /// Backward of [`linear_forward`], given `dy = dL/dy`:
@@ -133,24 +196,18 @@ pub fn linear_backward(
         (n * d_out, n * d_in),
         "linear: dy is (n, d_out), x (n, d_in)"
     );
-    let (w, x, dy_all) = (mat(w, d_out, d_in), mat(x, n, d_in), mat(dy, n, d_out));
-    // y_no = sum_i x_ni W_oi, so dL/dx_ni = sum_o dy_no W_oi: dx += dy W, by rows of dx ...
-    let rows = rows_per_task(n);
-    dx.par_chunks_mut(rows * d_in)
-        .zip(dy.par_chunks(rows * d_out))
-        .for_each(|(dx, dy)| {
-            let m = dy.len() / d_out;
-            general_mat_mul(1.0, &mat(dy, m, d_out), &w, 1.0, &mut mat_mut(dx, m, d_in));
-        });
-    // ... and dL/dW_oi = sum_n dy_no x_ni: dW += dy^T x, by rows (output features) of dW
-    let outs = rows_per_task(d_out);
-    dw.par_chunks_mut(outs * d_in)
-        .enumerate()
-        .for_each(|(i, dw)| {
-            let (o0, m) = (i * outs, dw.len() / d_in);
-            let dy_cols = dy_all.slice(s![.., o0..o0 + m]);
-            general_mat_mul(1.0, &dy_cols.t(), &x, 1.0, &mut mat_mut(dw, m, d_in));
-        });
+    let (w, x, dy) = (mat(w, d_out, d_in), mat(x, n, d_in), mat(dy, n, d_out));
+    // y_no = sum_i x_ni W_oi, so dL/dx_ni = sum_o dy_no W_oi: dx += dy W ...
+    matmul(1.0, &dy, &w, 1.0, &mut mat_mut(dx, n, d_in), Threads::All);
+    // ... and dL/dW_oi = sum_n dy_no x_ni: dW += dy^T x
+    matmul(
+        1.0,
+        &dy.t(),
+        &x,
+        1.0,
+        &mut mat_mut(dw, d_out, d_in),
+        Threads::All,
+    );
 }
 // ANCHOR_END: linear
 
@@ -174,12 +231,12 @@ mod tests {
         assert_eq!(y, [3., 4., -1., 7., 8., -3.]);
     }
 
-    /// Uneven sizes, so that the rows split into unequal blocks across the threads; and 3
-    /// rows, which take the dot-product path.
+    /// Uneven sizes, which leave partial blocks in the kernels; a product large enough
+    /// for `gemm` to split across the threads; and 3 rows, which take the dot-product path.
     #[test]
     fn linear_matches_loops_on_uneven_blocks() {
-        for n in [67, 3] {
-            linear_matches_loops(n, 19, 37);
+        for (n, d_in, d_out) in [(67, 19, 37), (301, 70, 93), (3, 19, 37)] {
+            linear_matches_loops(n, d_in, d_out);
         }
     }
 

@@ -12,7 +12,7 @@
 //! assert_eq!(probs, [0.25; 4]);
 //! ```
 
-use super::math::exp;
+use super::math::{exp, vectorized};
 use rayon::prelude::*;
 
 // ANCHOR: cross_entropy
@@ -36,13 +36,15 @@ pub fn cross_entropy_forward(
         .zip(logits.par_chunks_exact(v));
     rows.zip(losses.par_iter_mut().zip(targets))
         .for_each(|((p, z), (loss, &y))| {
-            // subtract the max so that exp never overflows; softmax does not change
-            let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            p.iter_mut().zip(z).for_each(|(p, &z)| *p = exp(z - max)); // vectorized
-            let sum: f32 = p.iter().sum();
-            // -log p[y] = log sum - (z[y] - max), without rounding p[y] first
-            *loss = sum.ln() - (z[y as usize] - max);
-            p.iter_mut().for_each(|p| *p /= sum);
+            vectorized(|| {
+                // subtract the max so that exp never overflows; softmax does not change
+                let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                p.iter_mut().zip(z).for_each(|(p, &z)| *p = exp(z - max));
+                let sum: f32 = p.iter().sum();
+                // -log p[y] = log sum - (z[y] - max), without rounding p[y] first
+                *loss = sum.ln() - (z[y as usize] - max);
+                p.iter_mut().for_each(|p| *p /= sum);
+            })
         });
     // summed in order, so that the mean does not depend on how the rows were split
     let total: f64 = losses.iter().map(|&l| l as f64).sum();
@@ -67,10 +69,12 @@ pub fn cross_entropy_backward(
         .zip(probs.par_chunks_exact(v));
     rows.zip(targets.par_iter().zip(dloss))
         .for_each(|((dz, p), (&y, &dl))| {
-            for (i, (dz, &p)) in dz.iter_mut().zip(p).enumerate() {
-                let indicator = if i == y as usize { 1.0 } else { 0.0 };
-                *dz += (p - indicator) * dl;
-            }
+            vectorized(|| {
+                for (i, (dz, &p)) in dz.iter_mut().zip(p).enumerate() {
+                    let indicator = if i == y as usize { 1.0 } else { 0.0 };
+                    *dz += (p - indicator) * dl;
+                }
+            })
         });
 }
 // ANCHOR_END: cross_entropy

@@ -38,6 +38,33 @@ pub fn exp(x: f32) -> f32 {
     er * two_n
 }
 
+/// Runs `f` compiled for AVX2 and FMA when the CPU has them, so that the loops inside work
+/// on 8 numbers at a time rather than the 4 of the baseline x86-64 (SSE2); elsewhere, runs
+/// `f` as it is. The operations are the same, only wider (Rust never fuses a multiply and
+/// an add on its own), so the results are the same bit for bit.
+///
+/// ```
+/// use llm_lessons::gpt::math::{exp, vectorized};
+/// let mut x = [0.0f32, 1.0, 2.0];
+/// vectorized(|| x.iter_mut().for_each(|v| *v = exp(*v)));
+/// assert_eq!(x[0], 1.0);
+/// ```
+#[inline(always)]
+pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f() // inlined here, and compiled with the wider instructions
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features `avx2` is compiled for.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
 /// `sigmoid(x) = 1 / (1 + e^-x)`.
 #[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {

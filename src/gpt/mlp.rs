@@ -14,7 +14,7 @@
 //! assert!((y[1] - 20.0).abs() < 1e-2);
 //! ```
 
-use super::math::sigmoid;
+use super::math::{sigmoid, vectorized};
 use rayon::prelude::*;
 
 /// Numbers per parallel task.
@@ -37,10 +37,12 @@ pub fn gelu_forward(y: &mut [f32], x: &[f32]) {
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(y, x)| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                let u = GELU_SCALE * (x + 0.044715 * x * x * x);
-                *y = x * sigmoid(2.0 * u);
-            }
+            vectorized(|| {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    let u = GELU_SCALE * (x + 0.044715 * x * x * x);
+                    *y = x * sigmoid(2.0 * u);
+                }
+            })
         });
 }
 
@@ -54,12 +56,14 @@ pub fn gelu_backward(dx: &mut [f32], dy: &[f32], x: &[f32]) {
         .zip(dy.par_chunks(CHUNK))
         .zip(x.par_chunks(CHUNK));
     blocks.for_each(|((dx, dy), x)| {
-        for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
-            let u = GELU_SCALE * (x + 0.044715 * x * x * x);
-            let s = sigmoid(2.0 * u);
-            let du = GELU_SCALE * (1.0 + 3.0 * 0.044715 * x * x);
-            *dx += (s + 2.0 * x * s * (1.0 - s) * du) * dy;
-        }
+        vectorized(|| {
+            for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+                let u = GELU_SCALE * (x + 0.044715 * x * x * x);
+                let s = sigmoid(2.0 * u);
+                let du = GELU_SCALE * (1.0 + 3.0 * 0.044715 * x * x);
+                *dx += (s + 2.0 * x * s * (1.0 - s) * du) * dy;
+            }
+        })
     });
 }
 // ANCHOR_END: gelu
@@ -76,9 +80,11 @@ pub fn swiglu_forward(y: &mut [f32], g: &[f32], u: &[f32]) {
         .zip(g.par_chunks(CHUNK))
         .zip(u.par_chunks(CHUNK));
     blocks.for_each(|((y, g), u)| {
-        for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-            *y = g * sigmoid(g) * u;
-        }
+        vectorized(|| {
+            for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+                *y = g * sigmoid(g) * u;
+            }
+        })
     });
 }
 
@@ -90,11 +96,13 @@ pub fn swiglu_backward(dg: &mut [f32], du: &mut [f32], dy: &[f32], g: &[f32], u:
         .par_chunks(CHUNK)
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)));
     grads.zip(inputs).for_each(|((dg, du), (dy, (g, u)))| {
-        for i in 0..dg.len() {
-            let s = sigmoid(g[i]);
-            du[i] += g[i] * s * dy[i];
-            dg[i] += s * (1.0 + g[i] * (1.0 - s)) * u[i] * dy[i];
-        }
+        vectorized(|| {
+            for i in 0..dg.len() {
+                let s = sigmoid(g[i]);
+                du[i] += g[i] * s * dy[i];
+                dg[i] += s * (1.0 + g[i] * (1.0 - s)) * u[i] * dy[i];
+            }
+        })
     });
 }
 // ANCHOR_END: swiglu

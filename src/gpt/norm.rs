@@ -12,6 +12,7 @@
 //! assert!((y[0] - 3.0 / 12.5f32.sqrt()).abs() < 1e-6 && (y[1] - 4.0 / 12.5f32.sqrt()).abs() < 1e-6);
 //! ```
 
+use super::math::vectorized;
 use super::residual::add_into;
 use rayon::prelude::*;
 
@@ -136,12 +137,14 @@ fn layer_norm_backward_rows(
 pub fn rms_norm_forward(y: &mut [f32], rrms: &mut [f32], x: &[f32], w: &[f32], c: usize, eps: f32) {
     let rows = y.par_chunks_exact_mut(c).zip(x.par_chunks_exact(c));
     rows.zip(rrms.par_iter_mut()).for_each(|((y, x), s)| {
-        let ms = x.iter().map(|v| v * v).sum::<f32>() / c as f32;
-        let r = 1.0 / (ms + eps).sqrt();
-        for i in 0..c {
-            y[i] = x[i] * r * w[i];
-        }
-        *s = r;
+        vectorized(|| {
+            let ms = x.iter().map(|v| v * v).sum::<f32>() / c as f32;
+            let r = 1.0 / (ms + eps).sqrt();
+            for i in 0..c {
+                y[i] = x[i] * r * w[i];
+            }
+            *s = r;
+        })
     });
 }
 
@@ -170,7 +173,7 @@ pub fn rms_norm_backward(
         .zip(rrms.par_chunks(BLOCK))
         .map(|(((dx, dy), x), rrms)| {
             let mut dw = vec![0.0; c];
-            rms_norm_backward_rows(dx, &mut dw, dy, x, w, rrms, c);
+            vectorized(|| rms_norm_backward_rows(dx, &mut dw, dy, x, w, rrms, c));
             dw
         })
         .collect();
@@ -179,6 +182,7 @@ pub fn rms_norm_backward(
 
 /// [`rms_norm_backward`] on a block of rows, one row after the other.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)] // into `vectorized`, to be compiled with its wider instructions
 fn rms_norm_backward_rows(
     dx: &mut [f32],
     dw: &mut [f32],

@@ -24,6 +24,7 @@
 //! assert!((y[0] - 1f32.cos()).abs() < 1e-6 && (y[1] - 1f32.sin()).abs() < 1e-6);
 //! ```
 
+use super::math::vectorized;
 use rayon::prelude::*;
 
 /// `cos` and `sin` of every angle, per position and pair.
@@ -123,20 +124,22 @@ fn rotate(
         let pos = pos0 + n % t;
         let cos = &table.cos[pos * half..(pos + 1) * half];
         let sin = &table.sin[pos * half..(pos + 1) * half];
-        for (o, x) in o_row.chunks_exact_mut(hs).zip(x_row.chunks_exact(hs)) {
-            for i in 0..half {
-                let (x1, x2) = (x[i], x[i + half]);
-                let (c, s) = (cos[i], sign * sin[i]);
-                let (y1, y2) = (x1 * c - x2 * s, x2 * c + x1 * s);
-                if accumulate {
-                    o[i] += y1;
-                    o[i + half] += y2;
-                } else {
-                    o[i] = y1;
-                    o[i + half] = y2;
+        vectorized(|| {
+            for (o, x) in o_row.chunks_exact_mut(hs).zip(x_row.chunks_exact(hs)) {
+                for i in 0..half {
+                    let (x1, x2) = (x[i], x[i + half]);
+                    let (c, s) = (cos[i], sign * sin[i]);
+                    let (y1, y2) = (x1 * c - x2 * s, x2 * c + x1 * s);
+                    if accumulate {
+                        o[i] += y1;
+                        o[i + half] += y2;
+                    } else {
+                        o[i] = y1;
+                        o[i + half] = y2;
+                    }
                 }
             }
-        }
+        })
     });
 }
 // ANCHOR_END: rope
