@@ -1,4 +1,4 @@
-//! Plots, written as small SVG files. Two kinds: a line chart of a measure against a
+//! Plots, written as small SVG files. Three kinds: a line chart of a measure against a
 //! setting (perplexity against the n-gram order, one line per smoothing method),
 //!
 //! ```
@@ -12,7 +12,7 @@
 //! # Ok::<(), llm_lessons::Error>(())
 //! ```
 //!
-//! and a scatter chart of labelled points (word vectors projected to two dimensions), with
+//! a scatter chart of labelled points (word vectors projected to two dimensions), with
 //! arrows from some points to others, so that parallel differences show as parallel arrows:
 //!
 //! ```
@@ -25,6 +25,19 @@
 //!     .arrow("king", "queen");
 //! let svg = chart.to_svg_string()?;
 //! assert!(svg.contains("queen") && svg.contains("royalty"));
+//! # Ok::<(), llm_lessons::Error>(())
+//! ```
+//!
+//! and a heatmap of a matrix, such as attention probabilities with a token on each row and
+//! column:
+//!
+//! ```
+//! use llm_lessons::plot::HeatmapChart;
+//! let chart = HeatmapChart::new("Attention", "key", "query", vec![vec![1.0, 0.0], vec![0.3, 0.7]])
+//!     .row_labels(["the", "cat"])
+//!     .col_labels(["the", "cat"]);
+//! let svg = chart.to_svg_string()?;
+//! assert!(svg.contains("cat") && svg.contains("query"));
 //! # Ok::<(), llm_lessons::Error>(())
 //! ```
 //!
@@ -650,6 +663,184 @@ fn is_finite(p: &LabeledPoint) -> bool {
     p.x.is_finite() && p.y.is_finite()
 }
 
+/// Width and height of a heatmap, in pixels.
+const HEATMAP_SIZE: (u32, u32) = (720, 640);
+
+/// The colour of a heatmap's largest value (its smallest is white).
+const HEAT: RGBColor = RGBColor(8, 48, 107);
+
+/// A heatmap: a matrix as a grid of squares, from white (its smallest value, or 0 if
+/// that is smaller) to dark blue (its largest), with a colour bar. Rows run from top to
+/// bottom, as in the matrix, each named by an optional label on the left, and columns by
+/// an optional label underneath (written downwards): attention probabilities, one row per
+/// query token and one column per key token. Cells that are not finite are grey.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeatmapChart {
+    pub title: String,
+    /// What the columns are (written under the grid).
+    pub x_label: String,
+    /// What the rows are (written left of the grid).
+    pub y_label: String,
+    /// The rows of the matrix, all of the same length.
+    pub values: Vec<Vec<f64>>,
+    /// One label per row, or none.
+    pub row_labels: Vec<String>,
+    /// One label per column, or none.
+    pub col_labels: Vec<String>,
+}
+
+impl HeatmapChart {
+    /// A heatmap of `values` (a list of rows), without labels.
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+        values: Vec<Vec<f64>>,
+    ) -> HeatmapChart {
+        HeatmapChart {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            values,
+            row_labels: Vec::new(),
+            col_labels: Vec::new(),
+        }
+    }
+
+    /// Names the rows, top to bottom.
+    pub fn row_labels<L: Into<String>>(mut self, labels: impl IntoIterator<Item = L>) -> Self {
+        self.row_labels = labels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Names the columns, left to right.
+    pub fn col_labels<L: Into<String>>(mut self, labels: impl IntoIterator<Item = L>) -> Self {
+        self.col_labels = labels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Draws the chart and writes it to `path` as SVG, atomically.
+    pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<()> {
+        save_svg(path.as_ref(), self.render())
+    }
+
+    /// Draws the chart as an SVG document.
+    pub fn to_svg_string(&self) -> Result<String> {
+        svg_string(&self.title, self.render())
+    }
+
+    /// Shows the chart inline in an evcxr (Jupyter) notebook cell; prints the error instead
+    /// if it cannot be drawn.
+    #[cfg(feature = "evcxr")]
+    pub fn evcxr_display(&self) {
+        evcxr_display(self.to_svg_string());
+    }
+
+    /// `(rows, columns)`, or what is wrong with the matrix or the labels.
+    fn shape(&self) -> std::result::Result<(usize, usize), String> {
+        let (rows, cols) = (self.values.len(), self.values.first().map_or(0, Vec::len));
+        if rows == 0 || cols == 0 {
+            return Err("the matrix is empty".into());
+        }
+        if let Some(i) = self.values.iter().position(|r| r.len() != cols) {
+            let n = self.values[i].len();
+            return Err(format!("row {i} has {n} values, row 0 has {cols}"));
+        }
+        for (what, labels, n) in [
+            ("row", &self.row_labels, rows),
+            ("column", &self.col_labels, cols),
+        ] {
+            if !labels.is_empty() && labels.len() != n {
+                return Err(format!("{} {what} labels for {n} {what}s", labels.len()));
+            }
+        }
+        Ok((rows, cols))
+    }
+
+    fn render(&self) -> std::result::Result<String, String> {
+        register_font();
+        let (rows, cols) = self.shape()?;
+        let finite = self.values.iter().flatten().filter(|v| v.is_finite());
+        let (lo, hi) = finite.fold((0.0f64, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+        let hi = if hi > lo { hi } else { lo + 1.0 };
+        let color = |v: f64| -> RGBColor {
+            if !v.is_finite() {
+                return RGBColor(200, 200, 200);
+            }
+            let t = ((v - lo) / (hi - lo)).clamp(0.0, 1.0);
+            let mix = |c: u8| (255.0 + (c as f64 - 255.0) * t).round() as u8;
+            RGBColor(mix(HEAT.0), mix(HEAT.1), mix(HEAT.2))
+        };
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, HEATMAP_SIZE).into_drawing_area();
+            let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+            root.fill(&WHITE).map_err(err)?;
+            let body = root.titled(&self.title, ("sans-serif", 20)).map_err(err)?;
+            let font = small_font();
+            let widest = |labels: &[String]| -> std::result::Result<i32, String> {
+                let mut w = 0;
+                for l in labels {
+                    w = w.max(body.estimate_text_size(l, &font).map_err(err)?.0 as i32);
+                }
+                Ok(w)
+            };
+            // Room for the axis names (22 px), the labels, and on the right the colour bar.
+            let (left, top) = (22 + widest(&self.row_labels)? + 8, 10);
+            let bottom = 22 + widest(&self.col_labels)? + 8;
+            let right = 100;
+            let (w, h) = body.dim_in_pixel();
+            let cell = ((w as i32 - left - right) / cols as i32)
+                .min((h as i32 - top - bottom) / rows as i32)
+                .max(1);
+            let (grid_w, grid_h) = (cell * cols as i32, cell * rows as i32);
+            for (r, row) in self.values.iter().enumerate() {
+                for (c, &v) in row.iter().enumerate() {
+                    let (x, y) = (left + cell * c as i32, top + cell * r as i32);
+                    let square = Rectangle::new([(x, y), (x + cell, y + cell)], color(v).filled());
+                    body.draw(&square).map_err(err)?;
+                }
+            }
+            let right_aligned = font.pos(Pos::new(HPos::Right, VPos::Center));
+            for (r, label) in self.row_labels.iter().enumerate() {
+                let at = (left - 6, top + cell * r as i32 + cell / 2);
+                body.draw(&Text::new(label.as_str(), at, right_aligned.clone()))
+                    .map_err(err)?;
+            }
+            let downwards = font.transform(FontTransform::Rotate90);
+            for (c, label) in self.col_labels.iter().enumerate() {
+                let at = (left + cell * c as i32 + cell / 2, top + grid_h + 6);
+                body.draw(&Text::new(label.as_str(), at, downwards.clone()))
+                    .map_err(err)?;
+            }
+            let centred = font.pos(Pos::new(HPos::Center, VPos::Center));
+            let x_name = (left + grid_w / 2, top + grid_h + bottom - 11);
+            body.draw(&Text::new(self.x_label.as_str(), x_name, centred.clone()))
+                .map_err(err)?;
+            let y_name = (11, top + grid_h / 2);
+            let upwards = centred.transform(FontTransform::Rotate270);
+            body.draw(&Text::new(self.y_label.as_str(), y_name, upwards))
+                .map_err(err)?;
+            // The colour bar: 20 bands from the largest value (top) to the smallest.
+            let (bar_x, bands) = (left + grid_w + 20, 20);
+            for i in 0..bands {
+                let (y0, y1) = (top + grid_h * i / bands, top + grid_h * (i + 1) / bands);
+                let v = hi - (hi - lo) * (i as f64 + 0.5) / bands as f64;
+                let band = Rectangle::new([(bar_x, y0), (bar_x + 16, y1)], color(v).filled());
+                body.draw(&band).map_err(err)?;
+            }
+            for (v, y) in [(hi, top), (lo, top + grid_h)] {
+                body.draw(&Text::new(tick(v), (bar_x + 22, y), font.clone()))
+                    .map_err(err)?;
+            }
+            root.present().map_err(err)?;
+        }
+        Ok(svg)
+    }
+}
+
 /// Draws a line from pixel `a` to pixel `b`, stopping short of the dots at both ends, with
 /// an arrowhead at `b` if `head`. Nothing if the two are at the same place.
 fn draw_arrow(
@@ -1004,6 +1195,46 @@ mod tests {
             .save_svg(&path)
             .unwrap_err();
         assert!(e.to_string().contains("words.svg"), "{e}");
+    }
+
+    #[test]
+    fn heatmap_draws_a_square_per_value_and_the_labels() {
+        let values = vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.5, 0.5, 0.0],
+            vec![0.2, 0.3, 0.5],
+        ];
+        let chart = HeatmapChart::new("Attention, head 0", "key", "query", values)
+            .row_labels(["a", "b", "<c>"])
+            .col_labels(["a", "b", "<c>"]);
+        let svg = chart.to_svg_string().unwrap();
+        for text in ["Attention, head 0", "key", "query", "&lt;c&gt;"] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        // 9 cells, 20 bands of the colour bar, and the white background
+        assert_eq!(svg.matches("<rect").count(), 9 + 20 + 1, "{svg}");
+        // the largest value is the darkest blue, 0 is white
+        assert!(svg.contains("#08306B") && svg.contains("#FFFFFF"), "{svg}");
+        assert!(svg.len() < 30_000, "{} bytes", svg.len());
+    }
+
+    #[test]
+    fn heatmap_errors_name_the_problem() {
+        let bad = |chart: HeatmapChart| chart.to_svg_string().unwrap_err().to_string();
+        let e = bad(HeatmapChart::new("Empty", "x", "y", vec![]));
+        assert!(e.contains("Empty") && e.contains("empty"), "{e}");
+        let e = bad(HeatmapChart::new(
+            "t",
+            "x",
+            "y",
+            vec![vec![1.0, 2.0], vec![3.0]],
+        ));
+        assert!(e.contains("row 1 has 1 values"), "{e}");
+        let e = bad(HeatmapChart::new("t", "x", "y", vec![vec![1.0]]).row_labels(["a", "b"]));
+        assert!(e.contains("2 row labels for 1 rows"), "{e}");
+        // Constant and non-finite values still draw (the scale gets a width of 1).
+        let flat = HeatmapChart::new("t", "x", "y", vec![vec![0.0, f64::NAN]]);
+        assert!(flat.to_svg_string().unwrap().contains("#C8C8C8"));
     }
 
     #[test]

@@ -156,8 +156,18 @@ fn causal_blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |r0| (r0, (r0 + CAUSAL_BLOCK).min(t)))
 }
 
-/// Softmax of `row[..len]` in place, and zeros after it (the masked future).
-fn causal_softmax(row: &mut [f32], len: usize) {
+/// Softmax of `row[..len]` in place, and zeros after it (the masked future): row `t` of
+/// the scores becomes row `t` of `P` with `len = t + 1`. The largest visible score is
+/// subtracted before `exp`, so large scores do not overflow.
+///
+/// ```
+/// use llm_lessons::gpt::attention::causal_softmax;
+/// // position 1 of 3: sees scores (ln 3, 0); the future's 100 is masked
+/// let mut row = [3f32.ln(), 0.0, 100.0];
+/// causal_softmax(&mut row, 2);
+/// assert!((row[0] - 0.75).abs() < 1e-6 && (row[1] - 0.25).abs() < 1e-6 && row[2] == 0.0);
+/// ```
+pub fn causal_softmax(row: &mut [f32], len: usize) {
     let (seen, future) = row.split_at_mut(len);
     let max = seen.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     seen.iter_mut().for_each(|x| *x = exp(*x - max)); // a loop the compiler vectorizes
@@ -496,6 +506,21 @@ mod tests {
         for row in att.chunks(6) {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         }
+    }
+
+    /// Rows sum to 1 over the visible scores, the future is exactly 0, and scores of 1000
+    /// do not overflow.
+    #[test]
+    fn causal_softmax_masks_and_normalises() {
+        let mut row = [1000.0, 1000.0, f32::NAN, 5.0];
+        causal_softmax(&mut row, 2);
+        assert_eq!(row, [0.5, 0.5, 0.0, 0.0]);
+        let mut row = [0.0, 2f32.ln(), 0.0];
+        causal_softmax(&mut row, 3);
+        assert!((row[1] - 0.5).abs() < 1e-6 && (row[0] - 0.25).abs() < 1e-6);
+        let mut one = [-7.0, 3.0];
+        causal_softmax(&mut one, 1);
+        assert_eq!(one, [1.0, 0.0]);
     }
 
     /// GQA equals multi-head attention with each key/value head repeated n_rep times.
