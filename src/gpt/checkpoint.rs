@@ -162,10 +162,11 @@ pub fn average(models: &[Gpt]) -> Result<Gpt> {
     }
     let mut mean = Params::zeros(&first.cfg);
     let k = models.len() as f64;
+    let sources: Vec<Vec<&[f32]>> = models.iter().map(|m| m.params.tensors()).collect();
     for (i, acc) in mean.tensors_mut().into_iter().enumerate() {
         for (j, a) in acc.iter_mut().enumerate() {
             // f64 sum: the mean of k equal values is that value exactly
-            let sum: f64 = models.iter().map(|m| m.params.tensors()[i][j] as f64).sum();
+            let sum: f64 = sources.iter().map(|t| t[i][j] as f64).sum();
             *a = (sum / k) as f32;
         }
     }
