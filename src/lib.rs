@@ -21,6 +21,7 @@ pub mod gpt;
 pub mod ngram;
 pub mod plot;
 pub mod progress;
+pub mod report;
 pub mod simd;
 pub mod tour;
 pub mod word2vec;

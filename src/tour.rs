@@ -2,7 +2,7 @@
 //! minute or so (`cargo run --release`). Each chapter is one [`Step`]: it trains what the
 //! chapter builds, prints what it measured, and writes its files under `out/chNN/`.
 //!
-//! A new chapter adds a function `fn chapter_N(out_dir: &Path) -> Result<StepReport>` and
+//! A new chapter adds a function `fn chapter_N(out_dir: &Path, size: TourSize) -> Result<StepReport>` and
 //! one line to [`steps`].
 
 use std::path::{Path, PathBuf};
@@ -18,21 +18,7 @@ use crate::plot::{LineChart, Series};
 use crate::progress;
 use crate::Result;
 
-/// One chapter of the tour.
-pub struct Step {
-    pub title: &'static str,
-    /// Runs the chapter, writing its files under the output folder given.
-    pub run: fn(&Path) -> Result<StepReport>,
-}
-
-/// What a chapter measured, as text to print, and the files it wrote.
-#[derive(Debug, Clone)]
-pub struct StepReport {
-    pub title: String,
-    pub text: String,
-    pub files: Vec<PathBuf>,
-    pub elapsed: Duration,
-}
+pub use crate::report::{Step, StepReport, TourSize};
 
 /// Every step's report, in order.
 #[derive(Debug, Clone)]
@@ -77,16 +63,20 @@ pub fn steps() -> Vec<Step> {
 
 /// Runs every step, writing under `out_dir`.
 pub fn run(out_dir: &Path) -> Result<TourReport> {
-    run_with(out_dir, |_| {})
+    run_with(out_dir, TourSize::Full, |_| {})
 }
 
 /// Runs every step and calls `on_step` with each report as soon as it is ready (the CLI
 /// prints it there, so the reader sees chapter 1 while chapter 2 trains).
-pub fn run_with(out_dir: &Path, mut on_step: impl FnMut(&StepReport)) -> Result<TourReport> {
+pub fn run_with(
+    out_dir: &Path,
+    size: TourSize,
+    mut on_step: impl FnMut(&StepReport),
+) -> Result<TourReport> {
     let start = Instant::now();
     let mut reports = Vec::new();
     for step in steps() {
-        let report = (step.run)(out_dir)?;
+        let report = (step.run)(out_dir, size)?;
         on_step(&report);
         reports.push(report);
     }
@@ -236,7 +226,7 @@ pub fn ngram_tour(out_dir: &Path, config: &NgramTourConfig) -> Result<NgramTour>
     let mut rng = ChaCha8Rng::seed_from_u64(config.sample_seed);
     let samples = [(1.0, 5), (0.5, 3)]
         .into_iter()
-        .flat_map(|(t, count)| std::iter::repeat(t).take(count))
+        .flat_map(|(t, count)| std::iter::repeat_n(t, count))
         .map(|temperature| {
             let words = model.sample(&mut rng, temperature, 40);
             let refs: Vec<&str> = words.iter().map(String::as_str).collect();
@@ -308,8 +298,18 @@ fn distinct_words(sentences: &[Vec<String>]) -> usize {
     seen.len()
 }
 
-fn chapter_1(out_dir: &Path) -> Result<StepReport> {
-    let tour = ngram_tour(out_dir, &NgramTourConfig::default())?;
+fn chapter_1(out_dir: &Path, size: TourSize) -> Result<StepReport> {
+    let config = match size {
+        TourSize::Full => NgramTourConfig::default(),
+        TourSize::Quick => NgramTourConfig {
+            train: (2_000, 1),
+            heldout: (200, 2),
+            test: (500, 3),
+            max_order: 3,
+            ..NgramTourConfig::default()
+        },
+    };
+    let tour = ngram_tour(out_dir, &config)?;
     Ok(StepReport {
         title: "Chapter 1: n-gram language models".into(),
         text: ngram_report(&tour),

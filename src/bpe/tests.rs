@@ -403,7 +403,7 @@ fn merge_table_encoding_agrees_with_the_rank_encoding_on_the_training_text() {
 #[test]
 fn tour_step_compresses_and_writes_a_rank_file() {
     let dir = std::env::temp_dir().join(format!("llm-bpe-tour-{}", std::process::id()));
-    let report = super::tour::chapter_3(&dir).unwrap();
+    let report = super::tour::chapter_3(&dir, crate::report::TourSize::Full).unwrap();
     assert!(report.text.contains("bytes/token"), "{}", report.text);
     let enc = Encoding::load_tiktoken(&report.files[0], Pattern::Gpt2).unwrap();
     assert!(enc.encode_ordinary("The queens meet their father.").len() <= 6);

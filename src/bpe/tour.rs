@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::split::Pattern;
 use super::{train, view};
 use crate::data::grammar::Grammar;
-use crate::tour::StepReport;
+use crate::report::{StepReport, TourSize};
 use crate::Result;
 
 /// Vocabulary sizes the step trains (256 bytes + merges).
@@ -25,14 +25,17 @@ fn toy_text(n: usize, seed: u64) -> String {
 
 /// Trains on 20,000 toy-world sentences (seed 1), encodes 5,000 others (seed 3), and
 /// writes the 1,024-token tokenizer to `out_dir/ch03/toy_world_1024.tiktoken`.
-pub fn chapter_3(out_dir: &Path) -> Result<StepReport> {
+pub fn chapter_3(out_dir: &Path, size: TourSize) -> Result<StepReport> {
     let start = Instant::now();
     let dir = out_dir.join("ch03");
     std::fs::create_dir_all(&dir).map_err(|e| crate::Error::Write {
         path: dir.clone(),
         source: e,
     })?;
-    let (train_text, test_text) = (toy_text(20_000, 1), toy_text(5_000, 3));
+    let (train_text, test_text) = (
+        toy_text(size.pick(20_000, 8_000), 1),
+        toy_text(size.pick(5_000, 500), 3),
+    );
     let mut text = String::new();
     let _ = writeln!(
         text,

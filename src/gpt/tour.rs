@@ -22,7 +22,7 @@ use super::GptConfig;
 use crate::data::grammar::{true_cross_entropy, GeneratedSentence, Grammar};
 use crate::ngram::{NgramConfig, NgramModel, Smoothing};
 use crate::plot::LineChart;
-use crate::tour::StepReport;
+use crate::report::{StepReport, TourSize};
 use crate::{progress, Error, Result};
 
 /// The end-of-sentence token.
@@ -242,7 +242,7 @@ pub fn toy_world_run(
             NgramConfig::new(order, Smoothing::ModifiedKneserNey),
         )?;
         let h = m.evaluate(&test_w).cross_entropy();
-        if best.map_or(true, |(b, _)| h < b) {
+        if best.is_none_or(|(b, _)| h < b) {
             best = Some((h, order));
         }
     }
@@ -356,10 +356,18 @@ pub const TOUR_STEPS: usize = 400;
 
 /// Chapter 4's step of the tour: `llama-tiny` on the toy world, its loss against the
 /// n-gram models and the grammar, samples, and `out/ch04/{loss.svg,model/}`.
-pub fn chapter_4(out_dir: &Path) -> Result<StepReport> {
+pub fn chapter_4(out_dir: &Path, size: TourSize) -> Result<StepReport> {
     let start = Instant::now();
     let dir = out_dir.join("ch04");
-    let config = ToyWorldConfig::llama_tiny(TOUR_STEPS);
+    let config = match size {
+        TourSize::Full => ToyWorldConfig::llama_tiny(TOUR_STEPS),
+        TourSize::Quick => ToyWorldConfig {
+            train: (2_000, 1),
+            heldout: (200, 2),
+            test: (500, 3),
+            ..ToyWorldConfig::llama_tiny(20)
+        },
+    };
     let bar = progress::bar(config.steps as u64, "training llama-tiny");
     let run = toy_world_run(&config, |s| {
         bar.set_message(format!("training llama-tiny, loss {:.3}", s.loss));

@@ -106,9 +106,9 @@ pub struct NgramCounts {
 /// A sentence's ids with `padding.bos` `<s>` in front and `padding.eos` `</s>` behind.
 pub fn pad(ids: &[u32], padding: Padding) -> Vec<u32> {
     let mut out = Vec::with_capacity(ids.len() + padding.bos + padding.eos);
-    out.extend(std::iter::repeat(BOS).take(padding.bos));
+    out.extend(std::iter::repeat_n(BOS, padding.bos));
     out.extend_from_slice(ids);
-    out.extend(std::iter::repeat(EOS).take(padding.eos));
+    out.extend(std::iter::repeat_n(EOS, padding.eos));
     out
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::{train_sgns, Embeddings, SgnsConfig, SoftmaxSkipGram, Vocab};
 use crate::data::grammar::Grammar;
 use crate::plot::{LineChart, ScatterChart, Series};
-use crate::tour::StepReport;
+use crate::report::{StepReport, TourSize};
 use crate::{Error, Result};
 
 /// The people words of the PCA picture, as (male, female) pairs: royal, then common.
@@ -67,7 +67,7 @@ pub fn people_chart(emb: &Embeddings) -> Result<ScatterChart> {
 
 /// Runs the step, writing `ch02/softmax_loss.svg`, `ch02/people_pca.svg` and
 /// `ch02/toy_world_vectors.txt` under `out_dir`.
-pub fn chapter_2(out_dir: &Path) -> Result<StepReport> {
+pub fn chapter_2(out_dir: &Path, size: TourSize) -> Result<StepReport> {
     let start = Instant::now();
     let dir = out_dir.join("ch02");
     std::fs::create_dir_all(&dir).map_err(|e| Error::Write {
@@ -75,7 +75,7 @@ pub fn chapter_2(out_dir: &Path) -> Result<StepReport> {
         source: e,
     })?;
     let grammar = Grammar::toy_world();
-    let sentences = grammar.corpus(20_000, 1);
+    let sentences = grammar.corpus(size.pick(20_000, 3_000), 1);
     let mut text = String::new();
     let mut files = Vec::new();
 

@@ -22,6 +22,7 @@ use llm_lessons::data::grammar::{true_cross_entropy, GeneratedSentence, Grammar}
 use llm_lessons::ngram::{
     split_heldout, ArpaModel, Evaluation, NgramConfig, NgramModel, Smoothing,
 };
+use llm_lessons::tour::TourSize;
 use llm_lessons::{data, tour, Error};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -55,6 +56,10 @@ enum Command {
         /// Folder for the tour's files
         #[arg(long, default_value = "out", value_name = "DIR")]
         out: PathBuf,
+        /// Smaller corpora and fewer steps: every chapter wired, in seconds (the CLI test's
+        /// tour; its figures are not the book's)
+        #[arg(long)]
+        quick: bool,
     },
     /// n-gram language models (chapter 1)
     #[command(subcommand)]
@@ -229,8 +234,15 @@ fn say(line: impl Display) -> CliResult {
 
 fn run(cli: Cli) -> CliResult {
     match cli.command {
-        None => run_tour(&cli.out),
-        Some(Command::Tour { out }) => run_tour(&out),
+        None => run_tour(&cli.out, TourSize::Full),
+        Some(Command::Tour { out, quick }) => run_tour(
+            &out,
+            if quick {
+                TourSize::Quick
+            } else {
+                TourSize::Full
+            },
+        ),
         Some(Command::Ngram(cmd)) => ngram(cmd),
         Some(Command::Word2vec(cmd)) => word2vec::run(cmd),
         Some(Command::Bpe(cmd)) => bpe::run(cmd),
@@ -244,8 +256,8 @@ fn run(cli: Cli) -> CliResult {
     }
 }
 
-fn run_tour(out: &Path) -> CliResult {
-    let report = tour::run_with(out, |step| {
+fn run_tour(out: &Path, size: TourSize) -> CliResult {
+    let report = tour::run_with(out, size, |step| {
         // The files are written whatever happens to stdout.
         let _ = say(&step.text);
     })?;
