@@ -10,6 +10,16 @@
 //! assert_eq!(out, [3.0, 4.0, 1.0, 2.0]);
 //! ```
 
+use super::shapes::{expect_len, rows_of};
+
+/// Panics naming the first id that is not a row of the table.
+#[track_caller]
+fn check_ids(kernel: &str, ids: &[u32], rows: usize) {
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= rows) {
+        panic!("{kernel}: token id {id} is not below the vocabulary size {rows}");
+    }
+}
+
 // ANCHOR: embedding
 /// `out[n] = wte[ids[n]]`.
 ///
@@ -19,6 +29,9 @@
 /// # Panics
 /// If an id is `V` or more; [`crate::gpt::Gpt`] checks ids before it gets here.
 pub fn embedding_forward(out: &mut [f32], ids: &[u32], wte: &[f32], c: usize) {
+    let k = "embedding_forward";
+    expect_len(k, "out", out.len(), ids.len() * c, "(N, C)");
+    check_ids(k, ids, rows_of(k, "wte", wte.len(), c));
     for (row, &id) in out.chunks_exact_mut(c).zip(ids) {
         let id = id as usize;
         row.copy_from_slice(&wte[id * c..(id + 1) * c]);
@@ -30,6 +43,9 @@ pub fn embedding_forward(out: &mut [f32], ids: &[u32], wte: &[f32], c: usize) {
 /// # Shapes
 /// `dout: (N, C)`, `ids: (N)`, `dwte: (V, C)`.
 pub fn embedding_backward(dwte: &mut [f32], dout: &[f32], ids: &[u32], c: usize) {
+    let k = "embedding_backward";
+    expect_len(k, "dout", dout.len(), ids.len() * c, "(N, C)");
+    check_ids(k, ids, rows_of(k, "dwte", dwte.len(), c));
     for (row, &id) in dout.chunks_exact(c).zip(ids) {
         let id = id as usize;
         for (d, g) in dwte[id * c..(id + 1) * c].iter_mut().zip(row) {
@@ -45,6 +61,14 @@ pub fn embedding_backward(dwte: &mut [f32], dout: &[f32], ids: &[u32], c: usize)
 /// # Shapes
 /// `out: (B, T, C)`, `wpe: (context, C)` with `T <= context`.
 pub fn position_embedding_forward(out: &mut [f32], wpe: &[f32], t: usize, c: usize) {
+    let k = "position_embedding_forward";
+    rows_of(k, "out", out.len(), t * c);
+    assert!(
+        wpe.len() >= t * c,
+        "{k}: `wpe` has {} values, fewer than T × C = {}",
+        wpe.len(),
+        t * c
+    );
     for seq in out.chunks_exact_mut(t * c) {
         for (o, p) in seq.iter_mut().zip(&wpe[..t * c]) {
             *o += p;
@@ -57,6 +81,14 @@ pub fn position_embedding_forward(out: &mut [f32], wpe: &[f32], t: usize, c: usi
 /// # Shapes
 /// `dout: (B, T, C)`, `dwpe: (context, C)`.
 pub fn position_embedding_backward(dwpe: &mut [f32], dout: &[f32], t: usize, c: usize) {
+    let k = "position_embedding_backward";
+    rows_of(k, "dout", dout.len(), t * c);
+    assert!(
+        dwpe.len() >= t * c,
+        "{k}: `dwpe` has {} values, fewer than T × C = {}",
+        dwpe.len(),
+        t * c
+    );
     for seq in dout.chunks_exact(t * c) {
         for (d, g) in dwpe[..t * c].iter_mut().zip(seq) {
             *d += g;

@@ -13,6 +13,7 @@
 //! ```
 
 use super::math::{exp, vectorized};
+use super::shapes::{expect_len, rows_of};
 use rayon::prelude::*;
 
 // ANCHOR: cross_entropy
@@ -31,6 +32,11 @@ pub fn cross_entropy_forward(
     targets: &[u32],
     v: usize,
 ) -> f32 {
+    let k = "cross_entropy_forward";
+    let n = rows_of(k, "logits", logits.len(), v);
+    expect_len(k, "probs", probs.len(), n * v, "(N, V)");
+    expect_len(k, "targets", targets.len(), n, "(N)");
+    expect_len(k, "losses", losses.len(), n, "(N)");
     let rows = probs
         .par_chunks_exact_mut(v)
         .zip(logits.par_chunks_exact(v));
@@ -64,6 +70,11 @@ pub fn cross_entropy_backward(
     dloss: &[f32],
     v: usize,
 ) {
+    let k = "cross_entropy_backward";
+    let n = rows_of(k, "probs", probs.len(), v);
+    expect_len(k, "dlogits", dlogits.len(), n * v, "(N, V)");
+    expect_len(k, "targets", targets.len(), n, "(N)");
+    expect_len(k, "dloss", dloss.len(), n, "(N)");
     let rows = dlogits
         .par_chunks_exact_mut(v)
         .zip(probs.par_chunks_exact(v));

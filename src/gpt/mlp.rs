@@ -15,6 +15,7 @@
 //! ```
 
 use super::math::{sigmoid, vectorized};
+use super::shapes::expect_len;
 use rayon::prelude::*;
 
 /// Numbers per parallel task.
@@ -33,6 +34,8 @@ const GELU_SCALE: f32 = 0.797_884_6;
 /// # Shapes
 /// `x, y`: the same length (usually `(N, d_ff)`).
 pub fn gelu_forward(y: &mut [f32], x: &[f32]) {
+    let k = "gelu_forward";
+    expect_len(k, "x", x.len(), y.len(), "(N)");
     // blocks across the threads; within a block, a plain loop the compiler vectorizes
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
@@ -51,6 +54,9 @@ pub fn gelu_forward(y: &mut [f32], x: &[f32]) {
 /// with `s = sigmoid(2u)`, `0.5 (1 + tanh u) = s` and `1 - tanh^2 u = 4 s (1 - s)`, so
 /// `gelu'(x) = s + 2 x s (1 - s) u'`.
 pub fn gelu_backward(dx: &mut [f32], dy: &[f32], x: &[f32]) {
+    let k = "gelu_backward";
+    expect_len(k, "dy", dy.len(), dx.len(), "(N)");
+    expect_len(k, "x", x.len(), dx.len(), "(N)");
     let blocks = dx
         .par_chunks_mut(CHUNK)
         .zip(dy.par_chunks(CHUNK))
@@ -75,6 +81,9 @@ pub fn gelu_backward(dx: &mut [f32], dy: &[f32], x: &[f32]) {
 /// # Shapes
 /// `g, u, y`: the same length (usually `(N, d_ff)`).
 pub fn swiglu_forward(y: &mut [f32], g: &[f32], u: &[f32]) {
+    let k = "swiglu_forward";
+    expect_len(k, "g", g.len(), y.len(), "(N)");
+    expect_len(k, "u", u.len(), y.len(), "(N)");
     let blocks = y
         .par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
@@ -91,6 +100,11 @@ pub fn swiglu_forward(y: &mut [f32], g: &[f32], u: &[f32]) {
 /// Backward of [`swiglu_forward`]: `du += silu(g) dy` and `dg += silu'(g) u dy`, with
 /// `silu'(g) = sigmoid(g) (1 + g (1 - sigmoid(g)))`.
 pub fn swiglu_backward(dg: &mut [f32], du: &mut [f32], dy: &[f32], g: &[f32], u: &[f32]) {
+    let k = "swiglu_backward";
+    expect_len(k, "du", du.len(), dg.len(), "(N)");
+    expect_len(k, "dy", dy.len(), dg.len(), "(N)");
+    expect_len(k, "g", g.len(), dg.len(), "(N)");
+    expect_len(k, "u", u.len(), dg.len(), "(N)");
     let grads = dg.par_chunks_mut(CHUNK).zip(du.par_chunks_mut(CHUNK));
     let inputs = dy
         .par_chunks(CHUNK)

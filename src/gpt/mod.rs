@@ -39,6 +39,7 @@
 //! Checkpoints, with the state of a training run to resume it, are in [`checkpoint`].
 
 pub mod attention;
+pub mod charts;
 pub mod checkpoint;
 pub mod config;
 pub mod embedding;
@@ -53,6 +54,7 @@ pub mod norm;
 pub mod optim;
 pub mod residual;
 pub mod rope;
+pub mod shapes;
 pub mod tour;
 pub mod train;
 

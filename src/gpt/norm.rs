@@ -14,6 +14,7 @@
 
 use super::math::vectorized;
 use super::residual::add_into;
+use super::shapes::{expect_len, rows_of};
 use rayon::prelude::*;
 
 /// Rows per parallel block in the backward passes. Fixed, not per thread, so that the
@@ -37,6 +38,13 @@ pub fn layer_norm_forward(
     c: usize,
     eps: f32,
 ) {
+    let k = "layer_norm_forward";
+    let n = rows_of(k, "x", x.len(), c);
+    expect_len(k, "y", y.len(), n * c, "(N, C)");
+    expect_len(k, "w", w.len(), c, "(C)");
+    expect_len(k, "b", b.len(), c, "(C)");
+    expect_len(k, "mean", mean.len(), n, "(N)");
+    expect_len(k, "rstd", rstd.len(), n, "(N)");
     let rows = y.par_chunks_exact_mut(c).zip(x.par_chunks_exact(c));
     rows.zip(mean.par_iter_mut())
         .zip(rstd.par_iter_mut())
@@ -68,6 +76,16 @@ pub fn layer_norm_backward(
     rstd: &[f32],
     c: usize,
 ) {
+    let k = "layer_norm_backward";
+    let n = rows_of(k, "x", x.len(), c);
+    for (name, len) in [("dx", dx.len()), ("dy", dy.len())] {
+        expect_len(k, name, len, n * c, "(N, C)");
+    }
+    for (name, len) in [("w", w.len()), ("dw", dw.len()), ("db", db.len())] {
+        expect_len(k, name, len, c, "(C)");
+    }
+    expect_len(k, "mean", mean.len(), n, "(N)");
+    expect_len(k, "rstd", rstd.len(), n, "(N)");
     // blocks of rows in parallel, each with its own dw and db, added up in order
     let n = BLOCK * c;
     let blocks = dx
@@ -135,6 +153,11 @@ fn layer_norm_backward_rows(
 /// # Shapes
 /// `x, y: (N, C)`, `w: (C)`, `rrms: (N)` (written for the backward).
 pub fn rms_norm_forward(y: &mut [f32], rrms: &mut [f32], x: &[f32], w: &[f32], c: usize, eps: f32) {
+    let k = "rms_norm_forward";
+    let n = rows_of(k, "x", x.len(), c);
+    expect_len(k, "y", y.len(), n * c, "(N, C)");
+    expect_len(k, "w", w.len(), c, "(C)");
+    expect_len(k, "rrms", rrms.len(), n, "(N)");
     let rows = y.par_chunks_exact_mut(c).zip(x.par_chunks_exact(c));
     rows.zip(rrms.par_iter_mut()).for_each(|((y, x), s)| {
         vectorized(|| {
@@ -163,6 +186,14 @@ pub fn rms_norm_backward(
     rrms: &[f32],
     c: usize,
 ) {
+    let k = "rms_norm_backward";
+    let n = rows_of(k, "x", x.len(), c);
+    for (name, len) in [("dx", dx.len()), ("dy", dy.len())] {
+        expect_len(k, name, len, n * c, "(N, C)");
+    }
+    expect_len(k, "w", w.len(), c, "(C)");
+    expect_len(k, "dw", dw.len(), c, "(C)");
+    expect_len(k, "rrms", rrms.len(), n, "(N)");
     // blocks of rows in parallel, each with its own dw, added up in order
     let n = BLOCK * c;
     let blocks = dx

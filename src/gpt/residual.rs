@@ -8,6 +8,7 @@
 //! assert_eq!(out, [1.5, 1.0]);
 //! ```
 
+use super::shapes::expect_len;
 use rayon::prelude::*;
 
 // ANCHOR: residual
@@ -16,6 +17,9 @@ use rayon::prelude::*;
 /// # Shapes
 /// `a`, `b`, `out`: the same length (usually `(B, T, C)`).
 pub fn residual_forward(out: &mut [f32], a: &[f32], b: &[f32]) {
+    let k = "residual_forward";
+    expect_len(k, "a", a.len(), out.len(), "(N)");
+    expect_len(k, "b", b.len(), out.len(), "(N)");
     let blocks = out
         .par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK))
@@ -29,6 +33,9 @@ pub fn residual_forward(out: &mut [f32], a: &[f32], b: &[f32]) {
 
 /// Backward of [`residual_forward`]: `da += dout`, `db += dout`.
 pub fn residual_backward(da: &mut [f32], db: &mut [f32], dout: &[f32]) {
+    let k = "residual_backward";
+    expect_len(k, "da", da.len(), dout.len(), "(N)");
+    expect_len(k, "db", db.len(), dout.len(), "(N)");
     add_into(da, dout);
     add_into(db, dout);
 }
@@ -36,6 +43,8 @@ pub fn residual_backward(da: &mut [f32], db: &mut [f32], dout: &[f32]) {
 
 /// `acc += x`, element by element.
 pub fn add_into(acc: &mut [f32], x: &[f32]) {
+    let k = "add_into";
+    expect_len(k, "x", x.len(), acc.len(), "(N)");
     acc.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(acc, x)| {

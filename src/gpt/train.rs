@@ -262,11 +262,11 @@ impl LossLog {
     }
 
     /// The training loss (mean over `smooth` steps, so that the curve reads through the
-    /// noise of single batches) and the held-out points, against the step.
-    pub fn series(&self, name: &str, smooth: usize) -> Vec<crate::plot::Series> {
-        use crate::plot::Series;
+    /// noise of single batches) and the held-out points, as (step, nats) pairs. Plotting
+    /// them is [`crate::gpt::charts`]'s job: the training core draws nothing.
+    pub fn curves(&self, smooth: usize) -> LossCurves {
         let smooth = smooth.max(1);
-        let train: Vec<(f64, f64)> = self
+        let train = self
             .rows
             .chunks(smooth)
             .map(|c| {
@@ -274,18 +274,22 @@ impl LossLog {
                 (c[c.len() - 1].step.step as f64 + 1.0, mean)
             })
             .collect();
-        let held: Vec<(f64, f64)> = self
+        let held_out = self
             .rows
             .iter()
             .filter_map(|r| r.held_out.map(|h| (r.step.step as f64 + 1.0, h as f64)))
             .collect();
-        let label = |what: &str| format!("{name} {what}").trim().to_string();
-        let mut out = vec![Series::new(label("training loss"), train)];
-        if !held.is_empty() {
-            out.push(Series::new(label("held-out loss"), held));
-        }
-        out
+        LossCurves { train, held_out }
     }
+}
+
+/// A loss log as points: what a chart of it shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossCurves {
+    /// (step, mean training loss over the smoothing window).
+    pub train: Vec<(f64, f64)>,
+    /// (step, held-out loss), where it was measured.
+    pub held_out: Vec<(f64, f64)>,
 }
 
 #[cfg(test)]
@@ -402,8 +406,8 @@ mod tests {
         let err = LossLog::from_csv(&csv.replace("0.25", "x"), path).unwrap_err();
         assert!(err.to_string().contains("line"), "{err}");
         assert!(LossLog::from_csv("a,b\n", path).is_err());
-        let series = log.series("ours", 2);
-        assert_eq!(series[0].points.len(), 3);
-        assert_eq!(series[1].points.len(), 3);
+        let curves = log.curves(2);
+        assert_eq!(curves.train.len(), 3);
+        assert_eq!(curves.held_out.len(), 3);
     }
 }
