@@ -26,6 +26,7 @@
 
 use super::linear::{mat, mat_mut, matmul, strided, strided_mut, Threads};
 use super::math::{exp, vectorized};
+use super::shapes::expect_len;
 use ndarray::{s, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
@@ -49,6 +50,16 @@ impl AttnShape {
     }
     fn kv_width(&self) -> usize {
         self.n_kv_heads * self.head_dim
+    }
+    /// Panics unless the key/value heads divide the query heads.
+    #[track_caller]
+    fn check(&self, kernel: &str) {
+        assert!(
+            self.n_kv_heads > 0 && self.n_heads % self.n_kv_heads == 0,
+            "{kernel}: {} key/value heads do not divide {} query heads",
+            self.n_kv_heads,
+            self.n_heads
+        );
     }
     fn n_rep(&self) -> usize {
         self.n_heads / self.n_kv_heads
@@ -83,6 +94,19 @@ pub fn attention_forward(
 ) {
     // the sequences are independent: one task each, across the threads
     let (t, qw, kw) = (s.t, s.q_width(), s.kv_width());
+    let k_ = "attention_forward";
+    s.check(k_);
+    expect_len(k_, "q", q.len(), s.b * t * qw, "(B, T, n_heads, hs)");
+    expect_len(k_, "y", y.len(), s.b * t * qw, "(B, T, n_heads, hs)");
+    expect_len(k_, "k", k.len(), s.b * t * kw, "(B, T, n_kv_heads, hs)");
+    expect_len(k_, "v", v.len(), s.b * t * kw, "(B, T, n_kv_heads, hs)");
+    expect_len(
+        k_,
+        "att",
+        att.len(),
+        s.b * s.n_heads * t * t,
+        "(B, n_heads, T, T)",
+    );
     let seq = AttnShape { b: 1, ..s };
     y.par_chunks_mut(t * qw)
         .zip(att.par_chunks_mut(s.n_heads * t * t))
@@ -193,6 +217,24 @@ pub fn attention_forward_cached(
     s: AttnShape,
 ) {
     let (n, total) = (s.t, pos0 + s.t);
+    let k_ = "attention_forward_cached";
+    s.check(k_);
+    expect_len(k_, "q", q.len(), n * s.q_width(), "(n, n_heads, hs)");
+    expect_len(k_, "y", y.len(), n * s.q_width(), "(n, n_heads, hs)");
+    expect_len(
+        k_,
+        "k",
+        k.len(),
+        total * s.kv_width(),
+        "(pos0 + n, n_kv_heads, hs)",
+    );
+    expect_len(
+        k_,
+        "v",
+        v.len(),
+        total * s.kv_width(),
+        "(pos0 + n, n_kv_heads, hs)",
+    );
     let scale = 1.0 / (s.head_dim as f32).sqrt();
     let (qs, kvs) = (
         AttnShape { b: 1, ..s },
@@ -258,6 +300,27 @@ pub fn attention_backward(
     s: AttnShape,
 ) {
     let (t, qw, kw) = (s.t, s.q_width(), s.kv_width());
+    let k_ = "attention_backward";
+    s.check(k_);
+    for (name, len) in [("q", q.len()), ("dq", dq.len()), ("dy", dy.len())] {
+        expect_len(k_, name, len, s.b * t * qw, "(B, T, n_heads, hs)");
+    }
+    for (name, len) in [
+        ("k", k.len()),
+        ("v", v.len()),
+        ("dk", dk.len()),
+        ("dv", dv.len()),
+    ] {
+        expect_len(k_, name, len, s.b * t * kw, "(B, T, n_kv_heads, hs)");
+    }
+    expect_len(
+        k_,
+        "att",
+        att.len(),
+        s.b * s.n_heads * t * t,
+        "(B, n_heads, T, T)",
+    );
+    expect_len(k_, "scratch", scratch.len(), s.b * t * t, "(B, T, T)");
     let seq = AttnShape { b: 1, ..s };
     let grads = dq
         .par_chunks_mut(t * qw)

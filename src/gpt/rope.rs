@@ -25,6 +25,7 @@
 //! ```
 
 use super::math::vectorized;
+use super::shapes::{expect_len, rows_of};
 use rayon::prelude::*;
 
 /// `cos` and `sin` of every angle, per position and pair.
@@ -119,6 +120,19 @@ fn rotate(
     let hs = table.head_dim;
     let half = hs / 2;
     let row = n_heads * hs; // one position of one sequence
+    let k = if accumulate {
+        "rope_backward"
+    } else {
+        "rope_forward"
+    };
+    let n = rows_of(k, "x", x.len(), row * t.max(1)) * t;
+    expect_len(k, "out", out.len(), x.len(), "(B, T, n_heads, hs)");
+    assert!(
+        n == 0 || pos0 + t <= table.context(),
+        "{k}: positions {pos0}..{} are past the table's context {}",
+        pos0 + t,
+        table.context()
+    );
     let rows = out.par_chunks_exact_mut(row).zip(x.par_chunks_exact(row));
     rows.enumerate().for_each(|(n, (o_row, x_row))| {
         let pos = pos0 + n % t;

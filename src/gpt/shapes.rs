@@ -47,4 +47,21 @@ mod tests {
         let (mut probs, mut losses) = (vec![0.0; 8], vec![0.0; 2]);
         crate::gpt::loss::cross_entropy_forward(&mut probs, &mut losses, &[0.0; 8], &[0, 1, 2], 4);
     }
+
+    #[test]
+    #[should_panic(
+        expected = "attention_forward: `k` has 4 values, but its shape (B, T, n_kv_heads, hs) needs 8"
+    )]
+    fn attention_checks_its_keys() {
+        use crate::gpt::attention::{attention_forward, AttnShape};
+        let shape = AttnShape {
+            b: 1,
+            t: 2,
+            n_heads: 2,
+            n_kv_heads: 2,
+            head_dim: 2,
+        };
+        let (mut y, mut att) = (vec![0.0; 8], vec![0.0; 8]);
+        attention_forward(&mut y, &mut att, &[0.0; 8], &[0.0; 4], &[0.0; 8], shape);
+    }
 }
