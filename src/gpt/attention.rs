@@ -61,6 +61,39 @@ impl AttnShape {
             self.n_heads
         );
     }
+    /// Panics unless every query-shaped, key/value-shaped and probability buffer of a
+    /// batched kernel has its length, naming the one that does not.
+    #[track_caller]
+    fn check_buffers(
+        &self,
+        kernel: &str,
+        queries: &[(&str, usize)],
+        keys_values: &[(&str, usize)],
+        att: usize,
+    ) {
+        self.check(kernel);
+        let rows = self.b * self.t;
+        for &(name, len) in queries {
+            expect_len(
+                kernel,
+                name,
+                len,
+                rows * self.q_width(),
+                "(B, T, n_heads, hs)",
+            );
+        }
+        for &(name, len) in keys_values {
+            expect_len(
+                kernel,
+                name,
+                len,
+                rows * self.kv_width(),
+                "(B, T, n_kv_heads, hs)",
+            );
+        }
+        let probs = self.b * self.n_heads * self.t * self.t;
+        expect_len(kernel, "att", att, probs, "(B, n_heads, T, T)");
+    }
     fn n_rep(&self) -> usize {
         self.n_heads / self.n_kv_heads
     }
@@ -95,17 +128,11 @@ pub fn attention_forward(
     // the sequences are independent: one task each, across the threads
     let (t, qw, kw) = (s.t, s.q_width(), s.kv_width());
     let k_ = "attention_forward";
-    s.check(k_);
-    expect_len(k_, "q", q.len(), s.b * t * qw, "(B, T, n_heads, hs)");
-    expect_len(k_, "y", y.len(), s.b * t * qw, "(B, T, n_heads, hs)");
-    expect_len(k_, "k", k.len(), s.b * t * kw, "(B, T, n_kv_heads, hs)");
-    expect_len(k_, "v", v.len(), s.b * t * kw, "(B, T, n_kv_heads, hs)");
-    expect_len(
+    s.check_buffers(
         k_,
-        "att",
+        &[("q", q.len()), ("y", y.len())],
+        &[("k", k.len()), ("v", v.len())],
         att.len(),
-        s.b * s.n_heads * t * t,
-        "(B, n_heads, T, T)",
     );
     let seq = AttnShape { b: 1, ..s };
     y.par_chunks_mut(t * qw)
@@ -301,24 +328,16 @@ pub fn attention_backward(
 ) {
     let (t, qw, kw) = (s.t, s.q_width(), s.kv_width());
     let k_ = "attention_backward";
-    s.check(k_);
-    for (name, len) in [("q", q.len()), ("dq", dq.len()), ("dy", dy.len())] {
-        expect_len(k_, name, len, s.b * t * qw, "(B, T, n_heads, hs)");
-    }
-    for (name, len) in [
-        ("k", k.len()),
-        ("v", v.len()),
-        ("dk", dk.len()),
-        ("dv", dv.len()),
-    ] {
-        expect_len(k_, name, len, s.b * t * kw, "(B, T, n_kv_heads, hs)");
-    }
-    expect_len(
+    s.check_buffers(
         k_,
-        "att",
+        &[("q", q.len()), ("dq", dq.len()), ("dy", dy.len())],
+        &[
+            ("k", k.len()),
+            ("v", v.len()),
+            ("dk", dk.len()),
+            ("dv", dv.len()),
+        ],
         att.len(),
-        s.b * s.n_heads * t * t,
-        "(B, n_heads, T, T)",
     );
     expect_len(k_, "scratch", scratch.len(), s.b * t * t, "(B, T, T)");
     let seq = AttnShape { b: 1, ..s };
