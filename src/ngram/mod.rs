@@ -24,6 +24,7 @@ pub mod arpa;
 pub mod counts;
 mod model;
 pub mod smoothing;
+pub mod tour;
 pub mod vocab;
 
 pub use arpa::ArpaModel;
