@@ -12,6 +12,20 @@
 
 use super::shapes::{expect_len, rows_of};
 
+/// Panics unless the activations are whole sequences of `t` rows of width `c` and the
+/// position table has at least `t` rows.
+#[track_caller]
+fn check_positions(kernel: &str, acts: (&str, usize), table: (&str, usize), t: usize, c: usize) {
+    rows_of(kernel, acts.0, acts.1, t * c);
+    assert!(
+        table.1 >= t * c,
+        "{kernel}: `{}` has {} values, fewer than T × C = {}",
+        table.0,
+        table.1,
+        t * c
+    );
+}
+
 /// Panics naming the first id that is not a row of the table.
 #[track_caller]
 fn check_ids(kernel: &str, ids: &[u32], rows: usize) {
@@ -61,13 +75,12 @@ pub fn embedding_backward(dwte: &mut [f32], dout: &[f32], ids: &[u32], c: usize)
 /// # Shapes
 /// `out: (B, T, C)`, `wpe: (context, C)` with `T <= context`.
 pub fn position_embedding_forward(out: &mut [f32], wpe: &[f32], t: usize, c: usize) {
-    let k = "position_embedding_forward";
-    rows_of(k, "out", out.len(), t * c);
-    assert!(
-        wpe.len() >= t * c,
-        "{k}: `wpe` has {} values, fewer than T × C = {}",
-        wpe.len(),
-        t * c
+    check_positions(
+        "position_embedding_forward",
+        ("out", out.len()),
+        ("wpe", wpe.len()),
+        t,
+        c,
     );
     for seq in out.chunks_exact_mut(t * c) {
         for (o, p) in seq.iter_mut().zip(&wpe[..t * c]) {
@@ -81,13 +94,12 @@ pub fn position_embedding_forward(out: &mut [f32], wpe: &[f32], t: usize, c: usi
 /// # Shapes
 /// `dout: (B, T, C)`, `dwpe: (context, C)`.
 pub fn position_embedding_backward(dwpe: &mut [f32], dout: &[f32], t: usize, c: usize) {
-    let k = "position_embedding_backward";
-    rows_of(k, "dout", dout.len(), t * c);
-    assert!(
-        dwpe.len() >= t * c,
-        "{k}: `dwpe` has {} values, fewer than T × C = {}",
-        dwpe.len(),
-        t * c
+    check_positions(
+        "position_embedding_backward",
+        ("dout", dout.len()),
+        ("dwpe", dwpe.len()),
+        t,
+        c,
     );
     for seq in dout.chunks_exact(t * c) {
         for (d, g) in dwpe[..t * c].iter_mut().zip(seq) {
