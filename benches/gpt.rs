@@ -7,16 +7,21 @@
 //! python ../shared/peers/gpt_torch.py --help        # the same config, batch 16, 2 threads
 //! ```
 //!
-//! usage: cargo bench --bench gpt -- [llama-tiny|gpt2-tiny] [STEPS] [BATCH]
+//! usage: cargo bench --bench gpt -- [llama-tiny|gpt2-tiny] [STEPS] [BATCH] [--head-only]
 //!        cargo bench --bench gpt -- generate [llama-tiny|gpt2-tiny] [NEW_TOKENS]
+//!        cargo bench --bench gpt -- fused [llama-tiny|gpt2-tiny] [REPEATS]
+//! (`--head-only` freezes every tensor but the output head: no gradients or moments for
+//! them; `fused` times the q, k, v projections and SwiGLU's gate and up as separate
+//! products against one product with the weights stacked)
 //! (generation: batch 1, greedy, one prompt token, with the key/value cache; the context
 //! is widened to fit the new tokens, as RoPE allows)
 
 use std::time::Instant;
 
 use llm_lessons::gpt::generate::{generate, Sampling};
+use llm_lessons::gpt::linear::linear_forward;
 use llm_lessons::gpt::optim::{AdamW, AdamWConfig};
-use llm_lessons::gpt::{Activations, Gpt, GptConfig, Params};
+use llm_lessons::gpt::{Activations, Gpt, GptConfig};
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -35,6 +40,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.first().is_some_and(|a| a == "generate") {
         return bench_generate(&args[1..]);
     }
+    if args.first().is_some_and(|a| a == "fused") {
+        return bench_fused(&args[1..]);
+    }
+    let head_only = args.iter().any(|a| a == "--head-only");
+    let args: Vec<String> = args.into_iter().filter(|a| a != "--head-only").collect();
     let preset = args.first().map_or("llama-tiny", |s| s.as_str());
     let steps: usize = args.get(1).map_or(Ok(10), |s| s.parse())?;
     let b: usize = args.get(2).map_or(Ok(16), |s| s.parse())?;
@@ -42,8 +52,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = cfg.context;
     let mut model = Gpt::init(cfg.clone(), 0)?;
     let mut acts = Activations::new(&cfg, b, t);
-    let mut grads = Params::zeros(&cfg);
-    let mut opt = AdamW::new(&cfg, AdamWConfig::default());
+    if head_only {
+        model.params.set_trainable(|name| name == "lm_head.weight");
+    }
+    let mut grads = model.params.grads();
+    let mut opt = AdamW::new(&model.params, AdamWConfig::default());
     let mut state = 1u64;
     let ids: Vec<u32> = (0..b * t + 1)
         .map(|_| {
@@ -86,7 +99,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         median(&mut total),
     );
     println!(
-        "{preset} batch {b}x{t}, {} threads: {:.0} tokens/s (median step {:.1} ms: forward {:.1}, backward {:.1}, AdamW {:.1}), peak RSS {:.0} MiB",
+        "{preset}{} batch {b}x{t}, {} threads: {:.0} tokens/s (median step {:.1} ms: forward {:.1}, backward {:.1}, AdamW {:.1}), peak RSS {:.0} MiB",
+        if head_only { " (head only)" } else { "" },
         rayon::current_num_threads(),
         (b * t) as f64 / tot,
         tot * 1e3,
@@ -117,5 +131,45 @@ fn bench_generate(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         new as f64 / times[2],
         times[2] * 1e3
     );
+    Ok(())
+}
+
+/// Separate products against one product over stacked weights, at a training step's
+/// shapes (16 x 128 rows): q, k, v `(C + 2 kv_dim, C)` and SwiGLU's gate and up `(2 d_ff, C)`.
+fn bench_fused(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let preset = args.first().map_or("llama-tiny", |s| s.as_str());
+    let repeats: usize = args.get(1).map_or(Ok(200), |s| s.parse())?;
+    let cfg = GptConfig::preset(preset)?;
+    let n = 16 * cfg.context;
+    let (c, kv, f) = (cfg.d_model, cfg.kv_dim(), cfg.d_ff);
+    let x: Vec<f32> = (0..n * c)
+        .map(|i| ((i % 97) as f32 - 48.0) / 97.0)
+        .collect();
+    let time = |outs: &[usize]| -> f64 {
+        let ws: Vec<Vec<f32>> = outs.iter().map(|&o| vec![0.01; o * c]).collect();
+        let mut ys: Vec<Vec<f32>> = outs.iter().map(|&o| vec![0.0; n * o]).collect();
+        let mut times = Vec::new();
+        for _ in 0..repeats {
+            let t0 = Instant::now();
+            for ((y, w), &o) in ys.iter_mut().zip(&ws).zip(outs) {
+                linear_forward(y, &x, w, n, c, o);
+            }
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let row = |what: &str, separate: &[usize]| {
+        let fused = [separate.iter().sum::<usize>()];
+        let (a, b) = (time(separate), time(&fused));
+        println!(
+            "{preset} {what}, {n} rows: separate {:.3} ms, fused {:.3} ms (x{:.2}), median of {repeats}",
+            a * 1e3,
+            b * 1e3,
+            a / b
+        );
+    };
+    row("q k v", &[c, kv, kv]);
+    row("gate up", &[f, f]);
     Ok(())
 }

@@ -458,7 +458,7 @@ mod reference {
         let (mut params, mut grads) = (Params::zeros(&cfg), Params::zeros(&cfg));
         params.tok_emb.copy_from_slice(w);
         grads.tok_emb.copy_from_slice(g);
-        let mut opt = AdamW::new(&cfg, config);
+        let mut opt = AdamW::new(&params, config);
         // the embedding is the first tensor; `step` counts the steps before this one
         opt.m[0].copy_from_slice(m);
         opt.v[0].copy_from_slice(v);
@@ -510,7 +510,7 @@ use llm_lessons::gpt::mlp::swiglu_forward;
 use llm_lessons::gpt::norm::{layer_norm_forward, rms_norm_forward};
 use llm_lessons::gpt::residual::add_into;
 use llm_lessons::gpt::rope::{rope_forward, RopeTable};
-use llm_lessons::gpt::{Activations, Gpt, GptConfig, Mlp, Norm, Positions};
+use llm_lessons::gpt::{Activations, Gpt, GptConfig, Mlp, MlpParams, Norm, Positions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -1331,30 +1331,39 @@ fn decode_with_your_cache(model: &Gpt, ids: &[u32]) -> Vec<f32> {
     for (pos, &id) in ids.iter().enumerate() {
         let mut x = p.tok_emb[id as usize * c..][..c].to_vec();
         for (blk, cache) in p.blocks.iter().zip(&mut caches) {
-            rms_norm_forward(&mut ln, &mut rrms, &x, &blk.attn_norm.weight, c, eps);
+            rms_norm_forward(&mut ln, &mut rrms, &x, blk.attn_norm.weight(), c, eps);
             let (mut q0, mut k0, mut v_new) = (vec![0.0; c], vec![0.0; kv], vec![0.0; kv]);
-            linear_forward(&mut q0, &ln, &blk.wq, 1, c, c);
-            linear_forward(&mut k0, &ln, &blk.wk, 1, c, kv);
-            linear_forward(&mut v_new, &ln, &blk.wv, 1, c, kv);
+            blk.attn.q_proj.forward(&mut q0, &ln);
+            blk.attn.k_proj.forward(&mut k0, &ln);
+            blk.attn.v_proj.forward(&mut v_new, &ln);
             let (mut q, mut k) = (vec![0.0; c], vec![0.0; kv]);
             rope_forward(&mut q, &q0, &table, pos, 1, cfg.n_heads);
             rope_forward(&mut k, &k0, &table, pos, 1, cfg.n_kv_heads);
             let y = solution::attend_with_cache(cache, &q, &k, &v_new, heads);
-            linear_forward(&mut out, &y, &blk.wo, 1, c, c);
+            blk.attn.o_proj.forward(&mut out, &y);
             add_into(&mut x, &out);
-            rms_norm_forward(&mut ln, &mut rrms, &x, &blk.mlp_norm.weight, c, eps);
+            rms_norm_forward(&mut ln, &mut rrms, &x, blk.mlp_norm.weight(), c, eps);
             let (mut a, mut b, mut h) = (vec![0.0; f], vec![0.0; f], vec![0.0; f]);
-            let w_gate = blk.w_gate.as_deref().expect("SwiGLU has a gate");
-            linear_forward(&mut a, &ln, w_gate, 1, c, f);
-            linear_forward(&mut b, &ln, &blk.w_up, 1, c, f);
+            let MlpParams::SwiGlu {
+                gate_proj,
+                up_proj,
+                down_proj,
+            } = &blk.mlp
+            else {
+                panic!("a Llama's MLP is SwiGLU")
+            };
+            gate_proj.forward(&mut a, &ln);
+            up_proj.forward(&mut b, &ln);
             swiglu_forward(&mut h, &a, &b);
-            linear_forward(&mut out, &h, &blk.w_down, 1, f, c);
+            down_proj.forward(&mut out, &h);
             add_into(&mut x, &out);
         }
-        rms_norm_forward(&mut ln, &mut rrms, &x, &p.final_norm.weight, c, eps);
+        rms_norm_forward(&mut ln, &mut rrms, &x, p.final_norm.weight(), c, eps);
         let mut row = vec![0.0; v];
-        let head = p.lm_head.as_deref().unwrap_or(&p.tok_emb);
-        linear_forward(&mut row, &ln, head, 1, c, v);
+        match &p.lm_head {
+            Some(head) => head.forward(&mut row, &ln),
+            None => linear_forward(&mut row, &ln, &p.tok_emb, 1, c, v),
+        }
         logits.extend(row);
     }
     logits

@@ -96,7 +96,7 @@ fn config_and_weights_load_by_hugging_face_names() {
         .find(|t| t.name == "model.layers.1.self_attn.q_proj.weight")
         .unwrap();
     assert_eq!(q.shape, [64, 64]);
-    assert_eq!(q.data, model.params.blocks[1].wq);
+    assert_eq!(q.data, model.params.blocks[1].attn.q_proj.f32().data);
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn every_gradient_matches_pytorch() {
 #[test]
 fn ten_adamw_steps_match_pytorch() {
     let (mut model, r, mut acts) = model_and_batch();
-    let mut opt = AdamW::new(&model.cfg, r.adamw);
+    let mut opt = AdamW::new(&model.params, r.adamw);
     let mut grads = Params::zeros(&model.cfg);
     for (step, &expected) in r.losses_before_each_step.iter().enumerate() {
         let loss = model

@@ -51,11 +51,13 @@ pub fn save(dir: &Path, model: &Gpt, trainer: Option<&Trainer>) -> Result<()> {
     )?;
     write_atomic(&dir.join("config.json"), config.as_bytes())?;
     if let Some(t) = trainer {
-        let specs = Params::specs(&model.cfg);
+        let specs = model.params.param_specs();
         let mut moments = Vec::with_capacity(2 * specs.len());
         for (s, (m, v)) in specs.iter().zip(t.opt.m.iter().zip(&t.opt.v)) {
-            moments.push((format!("m.{}", s.name), s.shape.clone(), &m[..]));
-            moments.push((format!("v.{}", s.name), s.shape.clone(), &v[..]));
+            if s.trainable {
+                moments.push((format!("m.{}", s.name), s.shape.clone(), &m[..]));
+                moments.push((format!("v.{}", s.name), s.shape.clone(), &v[..]));
+            }
         }
         write_atomic(
             &dir.join("trainer.safetensors"),
@@ -66,6 +68,7 @@ pub fn save(dir: &Path, model: &Gpt, trainer: Option<&Trainer>) -> Result<()> {
             "adamw_steps": t.opt.t,
             "sampler_position": t.sampler_position().to_string(),
             "train_config": t.config,
+            "frozen": frozen_names(&model.params),
         });
         write_atomic(
             &dir.join("trainer.json"),
@@ -117,16 +120,35 @@ pub fn load_trainer(dir: &Path, model: &Gpt) -> Result<Trainer> {
         .ok_or_else(|| bad(&path, "sampler_position is not a whole number in a string"))?;
     let config: TrainConfig = serde_json::from_value(field("train_config")?.clone())
         .map_err(|e| bad(&path, format!("train_config: {e}")))?;
-    let mut opt = AdamW::new(&model.cfg, config.adamw);
+    // a run that froze tensors resumes with the same ones frozen (older runs froze none)
+    let frozen: Vec<String> = match j.get("frozen") {
+        None => Vec::new(),
+        Some(f) => serde_json::from_value(f.clone())
+            .map_err(|e| bad(&path, format!("frozen is not a list of names: {e}")))?,
+    };
+    if frozen != frozen_names(&model.params) {
+        return Err(bad(
+            &path,
+            format!(
+                "the run froze {frozen:?}, the model freezes {:?}: freeze the same tensors \
+                 (Params::set_trainable) before resuming",
+                frozen_names(&model.params)
+            ),
+        ));
+    }
+    let mut opt = AdamW::new(&model.params, config.adamw);
     opt.t = adamw_steps as u32;
     let moments_path = dir.join("trainer.safetensors");
     let mut by_name: std::collections::HashMap<String, Vec<f32>> = read_safetensors(&moments_path)?
         .into_iter()
         .map(|t| (t.name, t.data))
         .collect();
-    for (s, (m, v)) in Params::specs(&model.cfg)
+    for (s, (m, v)) in model
+        .params
+        .param_specs()
         .iter()
         .zip(opt.m.iter_mut().zip(opt.v.iter_mut()))
+        .filter(|(s, _)| s.trainable)
     {
         for (prefix, slot) in [("m", m), ("v", v)] {
             let name = format!("{prefix}.{}", s.name);
@@ -143,6 +165,17 @@ pub fn load_trainer(dir: &Path, model: &Gpt) -> Result<Trainer> {
         }
     }
     Trainer::resume(model, config, opt, step, position)
+}
+
+/// The names of the frozen tensors, in [`Params::visit`] order.
+fn frozen_names(params: &Params) -> Vec<String> {
+    let mut names = Vec::new();
+    params.visit(|s, _| {
+        if !s.trainable {
+            names.push(s.name)
+        }
+    });
+    names
 }
 
 // ANCHOR: average

@@ -7,13 +7,10 @@
 //! numbers: grouped-query attention shrinks it by `n_heads / n_kv_heads`
 //! ([`KvCache::bytes`]).
 
-use super::attention::attention_forward_cached;
+use super::block::{norm_forward, BlockActs, FwdScratch, KvSink};
 use super::config::GptConfig;
-use super::linear::linear_forward;
-use super::mlp::{gelu_forward, swiglu_forward};
 use super::model::Gpt;
 use super::residual::add_into;
-use super::rope::rope_forward;
 use crate::{Error, Result};
 use ndarray_rand::rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -72,7 +69,7 @@ impl Gpt {
             )));
         }
         let p = &self.params;
-        let (c, f, kv, v) = (cfg.d_model, cfg.d_ff, cfg.kv_dim(), cfg.vocab_size);
+        let c = cfg.d_model;
         let shape = self.attn_shape_of(1, n);
         let mut x = vec![0.0f32; n * c];
         for (i, (row, &id)) in x.chunks_exact_mut(c).zip(tokens).enumerate() {
@@ -81,67 +78,31 @@ impl Gpt {
                 add_into(row, &wpe[(pos0 + i) * c..][..c]);
             }
         }
-        let (mut ln, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
-        let (mut q, mut tmp_q, mut tmp_kv) =
-            (vec![0.0; n * c], vec![0.0; n * c], vec![0.0; n * kv]);
-        let (mut y, mut out) = (vec![0.0; n * c], vec![0.0; n * c]);
-        let (mut a, mut b, mut h) = (vec![0.0; n * f], vec![0.0; n * f], vec![0.0; n * f]);
-        for (l, blk) in p.blocks.iter().enumerate() {
-            self.norm_forward(&mut ln, &mut mean, &mut rstd, &x, &blk.attn_norm);
-            // this step's keys and values go straight into the cache's next rows
-            let new_k = &mut cache.k[l][pos0 * kv..(pos0 + n) * kv];
-            match &self.rope {
-                Some(table) => {
-                    linear_forward(&mut tmp_q, &ln, &blk.wq, n, c, c);
-                    rope_forward(&mut q, &tmp_q, table, pos0, n, cfg.n_heads);
-                    linear_forward(&mut tmp_kv, &ln, &blk.wk, n, c, kv);
-                    rope_forward(new_k, &tmp_kv, table, pos0, n, cfg.n_kv_heads);
-                }
-                None => {
-                    linear_forward(&mut q, &ln, &blk.wq, n, c, c);
-                    linear_forward(new_k, &ln, &blk.wk, n, c, kv);
-                }
-            }
-            linear_forward(
-                &mut cache.v[l][pos0 * kv..(pos0 + n) * kv],
-                &ln,
-                &blk.wv,
-                n,
-                c,
-                kv,
-            );
-            let (k_all, v_all) = (
-                &cache.k[l][..(pos0 + n) * kv],
-                &cache.v[l][..(pos0 + n) * kv],
-            );
-            attention_forward_cached(&mut y, &q, k_all, v_all, pos0, shape);
-            linear_forward(&mut out, &y, &blk.wo, n, c, c);
-            add_into(&mut x, &out);
-            self.norm_forward(&mut ln, &mut mean, &mut rstd, &x, &blk.mlp_norm);
-            match &blk.w_gate {
-                None => {
-                    linear_forward(&mut a, &ln, &blk.w_up, n, c, f);
-                    gelu_forward(&mut h, &a);
-                }
-                Some(w_gate) => {
-                    linear_forward(&mut a, &ln, w_gate, n, c, f);
-                    linear_forward(&mut b, &ln, &blk.w_up, n, c, f);
-                    swiglu_forward(&mut h, &a, &b);
-                }
-            }
-            linear_forward(&mut out, &h, &blk.w_down, n, f, c);
-            add_into(&mut x, &out);
+        // one block's buffers, reused by every layer: generation keeps nothing for a backward
+        let mut acts = BlockActs::new(cfg, 1, n, false);
+        let mut scratch = FwdScratch::new(cfg, n);
+        let mut x_out = vec![0.0f32; n * c];
+        for l in 0..cfg.n_layers {
+            let sink = KvSink::Cache {
+                k: &mut cache.k[l],
+                v: &mut cache.v[l],
+                pos0,
+            };
+            self.block_forward(l, &x, &mut x_out, &mut acts, &mut scratch, sink, shape);
+            std::mem::swap(&mut x, &mut x_out);
         }
-        self.norm_forward(&mut ln, &mut mean, &mut rstd, &x, &p.final_norm);
-        let mut logits = vec![0.0; n * v];
-        linear_forward(
-            &mut logits,
-            &ln,
-            p.lm_head.as_deref().unwrap_or(&p.tok_emb),
-            n,
+        let (mut ln, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
+        norm_forward(
+            cfg.norm,
+            &p.final_norm,
+            &mut ln,
+            &mut mean,
+            &mut rstd,
+            &x,
             c,
-            v,
         );
+        let mut logits = vec![0.0; n * cfg.vocab_size];
+        self.head_forward(&mut logits, &ln);
         cache.len += n;
         Ok(logits)
     }

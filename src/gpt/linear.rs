@@ -16,6 +16,9 @@
 //! assert_eq!(y, [1.0, 2.0, 3.0]);
 //! ```
 
+use super::params::Tensor;
+use super::shapes::rows_of;
+use crate::Result;
 use gemm::Parallelism;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
@@ -211,6 +214,92 @@ pub fn linear_backward(
 }
 // ANCHOR_END: linear
 
+/// `dx += dy W`: the input's part of [`linear_backward`], alone, for a frozen weight
+/// (fine-tuning through a frozen base still needs the gradient of its input).
+pub fn linear_backward_input(
+    dx: &mut [f32],
+    dy: &[f32],
+    w: &[f32],
+    n: usize,
+    d_in: usize,
+    d_out: usize,
+) {
+    let (w, dy) = (mat(w, d_out, d_in), mat(dy, n, d_out));
+    matmul(1.0, &dy, &w, 1.0, &mut mat_mut(dx, n, d_in), Threads::All);
+}
+
+// ANCHOR: layer
+/// How a linear layer stores its weight, `(d_out, d_in)`. Chapter 4 trains in f32; later
+/// chapters add formats (an adapter, quantized blocks) in their own files.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Weight {
+    F32(Tensor),
+}
+
+/// A linear layer, `y = x W^T`, that owns its weight and knows its dimensions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Linear {
+    pub d_in: usize,
+    pub d_out: usize,
+    pub weight: Weight,
+}
+
+impl Linear {
+    /// A trainable `(d_out, d_in)` layer of zeros.
+    pub fn zeros(d_in: usize, d_out: usize) -> Self {
+        Linear {
+            d_in,
+            d_out,
+            weight: Weight::F32(Tensor::zeros(&[d_out, d_in])),
+        }
+    }
+
+    /// A trainable layer over an f32 weight `(d_out, d_in)`, row-major.
+    pub fn from_f32(d_in: usize, d_out: usize, w: Vec<f32>) -> Result<Self> {
+        Ok(Linear {
+            d_in,
+            d_out,
+            weight: Weight::F32(Tensor::from_vec(&[d_out, d_in], w)?),
+        })
+    }
+
+    /// The f32 weight.
+    pub fn f32(&self) -> &Tensor {
+        match &self.weight {
+            Weight::F32(w) => w,
+        }
+    }
+
+    /// The f32 weight, to change.
+    pub fn f32_mut(&mut self) -> &mut Tensor {
+        match &mut self.weight {
+            Weight::F32(w) => w,
+        }
+    }
+
+    /// `y = x W^T` for the rows of `x`, `(n, d_in)`; `y` is `(n, d_out)`.
+    pub fn forward(&self, y: &mut [f32], x: &[f32]) {
+        let n = rows_of("Linear::forward", "x", x.len(), self.d_in);
+        match &self.weight {
+            Weight::F32(w) => linear_forward(y, x, w, n, self.d_in, self.d_out),
+        }
+    }
+
+    /// Backward of [`Linear::forward`]: `dx += dy W`, and `dW += dy^T x` into `grad` if the
+    /// weight is trainable (a frozen weight's gradient holds no values).
+    pub fn backward(&self, dx: &mut [f32], grad: &mut Linear, dy: &[f32], x: &[f32]) {
+        let (d_in, d_out) = (self.d_in, self.d_out);
+        let n = rows_of("Linear::backward", "x", x.len(), d_in);
+        match (&self.weight, &mut grad.weight) {
+            (Weight::F32(w), Weight::F32(dw)) if w.trainable => {
+                linear_backward(dx, dw, dy, x, w, n, d_in, d_out)
+            }
+            (Weight::F32(w), _) => linear_backward_input(dx, dy, w, n, d_in, d_out),
+        }
+    }
+}
+// ANCHOR_END: layer
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +369,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A frozen layer passes the gradient to its input and leaves its own untouched.
+    #[test]
+    fn a_frozen_linear_gives_only_the_input_gradient() {
+        let mut rng = Rng::new(4);
+        let (n, d_in, d_out) = (6, 5, 3);
+        let mut layer = Linear::from_f32(d_in, d_out, randn(&mut rng, d_out * d_in, 1.0)).unwrap();
+        let (x, dy) = (
+            randn(&mut rng, n * d_in, 1.0),
+            randn(&mut rng, n * d_out, 1.0),
+        );
+        let mut grad = Linear::zeros(d_in, d_out);
+        let mut dx = vec![0.0; n * d_in];
+        layer.backward(&mut dx, &mut grad, &dy, &x);
+        assert!(grad.f32().iter().any(|&g| g != 0.0));
+        let Weight::F32(w) = &mut layer.weight;
+        w.trainable = false;
+        let mut frozen_grad = Linear::zeros(d_in, d_out);
+        let Weight::F32(g) = &mut frozen_grad.weight;
+        g.data = Vec::new(); // what Params::grads gives a frozen tensor
+        let mut dx_frozen = vec![0.0; n * d_in];
+        layer.backward(&mut dx_frozen, &mut frozen_grad, &dy, &x);
+        assert_eq!(dx, dx_frozen);
+        assert!(frozen_grad.f32().is_empty());
     }
 
     #[test]

@@ -39,6 +39,7 @@
 //! Checkpoints, with the state of a training run to resume it, are in [`checkpoint`].
 
 pub mod attention;
+pub mod block;
 pub mod charts;
 pub mod checkpoint;
 pub mod config;
@@ -52,6 +53,7 @@ pub mod mlp;
 mod model;
 pub mod norm;
 pub mod optim;
+pub mod params;
 pub mod residual;
 pub mod rope;
 pub mod shapes;
@@ -64,4 +66,6 @@ pub(crate) mod gradcheck;
 mod tests;
 
 pub use config::{GptConfig, Mlp, Norm, Positions};
-pub use model::{Activations, BlockParams, Gpt, NormParams, ParamSpec, Params};
+pub use linear::{Linear, Weight};
+pub use model::{Activations, Gpt};
+pub use params::{AttnParams, BlockParams, Init, MlpParams, NormParams, ParamSpec, Params, Tensor};

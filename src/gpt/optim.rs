@@ -11,7 +11,6 @@
 //! assert_eq!(s.lr(110), 0.0);
 //! ```
 
-use super::config::GptConfig;
 use super::model::Params;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -43,40 +42,49 @@ impl Default for AdamWConfig {
 
 /// AdamW (Loshchilov and Hutter), as PyTorch's `torch.optim.AdamW` computes it: moving
 /// averages of the gradient `m` and of its square `v`, corrected for their start at zero,
-/// and a weight decay that is not part of the gradient.
+/// and a weight decay that is not part of the gradient. Frozen tensors have no moments
+/// and are not touched.
 #[derive(Clone, Debug)]
 pub struct AdamW {
     pub config: AdamWConfig,
     /// Steps taken.
     pub t: u32,
-    /// First and second moments, one per parameter tensor (in [`Params::tensors`] order).
+    /// First and second moments, one per parameter tensor (in [`Params::visit`] order),
+    /// empty for a frozen tensor.
     pub m: Vec<Vec<f32>>,
     pub v: Vec<Vec<f32>>,
-    /// Whether each tensor is decayed: not the norms' weights and biases.
-    decay: Vec<bool>,
 }
 
 impl AdamW {
-    /// Zero moments for the parameters of `cfg`.
-    pub fn new(cfg: &GptConfig, config: AdamWConfig) -> Self {
-        let specs = Params::specs(cfg);
+    /// Zero moments for the trainable tensors of `params`.
+    pub fn new(params: &Params, config: AdamWConfig) -> Self {
+        let mut sizes = Vec::new();
+        params.visit(|_, t| sizes.push(if t.trainable { t.len() } else { 0 }));
         AdamW {
             config,
             t: 0,
-            m: specs.iter().map(|s| vec![0.0; s.len()]).collect(),
-            v: specs.iter().map(|s| vec![0.0; s.len()]).collect(),
-            decay: specs.iter().map(|s| s.decay).collect(),
+            m: sizes.iter().map(|&n| vec![0.0; n]).collect(),
+            v: sizes.iter().map(|&n| vec![0.0; n]).collect(),
         }
     }
 
+    /// Bytes held by the moments.
+    pub fn bytes(&self) -> usize {
+        let n: usize = self.m.iter().chain(&self.v).map(Vec::len).sum();
+        n * std::mem::size_of::<f32>()
+    }
+
     // ANCHOR: adamw
-    /// One step with learning rate `lr`:
+    /// One step with learning rate `lr` on every trainable tensor:
     ///
     /// ```text
     /// w -= lr * wd * w                          (decay: not for norms)
     /// m  = b1 m + (1 - b1) g                    v = b2 v + (1 - b2) g^2
     /// w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
     /// ```
+    ///
+    /// # Panics
+    /// If `grads` is not the gradient of `params` (from [`Params::grads`]).
     pub fn step(&mut self, params: &mut Params, grads: &Params, lr: f32) {
         self.t += 1;
         let AdamWConfig {
@@ -87,10 +95,23 @@ impl AdamW {
         } = self.config;
         let bc1 = 1.0 - beta1.powi(self.t as i32);
         let bc2 = 1.0 - beta2.powi(self.t as i32);
-        let tensors = params.tensors_mut().into_iter().zip(grads.tensors());
-        let state = self.m.iter_mut().zip(self.v.iter_mut()).zip(&self.decay);
-        for ((w, g), ((m, v), &decay)) in tensors.zip(state) {
-            let wd = if decay { weight_decay } else { 0.0 };
+        let mut tensors = Vec::new();
+        params.visit_mut(|spec, w| tensors.push((spec, w)));
+        let grads = grads.tensors();
+        assert_eq!(grads.len(), tensors.len(), "AdamW: one gradient per tensor");
+        // a tensor made trainable after the optimizer: its moments start now, at zero
+        self.m.resize(tensors.len(), Vec::new());
+        self.v.resize(tensors.len(), Vec::new());
+        let state = self.m.iter_mut().zip(self.v.iter_mut());
+        for (((spec, w), g), (m, v)) in tensors.into_iter().zip(grads).zip(state) {
+            if !w.trainable {
+                continue;
+            }
+            assert_eq!(g.len(), w.len(), "AdamW: the gradient of {}", spec.name);
+            if m.len() != w.len() {
+                (*m, *v) = (vec![0.0; w.len()], vec![0.0; w.len()]);
+            }
+            let wd = if spec.decay { weight_decay } else { 0.0 };
             // blocks across the threads, a vectorized loop within each
             let blocks = w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK));
             let state = m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK));
@@ -203,6 +224,7 @@ impl LrSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpt::GptConfig;
 
     #[test]
     fn schedule_shapes() {
@@ -249,11 +271,14 @@ mod tests {
         ) = (4, 2, 1, 2, 1, 1);
         let mut g = Params::zeros(&cfg);
         g.tok_emb[0] = 3.0;
-        g.blocks[0].w_down[1] = 4.0;
+        g.blocks[0].mlp.down_proj_mut().f32_mut()[1] = 4.0;
         assert_eq!(clip_grad_norm(&mut g, 10.0), 5.0);
         assert_eq!(g.tok_emb[0], 3.0); // under the max: unchanged
         assert!((clip_grad_norm(&mut g, 1.0) - 5.0).abs() < 1e-6);
-        assert!((g.tok_emb[0] - 0.6).abs() < 1e-6 && (g.blocks[0].w_down[1] - 0.8).abs() < 1e-6);
+        assert!(
+            (g.tok_emb[0] - 0.6).abs() < 1e-6
+                && (g.blocks[0].mlp.down_proj().f32()[1] - 0.8).abs() < 1e-6
+        );
     }
 
     /// One step by hand: t = 1, so m_hat = g and v_hat = g^2, and the step is lr * g / (|g| + eps).
@@ -270,16 +295,16 @@ mod tests {
         ) = (4, 2, 1, 2, 1, 1);
         let mut p = Params::zeros(&cfg);
         p.tok_emb[0] = 1.0;
-        p.final_norm.weight[0] = 1.0;
+        p.final_norm.weight_mut()[0] = 1.0;
         let mut g = Params::zeros(&cfg);
         g.tok_emb[0] = 0.5;
-        g.final_norm.weight[0] = -2.0;
-        let mut opt = AdamW::new(&cfg, AdamWConfig::default());
+        g.final_norm.weight_mut()[0] = -2.0;
+        let mut opt = AdamW::new(&p, AdamWConfig::default());
         opt.step(&mut p, &g, 0.1);
         // decayed: 1 - 0.1 * 0.1 * 1 = 0.99, then - 0.1 * sign(g)
         assert!((p.tok_emb[0] - 0.89).abs() < 1e-6, "{}", p.tok_emb[0]);
         // a norm weight: no decay
-        assert!((p.final_norm.weight[0] - 1.1).abs() < 1e-6);
+        assert!((p.final_norm.weight()[0] - 1.1).abs() < 1e-6);
         assert_eq!(p.tok_emb[1], 0.0); // zero gradient, zero weight: no move
         assert_eq!(opt.t, 1);
     }

@@ -167,7 +167,7 @@ fn bad_inputs_are_errors() {
     assert!(model.backward(&mut acts, &mut other).is_err());
     model.backward(&mut acts, &mut grads).unwrap();
     let mut wrong = Params::zeros(&cfg);
-    wrong.blocks[1].wk.pop();
+    wrong.blocks[1].attn.k_proj.f32_mut().data.pop();
     assert!(Gpt::new(cfg, wrong)
         .unwrap_err()
         .to_string()

@@ -81,10 +81,10 @@ impl Trainer {
         }
         let n = config.batch * config.seq_len;
         Ok(Trainer {
-            opt: AdamW::new(&model.cfg, config.adamw),
+            opt: AdamW::new(&model.params, config.adamw),
             step: 0,
             acts: Activations::new(&model.cfg, config.batch, config.seq_len),
-            grads: Params::zeros(&model.cfg),
+            grads: model.params.grads(),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             inputs: vec![0; n],
             targets: vec![0; n],
@@ -113,6 +113,13 @@ impl Trainer {
         t.step = step;
         t.rng.set_word_pos(sampler_position);
         Ok(t)
+    }
+
+    /// Bytes of training state beyond the model: gradients and optimizer moments, which
+    /// exist for trainable tensors only.
+    pub fn state_bytes(&self) -> usize {
+        let grads: usize = self.grads.tensors().iter().map(|t| t.len()).sum();
+        grads * std::mem::size_of::<f32>() + self.opt.bytes()
     }
 
     /// How far the window sampler has read in its random stream.
@@ -347,6 +354,50 @@ mod tests {
         assert!(losses[0] > 2.5, "starts near ln 16 = 2.77: {}", losses[0]);
         assert!(val_loss < 0.3, "held-out loss {val_loss} after {losses:?}");
         assert_eq!(run().0, losses, "same seed, same run");
+    }
+
+    /// Freezing every tensor but the head trains the head alone, exactly as a run that
+    /// computes every gradient but puts every other tensor back after each step; and the
+    /// frozen run holds gradients and moments for the head only.
+    #[test]
+    fn a_frozen_base_trains_only_the_head() {
+        let data: Vec<u32> = (0..400).map(|i| (i * 7 % 13 + i % 3) as u32).collect();
+        let mut cfg = config(12);
+        // clipping by the global norm would mix the other tensors' gradients into the head's
+        cfg.clip = None;
+        let mut frozen = Gpt::init(small(), 2).unwrap();
+        let start = frozen.params.clone();
+        let head_values = frozen.params.set_trainable(|name| name == "lm_head.weight");
+        assert_eq!(head_values, 16 * 32);
+        let mut full = Gpt::init(small(), 2).unwrap();
+        let (mut t_frozen, mut t_full) = (
+            Trainer::new(&frozen, cfg.clone()).unwrap(),
+            Trainer::new(&full, cfg).unwrap(),
+        );
+        for _ in 0..12 {
+            let a = t_frozen.step(&mut frozen, &data).unwrap();
+            let b = t_full.step(&mut full, &data).unwrap();
+            assert_eq!(a.loss, b.loss);
+            let head = full.params.lm_head.take();
+            full.params = Params {
+                lm_head: head,
+                ..start.clone()
+            };
+        }
+        let head = |p: &Params| p.lm_head.as_ref().unwrap().f32().data.clone();
+        assert_eq!(head(&frozen.params), head(&full.params));
+        assert_ne!(head(&frozen.params), head(&start));
+        let (n, all) = frozen.params.count_trainable();
+        assert_eq!(n, 16 * 32);
+        let rest = |p: &Params| p.tensors()[..p.tensors().len() - 1].concat();
+        assert_eq!(
+            rest(&frozen.params),
+            rest(&start),
+            "the frozen tensors did not move"
+        );
+        // gradient, m and v: 3 copies of the trainable values
+        assert_eq!(t_frozen.state_bytes(), 3 * n * 4);
+        assert_eq!(t_full.state_bytes(), 3 * all * 4);
     }
 
     #[test]
