@@ -337,6 +337,50 @@ mod tests {
         }
     }
 
+    /// A run that trains only the head saves moments for the head only, and resumes bit
+    /// for bit once the loaded model freezes the same tensors; without them, a clear error.
+    #[test]
+    fn a_frozen_run_resumes_with_the_same_tensors_frozen() {
+        let mut cfg = GptConfig::llama_tiny();
+        (
+            cfg.vocab_size,
+            cfg.d_model,
+            cfg.n_layers,
+            cfg.d_ff,
+            cfg.context,
+        ) = (30, 16, 2, 24, 8);
+        let data: Vec<u32> = (0..200).map(|i| (i * 11 % 30) as u32).collect();
+        let head_only = |p: &mut Params| p.set_trainable(|name| name == "lm_head.weight");
+        let mut model = Gpt::init(cfg.clone(), 1).unwrap();
+        head_only(&mut model.params);
+        let mut trainer = Trainer::new(&model, run_config()).unwrap();
+        let straight: Vec<f32> = (0..6)
+            .map(|_| trainer.step(&mut model, &data).unwrap().loss)
+            .collect();
+
+        let mut model2 = Gpt::init(cfg, 1).unwrap();
+        head_only(&mut model2.params);
+        let mut trainer2 = Trainer::new(&model2, run_config()).unwrap();
+        let mut resumed: Vec<f32> = (0..3)
+            .map(|_| trainer2.step(&mut model2, &data).unwrap().loss)
+            .collect();
+        let dir = temp_dir("frozen");
+        save(&dir, &model2, Some(&trainer2)).unwrap();
+        let moments = read_safetensors(&dir.join("trainer.safetensors")).unwrap();
+        let names: Vec<&str> = moments.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.contains(&"m.lm_head.weight") && names.contains(&"v.lm_head.weight"));
+        let mut model3 = load_model(&dir).unwrap();
+        let err = load_trainer(&dir, &model3).unwrap_err().to_string();
+        assert!(err.contains("freeze the same tensors"), "{err}");
+        head_only(&mut model3.params);
+        let mut trainer3 = load_trainer(&dir, &model3).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        resumed.extend((0..3).map(|_| trainer3.step(&mut model3, &data).unwrap().loss));
+        assert_eq!(straight, resumed);
+        assert_eq!(model.params, model3.params);
+    }
+
     #[test]
     fn a_missing_or_damaged_run_is_an_error() {
         let mut cfg = GptConfig::llama_tiny();
