@@ -2,16 +2,49 @@
 //! that they run with AVX2 + FMA where the CPU has them (chosen at run time, so the binary
 //! still runs on any x86-64) and as plain Rust elsewhere. gensim gets the same from BLAS
 //! (`sdot`, `saxpy`).
+//!
+//! The kernels read and write through raw pointers (`dot_raw`, `axpy_raw`): word2vec's
+//! threads run them on rows that other threads may be updating at the same time (Hogwild,
+//! see `word2vec/sgns.rs`), where a `&mut [f32]` would be a promise of exclusive access that
+//! Rust does not let them make. Everyone else goes through the slice methods `dot` and
+//! `axpy`, which are the same code.
 
-/// Dot product and scaled add on `f32` slices of equal length.
+/// Dot product and scaled add on runs of `n` floats.
 pub trait Kernel: Copy + Send + Sync {
-    /// Σ a_i b_i.
-    fn dot(self, a: &[f32], b: &[f32]) -> f32;
-    /// y ← y + alpha · x.
-    fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]);
-    /// Asks the CPU to start loading `x` into cache (a hint; does nothing where unsupported).
+    /// Σ a_i b_i over the `n` floats at `a` and at `b`.
+    ///
+    /// # Safety
+    /// `a` and `b` are valid for reading `n` floats.
+    unsafe fn dot_raw(self, a: *const f32, b: *const f32, n: usize) -> f32;
+
+    /// y ← y + alpha · x over the `n` floats at `x` and at `y`.
+    ///
+    /// # Safety
+    /// `x` is valid for reading `n` floats, `y` for reading and writing `n` floats, and the
+    /// two runs do not overlap.
+    unsafe fn axpy_raw(self, alpha: f32, x: *const f32, y: *mut f32, n: usize);
+
+    /// Σ a_i b_i, on slices of equal length.
     #[inline(always)]
-    fn prefetch(self, _x: &[f32]) {}
+    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
+        debug_assert_eq!(a.len(), b.len());
+        // SAFETY: both slices hold at least that many floats.
+        unsafe { self.dot_raw(a.as_ptr(), b.as_ptr(), a.len().min(b.len())) }
+    }
+
+    /// y ← y + alpha · x, on slices of equal length.
+    #[inline(always)]
+    fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]) {
+        debug_assert_eq!(x.len(), y.len());
+        // SAFETY: both slices hold at least that many floats, and `y` is borrowed mutably, so
+        // it cannot overlap `x`.
+        unsafe { self.axpy_raw(alpha, x.as_ptr(), y.as_mut_ptr(), x.len().min(y.len())) }
+    }
+
+    /// Asks the CPU to start loading the `n` floats at `x` into cache (a hint: nothing is
+    /// read, and it does nothing where unsupported).
+    #[inline(always)]
+    fn prefetch(self, _x: *const f32, _n: usize) {}
 }
 
 /// Portable kernels: eight partial sums, which the compiler turns into SSE code.
@@ -20,29 +53,26 @@ pub struct Portable;
 
 impl Kernel for Portable {
     #[inline(always)]
-    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
-        debug_assert_eq!(a.len(), b.len());
+    unsafe fn dot_raw(self, a: *const f32, b: *const f32, n: usize) -> f32 {
+        // The tail after the last whole group of 8, then 8 partial sums over the groups, then
+        // their sum: float addition does not reassociate, so this order is part of the result.
+        let whole = n - n % 8;
+        // SAFETY (every read below): the index is below n.
+        let tail: f32 = (whole..n).map(|i| unsafe { *a.add(i) * *b.add(i) }).sum();
         let mut acc = [0f32; 8];
-        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-        let tail: f32 = ca
-            .remainder()
-            .iter()
-            .zip(cb.remainder())
-            .map(|(x, y)| x * y)
-            .sum();
-        for (x, y) in ca.zip(cb) {
-            for k in 0..8 {
-                acc[k] += x[k] * y[k];
+        for g in (0..whole).step_by(8) {
+            for (k, acc_k) in acc.iter_mut().enumerate() {
+                *acc_k += unsafe { *a.add(g + k) * *b.add(g + k) };
             }
         }
         acc.iter().sum::<f32>() + tail
     }
 
     #[inline(always)]
-    fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]) {
-        debug_assert_eq!(x.len(), y.len());
-        for (yi, xi) in y.iter_mut().zip(x) {
-            *yi += alpha * xi;
+    unsafe fn axpy_raw(self, alpha: f32, x: *const f32, y: *mut f32, n: usize) {
+        for i in 0..n {
+            // SAFETY: i < n.
+            unsafe { *y.add(i) += alpha * *x.add(i) };
         }
     }
 }
@@ -64,24 +94,25 @@ impl Avx2 {
 #[cfg(target_arch = "x86_64")]
 impl Kernel for Avx2 {
     #[inline(always)]
-    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: an `Avx2` exists only where the CPU has AVX2 and FMA.
-        unsafe { avx2::dot(a, b) }
+    unsafe fn dot_raw(self, a: *const f32, b: *const f32, n: usize) -> f32 {
+        // SAFETY: an `Avx2` exists only where the CPU has AVX2 and FMA; the caller vouches
+        // for the pointers.
+        unsafe { avx2::dot(a, b, n) }
     }
 
     #[inline(always)]
-    fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]) {
+    unsafe fn axpy_raw(self, alpha: f32, x: *const f32, y: *mut f32, n: usize) {
         // SAFETY: as above.
-        unsafe { avx2::axpy(alpha, x, y) }
+        unsafe { avx2::axpy(alpha, x, y, n) }
     }
 
     #[inline(always)]
-    fn prefetch(self, x: &[f32]) {
+    fn prefetch(self, x: *const f32, n: usize) {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         // One hint per 64-byte cache line.
-        for line in x.chunks(16) {
-            // SAFETY: prefetching is a hint and never faults; the address is in `x`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        for line in (0..n).step_by(16) {
+            // SAFETY: prefetching is a hint and never faults (nor reads the memory).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(x.wrapping_add(line).cast()) };
         }
     }
 }
@@ -90,11 +121,11 @@ impl Kernel for Avx2 {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    // Safety of both: the CPU has AVX2 and FMA, and the pointers are as `Kernel::dot_raw`
+    // and `Kernel::axpy_raw` ask.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    pub unsafe fn dot(pa: *const f32, pb: *const f32, n: usize) -> f32 {
         let mut acc0 = _mm256_setzero_ps();
         let mut acc1 = _mm256_setzero_ps();
         let mut i = 0;
@@ -127,9 +158,7 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    pub unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-        let n = x.len().min(y.len());
-        let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+    pub unsafe fn axpy(alpha: f32, px: *const f32, py: *mut f32, n: usize) {
         let a = _mm256_set1_ps(alpha);
         let mut i = 0;
         while i + 8 <= n {

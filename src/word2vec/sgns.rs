@@ -255,19 +255,14 @@ pub fn train_encoded(
         .build()
         .map_err(|e| Error::InvalidArgument(format!("cannot start {threads} threads: {e}")))?;
 
-    let shared = Shared {
-        v: v.as_mut_ptr(),
-        u: u.as_mut_ptr(),
-        n_vocab: n,
-        dim: d,
-    };
     let ctx = Context {
         corpus,
         keep: &keep,
         noise: &noise,
         table: SigmoidTable::new(),
         config,
-        shared,
+        v: SharedRows::new(&mut v, d),
+        u: SharedRows::new(&mut u, d),
     };
     let total_words = corpus.ids.len() as u64 * config.epochs as u64;
     let start = Instant::now();
@@ -395,36 +390,49 @@ impl SigmoidTable {
     }
 }
 
-/// Raw pointers to the two tables, shared by the workers (Hogwild).
+/// One table (`rows` × `dim`, row-major) as the workers share it: a raw pointer, through
+/// which the kernels read and write the rows.
+///
+/// Hogwild (as word2vec.c and gensim train): the workers update the tables without locks.
+/// Two threads may read and write one row at the same moment, and an update may then be
+/// partly lost. The updates are sparse (a step touches k + 2 rows out of 2|V|), so that is
+/// rare, and a lost update costs little next to the noise SGD already has; locks would cost
+/// on every step. What Rust forbids even with the races accepted is a `&mut [f32]` (or a
+/// `&[f32]`) to a row another thread may be writing: so no reference to a row is ever
+/// made, only pointers. (Two unsynchronised accesses to one float remain a data race in
+/// Rust's memory model; only atomics would avoid that, at the cost of the SIMD kernels.)
+/// With one thread nothing races, and a seed gives the same vectors bit for bit.
 #[derive(Clone, Copy)]
-struct Shared {
-    v: *mut f32,
-    u: *mut f32,
-    n_vocab: usize,
+struct SharedRows {
+    ptr: *mut f32,
+    rows: usize,
     dim: usize,
 }
 
-// SAFETY: the tables outlive the workers (they are joined before `train_encoded` returns
-// the vectors); concurrent writes to one row are the accepted Hogwild races on plain f32s.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
+// SAFETY: the table outlives the workers (they are joined before `train_encoded` returns
+// it), nothing else touches it meanwhile, and the workers reach it only through the
+// pointer; their concurrent updates of one row are the races Hogwild accepts.
+unsafe impl Send for SharedRows {}
+unsafe impl Sync for SharedRows {}
 
-impl Shared {
-    /// Row `i` of v.
-    ///
-    /// # Safety
-    /// `i < n_vocab`; the caller holds no other reference into the same row of v.
-    #[inline(always)]
-    unsafe fn v_row<'a>(self, i: u32) -> &'a mut [f32] {
-        debug_assert!((i as usize) < self.n_vocab);
-        std::slice::from_raw_parts_mut(self.v.add(i as usize * self.dim), self.dim)
+impl SharedRows {
+    /// `table` holds `rows` × `dim` floats; it must not be used otherwise while the pointer is.
+    fn new(table: &mut [f32], dim: usize) -> SharedRows {
+        SharedRows {
+            ptr: table.as_mut_ptr(),
+            rows: table.len() / dim,
+            dim,
+        }
     }
 
-    /// Row `i` of u. Safety as [`Shared::v_row`].
+    /// The first of the `dim` floats of row `i`.
+    ///
+    /// # Safety
+    /// `i < rows`, and the table is alive.
     #[inline(always)]
-    unsafe fn u_row<'a>(self, i: u32) -> &'a mut [f32] {
-        debug_assert!((i as usize) < self.n_vocab);
-        std::slice::from_raw_parts_mut(self.u.add(i as usize * self.dim), self.dim)
+    unsafe fn row(self, i: u32) -> *mut f32 {
+        debug_assert!((i as usize) < self.rows);
+        self.ptr.add(i as usize * self.dim)
     }
 }
 
@@ -434,7 +442,9 @@ struct Context<'a> {
     noise: &'a AliasTable,
     table: SigmoidTable,
     config: &'a SgnsConfig,
-    shared: Shared,
+    /// The centre vectors v and the context vectors u.
+    v: SharedRows,
+    u: SharedRows,
 }
 
 /// The rows of u one pair updates: `ids[0]` is the context word, the rest noise words.
@@ -486,7 +496,7 @@ impl Context<'_> {
         let window = self.config.window;
         let mut kept: Vec<u32> = Vec::new();
         let mut pairs: Vec<(u32, u32)> = Vec::new();
-        let mut grad_v = vec![0f32; self.shared.dim];
+        let mut grad_v = vec![0f32; self.v.dim];
         let mut out = ChunkOutcome {
             loss: 0.0,
             pairs: 0,
@@ -518,7 +528,7 @@ impl Context<'_> {
                 let targets = next;
                 if let Some(&(c, o)) = pairs.get(p + 1) {
                     // SAFETY: ids come from the vocabulary.
-                    k.prefetch(unsafe { self.shared.v_row(c) });
+                    k.prefetch(unsafe { self.v.row(c) }, self.v.dim);
                     next = self.draw_targets(k, o, &mut rng);
                 }
                 out.loss += self.sgns_step(k, centre, &targets, alpha, &mut grad_v) as f64;
@@ -548,7 +558,7 @@ impl Context<'_> {
         }
         for &id in &t.ids[..t.n] {
             // SAFETY: ids come from the vocabulary.
-            k.prefetch(unsafe { self.shared.u_row(id) });
+            k.prefetch(unsafe { self.u.row(id) }, self.u.dim);
         }
         t
     }
@@ -565,24 +575,32 @@ impl Context<'_> {
         alpha: f32,
         grad_v: &mut [f32],
     ) -> f32 {
-        // SAFETY: ids come from the vocabulary; v and u are different tables, and the
-        // only row of v borrowed here is the centre's.
-        let v_c = unsafe { self.shared.v_row(centre) };
+        // Rows of the shared tables are pointers (`SharedRows`: other threads may be updating
+        // them); grad_v is this thread's own. SAFETY (every kernel call below): ids come
+        // from the vocabulary, each pointer is to d floats, and v, u and grad_v are three
+        // different buffers.
+        let d = self.v.dim;
+        debug_assert_eq!(grad_v.len(), d);
+        let v_c = unsafe { self.v.row(centre) };
         grad_v.fill(0.0);
+        let grad = grad_v.as_mut_ptr();
         let mut loss = 0.0;
         for (i, &target) in targets.ids[..targets.n].iter().enumerate() {
             let label = if i == 0 { 1.0 } else { 0.0 };
-            let u_t = unsafe { self.shared.u_row(target) };
-            let score = k.dot(v_c, u_t);
+            let u_t = unsafe { self.u.row(target) };
+            let score = unsafe { k.dot_raw(v_c, u_t, d) };
             let (sigma, log_sigma) = self.table.get(score);
             // −log σ(s) for the positive target, −log σ(−s) = −log σ(s) + s for a noise word.
             loss -= if i == 0 { log_sigma } else { log_sigma - score };
             // g = −α ∂L/∂s: α (1 − σ) for the positive, −α σ for a negative.
             let g = (label - sigma) * alpha;
-            k.axpy(g, u_t, grad_v); // accumulate −α ∂L/∂v_c
-            k.axpy(g, v_c, u_t); // u_t ← u_t − α ∂L/∂u_t
+            unsafe {
+                k.axpy_raw(g, u_t, grad, d); // accumulate −α ∂L/∂v_c
+                k.axpy_raw(g, v_c, u_t, d); // u_t ← u_t − α ∂L/∂u_t
+            }
         }
-        k.axpy(1.0, grad_v, v_c); // v_c ← v_c − α ∂L/∂v_c, after every target has used it
+        // v_c ← v_c − α ∂L/∂v_c, after every target has used it.
+        unsafe { k.axpy_raw(1.0, grad, v_c, d) };
         loss
     }
     // ANCHOR_END: sgns_step
@@ -648,12 +666,8 @@ mod tests {
             noise: &noise,
             table: SigmoidTable::new(),
             config: &config,
-            shared: Shared {
-                v: v.as_mut_ptr(),
-                u: u.as_mut_ptr(),
-                n_vocab: 2,
-                dim: 3,
-            },
+            v: SharedRows::new(&mut v, 3),
+            u: SharedRows::new(&mut u, 3),
         };
         let mut rng = SmallRng::seed_from_u64(0);
         let mut scratch = vec![0f32; 3];
@@ -687,12 +701,31 @@ mod tests {
         };
         let a = train_sgns(&sentences, &config, &|_| {}).unwrap();
         let b = train_sgns(&sentences, &config, &|_| {}).unwrap();
-        assert_eq!(a.v, b.v);
+        // One thread: no races, so the same seed gives the same tables, bit for bit.
+        let bits = |x: &[f32]| x.iter().map(|y| y.to_bits()).collect::<Vec<u32>>();
+        assert_eq!(bits(&a.v), bits(&b.v));
+        assert_eq!(bits(&a.u), bits(&b.u));
+        assert_eq!(a.report.epoch_losses, b.report.epoch_losses);
         let l = &a.report.epoch_losses;
         assert!(l[3] < l[0], "{l:?}");
         assert!(a.report.effective_words <= a.report.raw_words);
         let other = train_sgns(&sentences, &SgnsConfig { seed: 2, ..config }, &|_| {}).unwrap();
         assert_ne!(a.v, other.v);
+        // Two threads share the tables (Hogwild): not reproducible, but they train as well.
+        let two = train_sgns(
+            &sentences,
+            &SgnsConfig {
+                threads: 2,
+                ..config
+            },
+            &|_| {},
+        )
+        .unwrap();
+        let l2 = &two.report.epoch_losses;
+        assert!(
+            l2[3] < l2[0] && (l2[3] - l[3]).abs() < 0.1,
+            "{l2:?} vs {l:?}"
+        );
     }
 
     #[test]
