@@ -99,7 +99,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         median(&mut total),
     );
     println!(
-        "{preset}{} batch {b}x{t}, {} threads: {:.0} tokens/s (median step {:.1} ms: forward {:.1}, backward {:.1}, AdamW {:.1}), peak RSS {:.0} MiB",
+        "{preset}{} batch {b}x{t}, {} threads: {:.0} tokens/s (median step {:.1} ms: forward {:.1}, backward {:.1}, AdamW {:.1}), peak RSS {:.0} MiB, gradients and moments {:.1} MiB",
         if head_only { " (head only)" } else { "" },
         rayon::current_num_threads(),
         (b * t) as f64 / tot,
@@ -107,7 +107,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         f * 1e3,
         bw * 1e3,
         u * 1e3,
-        peak_rss_mib()
+        peak_rss_mib(),
+        (grads.tensors().iter().map(|t| t.len()).sum::<usize>() * 4 + opt.bytes()) as f64
+            / (1 << 20) as f64
     );
     Ok(())
 }

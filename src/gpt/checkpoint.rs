@@ -295,6 +295,18 @@ mod tests {
         }
     }
 
+    /// `cfg` with `[vocab_size, d_model, n_layers, d_ff, context]` small enough for a test.
+    fn shrunk(mut cfg: GptConfig, [v, c, l, f, t]: [usize; 5]) -> GptConfig {
+        (
+            cfg.vocab_size,
+            cfg.d_model,
+            cfg.n_layers,
+            cfg.d_ff,
+            cfg.context,
+        ) = (v, c, l, f, t);
+        cfg
+    }
+
     fn temp_dir(name: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("llm-lessons-{name}-{}", std::process::id()))
     }
@@ -304,14 +316,7 @@ mod tests {
     #[test]
     fn resuming_gives_the_run_without_the_interruption() {
         for cfg in [GptConfig::gpt2_tiny(), GptConfig::llama_tiny()] {
-            let mut cfg = cfg;
-            (
-                cfg.vocab_size,
-                cfg.d_model,
-                cfg.n_layers,
-                cfg.d_ff,
-                cfg.context,
-            ) = (30, 16, 2, 24, 8);
+            let cfg = shrunk(cfg, [30, 16, 2, 24, 8]);
             let data: Vec<u32> = (0..200).map(|i| (i * 11 % 30) as u32).collect();
             let mut model = Gpt::init(cfg.clone(), 1).unwrap();
             let mut trainer = Trainer::new(&model, run_config()).unwrap();
@@ -341,14 +346,7 @@ mod tests {
     /// for bit once the loaded model freezes the same tensors; without them, a clear error.
     #[test]
     fn a_frozen_run_resumes_with_the_same_tensors_frozen() {
-        let mut cfg = GptConfig::llama_tiny();
-        (
-            cfg.vocab_size,
-            cfg.d_model,
-            cfg.n_layers,
-            cfg.d_ff,
-            cfg.context,
-        ) = (30, 16, 2, 24, 8);
+        let cfg = shrunk(GptConfig::llama_tiny(), [30, 16, 2, 24, 8]);
         let data: Vec<u32> = (0..200).map(|i| (i * 11 % 30) as u32).collect();
         let head_only = |p: &mut Params| p.set_trainable(|name| name == "lm_head.weight");
         let mut model = Gpt::init(cfg.clone(), 1).unwrap();
@@ -383,14 +381,7 @@ mod tests {
 
     #[test]
     fn a_missing_or_damaged_run_is_an_error() {
-        let mut cfg = GptConfig::llama_tiny();
-        (
-            cfg.vocab_size,
-            cfg.d_model,
-            cfg.n_layers,
-            cfg.d_ff,
-            cfg.context,
-        ) = (30, 16, 1, 24, 8);
+        let cfg = shrunk(GptConfig::llama_tiny(), [30, 16, 1, 24, 8]);
         let model = Gpt::init(cfg, 1).unwrap();
         let dir = temp_dir("damaged");
         save(&dir, &model, None).unwrap();
@@ -413,14 +404,7 @@ mod tests {
 
     #[test]
     fn averaging_takes_the_mean_of_each_weight() {
-        let mut cfg = GptConfig::gpt2_tiny();
-        (
-            cfg.vocab_size,
-            cfg.d_model,
-            cfg.n_layers,
-            cfg.d_ff,
-            cfg.context,
-        ) = (20, 8, 1, 16, 8);
+        let cfg = shrunk(GptConfig::gpt2_tiny(), [20, 8, 1, 16, 8]);
         let a = Gpt::init(cfg.clone(), 1).unwrap();
         let b = Gpt::init(cfg.clone(), 2).unwrap();
         let mean = average(&[a.clone(), b.clone()]).unwrap();
@@ -454,14 +438,7 @@ mod tests {
 
     #[test]
     fn checkpoint_folders_are_written_whole_and_listed_by_step() {
-        let mut cfg = GptConfig::llama_tiny();
-        (
-            cfg.vocab_size,
-            cfg.d_model,
-            cfg.n_layers,
-            cfg.d_ff,
-            cfg.context,
-        ) = (30, 16, 1, 24, 8);
+        let cfg = shrunk(GptConfig::llama_tiny(), [30, 16, 1, 24, 8]);
         let model = Gpt::init(cfg, 1).unwrap();
         let trainer = Trainer::new(&model, run_config()).unwrap();
         let root = temp_dir("stepdirs");
