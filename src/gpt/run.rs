@@ -665,7 +665,7 @@ mod tests {
         let out = tmp.0.join("model");
         done.save(&out).unwrap();
         assert!(load_model(&out).unwrap().params == done.model.params);
-        let log = LossLog::from_csv(&read_text(&out.join(TRAIN_LOG)).unwrap(), &out).unwrap();
+        let log = LossLog::from_csv(&read_text(out.join(TRAIN_LOG)).unwrap(), &out).unwrap();
         assert_eq!(log, done.log);
         assert!(average_last(&tmp.0, 4).is_err(), "only 3 checkpoints kept");
     }
