@@ -235,27 +235,32 @@ pub struct Averaged {
 }
 
 impl Run {
-    /// A new run on `ids` (all of them: the run splits off its held-out part).
+    /// A new run of freshly initialised weights on `ids` (all of them: the run splits off
+    /// its held-out part).
     pub fn start(config: RunConfig, ids: &[u32]) -> Result<Run> {
-        if !(0.0..1.0).contains(&config.held_out) {
-            return Err(Error::InvalidArgument(format!(
-                "the held-out fraction must be in [0, 1), got {}",
-                config.held_out
-            )));
-        }
-        if config.train.schedule.total == 0 {
-            return Err(Error::InvalidArgument("a run needs at least 1 step".into()));
-        }
         config.model.validate()?;
         let model = Gpt::init(config.model, config.train.seed)?;
-        let trainer = Trainer::new(&model, config.train)?;
+        Run::from_model(model, config.train, config.held_out, ids)
+    }
+
+    /// A new run that trains `model` as it is (a loaded checkpoint, to fine-tune it).
+    pub fn from_model(model: Gpt, train: TrainConfig, held_out: f64, ids: &[u32]) -> Result<Run> {
+        if !(0.0..1.0).contains(&held_out) {
+            return Err(Error::InvalidArgument(format!(
+                "the held-out fraction must be in [0, 1), got {held_out}"
+            )));
+        }
+        if train.schedule.total == 0 {
+            return Err(Error::InvalidArgument("a run needs at least 1 step".into()));
+        }
+        let trainer = Trainer::new(&model, train)?;
         Ok(Run {
             model,
             trainer,
             log: LossLog::default(),
             info: RunInfo {
                 data: Fingerprint::of(ids),
-                held_out: config.held_out,
+                held_out,
             },
         })
     }
@@ -540,6 +545,14 @@ mod tests {
         }
     }
 
+    /// A run of `steps` on `ids`, trained to its end.
+    fn trained(ids: &[u32], steps: usize, opts: &RunOptions) -> Run {
+        let mut run = Run::start(config(steps), ids).unwrap();
+        let (train, held_out) = run.split(ids);
+        run.train(train, held_out, opts, |_, _| {}).unwrap();
+        run
+    }
+
     fn steps_in(dir: &Path) -> Vec<usize> {
         step_dirs(dir).unwrap().iter().map(|(s, _)| *s).collect()
     }
@@ -550,23 +563,21 @@ mod tests {
     fn a_run_stopped_and_resumed_is_the_run_without_the_stop() {
         let ids = corpus(0);
         let tmp = TempDir::new("resume");
-        let mut straight = Run::start(config(10), &ids).unwrap();
-        let (train, held_out) = straight.split(&ids);
-        let opts = options(&tmp.0.join("straight"), 100, 3, 0);
-        let timing = straight.train(train, held_out, &opts, |_, _| {}).unwrap();
-        assert_eq!((timing.steps, timing.tokens), (10, 10 * 2 * 8));
+        let straight = trained(&ids, 10, &options(&tmp.0.join("straight"), 100, 3, 0));
 
         let halves = options(&tmp.0.join("halves"), 100, 3, 0);
         let mut first = Run::start(config(10), &ids).unwrap();
+        let (train, held_out) = first.split(&ids);
         let mut seen = Vec::new();
         let stop = RunOptions {
             stop_at: Some(5),
             ..halves.clone()
         };
-        first
+        let timing = first
             .train(train, held_out, &stop, |s, _| seen.push(s.step))
             .unwrap();
         assert_eq!(seen, [0, 1, 2, 3, 4]);
+        assert_eq!((timing.steps, timing.tokens), (5, 5 * 2 * 8));
         assert_eq!(
             steps_in(&tmp.0.join("halves")),
             [5],
@@ -587,10 +598,7 @@ mod tests {
     fn resuming_on_other_data_is_an_error_naming_both_fingerprints() {
         let ids = corpus(0);
         let tmp = TempDir::new("other-data");
-        let mut run = Run::start(config(4), &ids).unwrap();
-        let (train, held_out) = run.split(&ids);
-        run.train(train, held_out, &options(&tmp.0, 2, 1, 0), |_, _| {})
-            .unwrap();
+        trained(&ids, 4, &options(&tmp.0, 2, 1, 0));
         let dir = tmp.0.join(step_dir_name(4));
         let other = corpus(1);
         let err = Run::resume(&dir, &other).unwrap_err();
@@ -633,10 +641,9 @@ mod tests {
     fn average_last_is_the_mean_of_the_last_checkpoints() {
         let ids = corpus(0);
         let tmp = TempDir::new("average");
-        let mut run = Run::start(config(10), &ids).unwrap();
-        let (train, held_out) = run.split(&ids);
         let opts = options(&tmp.0, 4, 3, 2); // saves 4, 8, 10
-        run.train(train, held_out, &opts, |_, _| {}).unwrap();
+        let run = trained(&ids, 10, &opts);
+        let (_, held_out) = run.split(&ids);
         let last = run.model.clone();
         let done = run.finish(held_out, &opts).unwrap();
         let averaged = done.averaged.as_ref().expect("averaged");
@@ -672,6 +679,20 @@ mod tests {
 
     fn run_held_out(model: &Gpt, held_out: &[u32]) -> f32 {
         eval_loss(model, held_out, 8, 2, 4).unwrap()
+    }
+
+    #[test]
+    fn from_model_trains_the_weights_it_is_given() {
+        let ids = corpus(0);
+        let c = config(3);
+        let model = Gpt::init(c.model.clone(), c.train.seed).unwrap();
+        let mut run = Run::from_model(model, c.train.clone(), c.held_out, &ids).unwrap();
+        let (train, held_out) = run.split(&ids);
+        run.train(train, held_out, &RunOptions::default(), |_, _| {})
+            .unwrap();
+        assert_eq!(run.log, trained(&ids, 3, &RunOptions::default()).log);
+        let err = Run::from_model(run.model, c.train, 1.0, &ids).unwrap_err();
+        assert!(err.to_string().contains("held-out fraction"), "{err}");
     }
 
     /// One window holds the whole sequence: the plain mean; a context of 3 over 7
