@@ -6,6 +6,10 @@
 //! the model was trained on a tokenizer's ids, `tokenizer.tiktoken` and `tokenizer.json`
 //! (its split pattern) sit next to them, and `--text` / `--prompt` use it. Without them the
 //! tokens are bytes.
+//!
+//! The training run itself is the library's ([`llm_lessons::gpt::run`]), and so is the
+//! tokenizer of a model folder ([`llm_lessons::gpt::tokens`]): this file turns flags into
+//! their settings, prints, and draws the progress bar.
 
 use std::path::{Path, PathBuf};
 
@@ -378,8 +382,6 @@ pub fn run(cmd: GptCommand) -> CliResult {
             let bar = progress::bar(run.planned_steps() as u64, "training");
             bar.set_position(run.trainer.step as u64);
             let (t0, first) = (std::time::Instant::now(), run.trainer.step);
-            // the first failure to print, if any (the run goes on, as the progress bar does)
-            let mut print_error = None;
             let timing = run.train(train, val, &options, |step, held_out| {
                 let done = step.step + 1;
                 let rate = ((done - first) * tokens_per_step) as f64 / t0.elapsed().as_secs_f64();
@@ -389,20 +391,16 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 ));
                 bar.inc(1);
                 if let Some(v) = held_out {
-                    let line = bar.suspend(|| {
+                    // a line that cannot be printed does not stop the run: the next one
+                    // after it reports the error
+                    let _ = bar.suspend(|| {
                         say(format!(
                             "step {done}: train loss {:.4}, held-out loss {v:.4}",
                             step.loss
                         ))
                     });
-                    if let Err(e) = line {
-                        print_error.get_or_insert(e);
-                    }
                 }
             })?;
-            if let Some(e) = print_error {
-                return Err(e);
-            }
             bar.finish_and_clear();
             if timing.steps > 0 {
                 say(format!(
