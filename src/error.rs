@@ -61,6 +61,20 @@ pub enum Error {
         loss: f32,
         uniform: f32,
     },
+    /// A training run resumed on other token ids than it was trained on: their number and
+    /// FNV-1a hash differ.
+    #[error(
+        "the run in {dir} was trained on other token ids ({} ids, fingerprint {:016x}; now {} ids, \
+         fingerprint {:016x}): resume it on the same data",
+        trained.0, trained.1, given.0, given.1
+    )]
+    OtherData {
+        dir: PathBuf,
+        /// (number of ids, FNV-1a hash) of the run's data.
+        trained: (usize, u64),
+        /// The same of the data given now.
+        given: (usize, u64),
+    },
     /// A token id that the tokenizer's vocabulary does not have.
     #[error("token id {id} is not in the vocabulary (ids 0..{n_vocab}{specials})")]
     UnknownTokenId {

@@ -2,7 +2,7 @@
 //! module turns it into [`crate::plot`] series.
 
 use super::train::LossLog;
-use crate::plot::Series;
+use crate::plot::{LineChart, Series};
 
 impl LossLog {
     /// The training loss (mean over `smooth` steps) and the held-out points against the
@@ -15,6 +15,15 @@ impl LossLog {
             out.push(Series::new(label("held-out loss"), curves.held_out));
         }
         out
+    }
+
+    /// The log's chart, as `llm gpt train` draws it (`loss.svg`): about 200 points a curve.
+    pub fn chart(&self, title: impl Into<String>) -> LineChart {
+        let smooth = (self.rows.len() / 200).max(1);
+        self.series("", smooth).into_iter().fold(
+            LineChart::new(title, "step", "cross-entropy (nats/token)"),
+            LineChart::series,
+        )
     }
 }
 

@@ -36,7 +36,9 @@
 //!
 //! Generation with a key/value cache and sampling is in [`generate`].
 //!
-//! Checkpoints, with the state of a training run to resume it, are in [`checkpoint`].
+//! Checkpoints, with the state of a training run to resume it, are in [`checkpoint`]; a
+//! whole run (held-out loss, checkpoints kept and averaged, resuming on the same data) in
+//! [`run`], and the tokenizer a model folder carries in [`tokens`].
 
 pub mod attention;
 pub mod block;
@@ -56,7 +58,9 @@ pub mod optim;
 pub mod params;
 pub mod residual;
 pub mod rope;
+pub mod run;
 pub mod shapes;
+pub mod tokens;
 pub mod tour;
 pub mod train;
 

@@ -17,7 +17,8 @@ use rustc_hash::FxHashMap;
 use super::generate::{generate, Sampling};
 use super::model::{Activations, Gpt};
 use super::optim::{AdamWConfig, Decay, LrSchedule};
-use super::train::{eval_loss, LossLog, StepLog, TrainConfig, Trainer};
+use super::run::{Run, RunConfig, RunOptions};
+use super::train::{LossLog, StepLog, TrainConfig};
 use super::GptConfig;
 use crate::data::grammar::{true_cross_entropy, GeneratedSentence, Grammar};
 use crate::ngram::{NgramConfig, NgramModel, Smoothing};
@@ -193,43 +194,34 @@ pub fn toy_world_run(
     );
     let mut cfg = config.model.clone();
     cfg.vocab_size = vocab.len();
-    let mut model = Gpt::init(cfg.clone(), config.seed)?;
-    let mut trainer = Trainer::new(
-        &model,
-        TrainConfig {
-            batch: config.batch,
-            seq_len: cfg.context,
-            schedule: LrSchedule {
-                max_lr: config.lr,
-                min_lr: config.lr / 10.0,
-                warmup: (config.steps / 20).max(1),
-                total: config.steps,
-                anneal: 0,
-                decay: Decay::Cosine,
-            },
-            adamw: AdamWConfig::default(),
-            clip: Some(1.0),
-            seed: config.seed,
+    let train_config = TrainConfig {
+        batch: config.batch,
+        seq_len: cfg.context,
+        schedule: LrSchedule {
+            max_lr: config.lr,
+            min_lr: config.lr / 10.0,
+            warmup: (config.steps / 20).max(1),
+            total: config.steps,
+            anneal: 0,
+            decay: Decay::Cosine,
         },
-    )?;
-    let mut log = LossLog::default();
-    let t0 = Instant::now();
-    let mut eval_time = 0.0;
-    for _ in 0..config.steps {
-        let step = trainer.step(&mut model, &train_ids)?;
-        on_step(&step);
-        let held = if config.eval_every > 0 && trainer.step % config.eval_every == 0 {
-            let t = Instant::now();
-            let v = eval_loss(&model, &held_ids, cfg.context, config.batch, 64)?;
-            eval_time += t.elapsed().as_secs_f64();
-            Some(v)
-        } else {
-            None
-        };
-        log.push(step, held);
-    }
-    let train_seconds = t0.elapsed().as_secs_f64() - eval_time;
-    let tokens_per_s = (config.steps * config.batch * cfg.context) as f64 / train_seconds;
+        adamw: AdamWConfig::default(),
+        clip: Some(1.0),
+        seed: config.seed,
+    };
+    // the held-out sentences are a corpus of their own, not the end of the training ids
+    let run_config = RunConfig {
+        model: cfg,
+        train: train_config,
+        held_out: 0.0,
+    };
+    let mut run = Run::start(run_config, &train_ids)?;
+    let options = RunOptions {
+        eval_every: config.eval_every,
+        ..RunOptions::default()
+    };
+    let timing = run.train(&train_ids, &held_ids, &options, |s, _| on_step(s))?;
+    let (model, log) = (run.model, run.log);
     let test_cross_entropy = sentence_cross_entropy(&model, &test_ids)?;
 
     let words = |c: &[GeneratedSentence]| c.iter().map(|s| s.words.clone()).collect::<Vec<_>>();
@@ -255,7 +247,7 @@ pub fn toy_world_run(
         ngram_cross_entropy,
         ngram_best: (order, Smoothing::ModifiedKneserNey),
         true_cross_entropy: true_cross_entropy(&test),
-        tokens_per_s,
+        tokens_per_s: timing.tokens_per_s(),
     })
 }
 

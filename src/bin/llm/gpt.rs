@@ -6,83 +6,27 @@
 //! the model was trained on a tokenizer's ids, `tokenizer.tiktoken` and `tokenizer.json`
 //! (its split pattern) sit next to them, and `--text` / `--prompt` use it. Without them the
 //! tokens are bytes.
+//!
+//! The training run itself is the library's ([`llm_lessons::gpt::run`]), and so is the
+//! tokenizer of a model folder ([`llm_lessons::gpt::tokens`]): this file turns flags into
+//! their settings, prints, and draws the progress bar.
 
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use llm_lessons::bpe::{Encoding, Pattern};
-use llm_lessons::gpt::checkpoint::{
-    load_average, load_model, load_trainer, save, save_checkpoint_dir, step_dir_name, step_dirs,
-};
+use llm_lessons::gpt::checkpoint::{load_model, save};
 use llm_lessons::gpt::generate::{generate, KvCache, Sampling};
 use llm_lessons::gpt::optim::{AdamWConfig, Decay, LrSchedule};
+use llm_lessons::gpt::run::{sequence_loss, Checkpoints, Run, RunConfig, RunOptions, TRAIN_LOG};
+use llm_lessons::gpt::tokens::{check_ids, parse_ids, Tokens};
 use llm_lessons::gpt::tour::{ablation, ablation_configs, ToyWorldConfig};
-use llm_lessons::gpt::train::{eval_loss, split_held_out, LossLog, TrainConfig, Trainer};
-use llm_lessons::gpt::{Activations, Gpt, GptConfig};
+use llm_lessons::gpt::train::{LossLog, TrainConfig};
+use llm_lessons::gpt::GptConfig;
 use llm_lessons::plot::LineChart;
 use llm_lessons::{progress, Error};
 
 use crate::bpe::PatternArg;
 use crate::{say, CliResult};
-
-const TOKENIZER_RANKS: &str = "tokenizer.tiktoken";
-const TOKENIZER_META: &str = "tokenizer.json";
-const TRAIN_LOG: &str = "train_log.csv";
-const RUN_INFO: &str = "run.json";
-
-/// What a checkpoint must know of its run beyond the model and optimizer: which token ids
-/// it trained on (their number and an FNV-1a hash, so that resuming on other data is an
-/// error), and the held-out fraction that split them.
-struct RunInfo {
-    data: (usize, String),
-    held_out: f64,
-}
-
-impl RunInfo {
-    fn to_json(&self) -> String {
-        serde_json::to_string_pretty(&serde_json::json!({
-            "data_tokens": self.data.0,
-            "data_fnv1a64": self.data.1,
-            "held_out": self.held_out,
-        }))
-        .expect("JSON")
-    }
-
-    fn load(dir: &Path) -> llm_lessons::Result<RunInfo> {
-        let path = dir.join(RUN_INFO);
-        let text = llm_lessons::data::read_text(&path)?;
-        let bad = |m: &str| Error::Checkpoint {
-            path: path.clone(),
-            message: m.into(),
-        };
-        let j: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(&format!("not JSON: {e}")))?;
-        Ok(RunInfo {
-            data: (
-                j["data_tokens"]
-                    .as_u64()
-                    .ok_or_else(|| bad("data_tokens is missing"))? as usize,
-                j["data_fnv1a64"]
-                    .as_str()
-                    .ok_or_else(|| bad("data_fnv1a64 is missing"))?
-                    .to_string(),
-            ),
-            held_out: j["held_out"]
-                .as_f64()
-                .ok_or_else(|| bad("held_out is missing"))?,
-        })
-    }
-}
-
-fn data_fingerprint(ids: &[u32]) -> (usize, String) {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for id in ids {
-        for b in id.to_le_bytes() {
-            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-        }
-    }
-    (ids.len(), format!("{h:016x}"))
-}
 
 // parsed once at start-up: the size of a variant does not matter
 #[allow(clippy::large_enum_variant)]
@@ -258,109 +202,6 @@ pub enum GptCommand {
     },
 }
 
-/// How a model folder turns text into ids and back.
-enum Tokens {
-    Bytes,
-    Bpe(Box<Encoding>),
-}
-
-impl Tokens {
-    fn load(dir: &Path) -> llm_lessons::Result<Tokens> {
-        let ranks = dir.join(TOKENIZER_RANKS);
-        if !ranks.exists() {
-            return Ok(Tokens::Bytes);
-        }
-        let meta = dir.join(TOKENIZER_META);
-        let text = llm_lessons::data::read_text(&meta)?;
-        let pattern = match serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|j| j.get("pattern")?.as_str().map(str::to_string))
-            .as_deref()
-        {
-            Some("gpt2") => Pattern::Gpt2,
-            Some("cl100k") => Pattern::Cl100k,
-            _ => {
-                return Err(Error::Checkpoint {
-                    path: meta,
-                    message: "needs {\"pattern\": \"gpt2\" | \"cl100k\"}".into(),
-                })
-            }
-        };
-        Ok(Tokens::Bpe(Box::new(Encoding::load_tiktoken(
-            &ranks, pattern,
-        )?)))
-    }
-
-    fn encode(&self, text: &str) -> Vec<u32> {
-        match self {
-            Tokens::Bytes => text.bytes().map(u32::from).collect(),
-            Tokens::Bpe(enc) => enc.encode_ordinary_parallel(text),
-        }
-    }
-
-    fn decode(&self, ids: &[u32]) -> llm_lessons::Result<String> {
-        let bytes = match self {
-            Tokens::Bytes => ids.iter().map(|&id| id as u8).collect(),
-            Tokens::Bpe(enc) => enc.decode_bytes(ids)?,
-        };
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
-    }
-
-    /// Ids the tokenizer can produce: 256 bytes, or the ranks and special tokens.
-    fn vocab_size(&self) -> llm_lessons::Result<usize> {
-        Ok(match self {
-            Tokens::Bytes => 256,
-            Tokens::Bpe(enc) => {
-                let mut n = enc.n_ranks();
-                for name in enc.special_names() {
-                    n = n.max(enc.special_token(name)? as usize + 1);
-                }
-                n
-            }
-        })
-    }
-}
-
-fn parse_ids(text: &str, what: &str) -> llm_lessons::Result<Vec<u32>> {
-    text.split_whitespace()
-        .map(|s| {
-            s.parse::<u32>()
-                .map_err(|_| Error::InvalidArgument(format!("{what}: {s:?} is not a token id")))
-        })
-        .collect()
-}
-
-fn check_ids(ids: &[u32], model: &Gpt, what: &str) -> llm_lessons::Result<()> {
-    if let Some(&id) = ids.iter().find(|&&id| id as usize >= model.cfg.vocab_size) {
-        return Err(Error::InvalidArgument(format!(
-            "{what}: token id {id} is out of range: the model's vocabulary has {} ids",
-            model.cfg.vocab_size
-        )));
-    }
-    Ok(())
-}
-
-/// The mean next-token cross-entropy over `ids`: windows of the model's context that tile
-/// the sequence, each target predicted from the window's earlier tokens.
-fn sequence_loss(model: &Gpt, ids: &[u32]) -> llm_lessons::Result<f64> {
-    let n = ids.len() - 1;
-    let ctx = model.cfg.context;
-    let mut total = 0.0f64;
-    let mut start = 0;
-    while start < n {
-        let len = ctx.min(n - start);
-        let mut acts = Activations::new(&model.cfg, 1, len);
-        let loss = model.forward_loss(
-            &mut acts,
-            &ids[start..start + len],
-            &ids[start + 1..start + len + 1],
-        )?;
-        total += loss as f64 * len as f64;
-        start += len;
-    }
-    Ok(total / n as f64)
-}
-
 pub fn run(cmd: GptCommand) -> CliResult {
     match cmd {
         GptCommand::Train {
@@ -392,47 +233,33 @@ pub fn run(cmd: GptCommand) -> CliResult {
             resume,
             save_init,
         } => {
-            if steps == Some(0) {
-                return Err(Error::InvalidArgument("--steps must be at least 1".into()).into());
-            }
-            if !(0.0..1.0).contains(&held_out) {
-                return Err(Error::InvalidArgument(format!(
-                    "--held-out must be in [0, 1), got {held_out}"
-                ))
-                .into());
-            }
-            if average_last > keep_checkpoints {
-                return Err(Error::InvalidArgument(format!(
-                    "--average-last {average_last} needs --keep-checkpoints {average_last} or more"
-                ))
+            if average_last > 1 && checkpoint_every == 0 {
+                return Err(Error::InvalidArgument(
+                    "--average-last averages checkpoints: give --checkpoint-every N too".into(),
+                )
                 .into());
             }
             let tokens = match &tokenizer {
                 None => Tokens::Bytes,
-                Some(path) => Tokens::Bpe(Box::new(Encoding::load_tiktoken(path, pattern.into())?)),
+                Some(path) => Tokens::load_tiktoken(path, pattern.into())?,
             };
-            let text = llm_lessons::data::read_text(&corpus)?;
-            let ids = tokens.encode(&text);
+            let ids = tokens.encode(&llm_lessons::data::read_text(&corpus)?);
             if ids.is_empty() {
                 return Err(Error::EmptyCorpus {
                     what: corpus.display().to_string(),
                 }
                 .into());
             }
-            let fingerprint = data_fingerprint(&ids);
-            let (mut model, mut trainer, mut log, held_out, steps) = match &resume {
+            let mut run = match &resume {
                 Some(dir) => {
-                    let model = load_model(dir)?;
-                    let trainer = load_trainer(dir, &model)?;
-                    let run = RunInfo::load(dir)?;
-                    if run.data != fingerprint {
-                        return Err(Error::InvalidArgument(format!(
-                            "--corpus and --tokenizer give other token ids than the run in {} was trained on ({} ids, fingerprint {}; now {} ids, fingerprint {}): give the same files",
-                            dir.display(), run.data.0, run.data.1, fingerprint.0, fingerprint.1
-                        ))
-                        .into());
-                    }
-                    let planned = trainer.config.schedule.total;
+                    let run = Run::resume(dir, &ids).map_err(|e| match e {
+                        Error::OtherData { trained, given, .. } => Error::InvalidArgument(format!(
+                            "--corpus and --tokenizer give other token ids than the run in {} was trained on ({} ids, fingerprint {:016x}; now {} ids, fingerprint {:016x}): give the same files",
+                            dir.display(), trained.0, trained.1, given.0, given.1
+                        )),
+                        e => e,
+                    })?;
+                    let planned = run.planned_steps();
                     if steps.is_some_and(|s| s != planned) {
                         return Err(Error::InvalidArgument(format!(
                             "the run in {} was planned for {planned} steps (its learning-rate schedule): resume it with --steps {planned}, or without --steps",
@@ -440,15 +267,12 @@ pub fn run(cmd: GptCommand) -> CliResult {
                         ))
                         .into());
                     }
-                    let log_path = dir.join(TRAIN_LOG);
-                    let log =
-                        LossLog::from_csv(&llm_lessons::data::read_text(&log_path)?, &log_path)?;
                     say(format!(
                         "resuming {} at step {} of {planned}",
                         dir.display(),
-                        trainer.step
+                        run.trainer.step
                     ))?;
-                    (model, trainer, log, run.held_out, planned)
+                    run
                 }
                 None => {
                     let steps = steps.unwrap_or(1000);
@@ -471,8 +295,7 @@ pub fn run(cmd: GptCommand) -> CliResult {
                         }
                     }
                     cfg.vocab_size = tokens.vocab_size()?;
-                    cfg.validate()?;
-                    let config = TrainConfig {
+                    let train = TrainConfig {
                         batch,
                         seq_len: cfg.context,
                         schedule: LrSchedule {
@@ -490,25 +313,34 @@ pub fn run(cmd: GptCommand) -> CliResult {
                         clip: (clip > 0.0).then_some(clip),
                         seed,
                     };
-                    let model = Gpt::init(cfg, seed)?;
-                    let trainer = Trainer::new(&model, config)?;
+                    let run = Run::start(
+                        RunConfig {
+                            model: cfg,
+                            train,
+                            held_out,
+                        },
+                        &ids,
+                    )?;
                     if save_init {
-                        save(&out.join("init"), &model, None)?;
+                        save(&out.join("init"), &run.model, None)?;
                     }
-                    (model, trainer, LossLog::default(), held_out, steps)
+                    run
                 }
             };
-            if model.cfg.vocab_size < tokens.vocab_size()? {
-                return Err(Error::InvalidArgument(format!(
-                    "the model's vocabulary has {} ids, fewer than the tokenizer's {}",
-                    model.cfg.vocab_size,
-                    tokens.vocab_size()?
-                ))
-                .into());
-            }
-            let cfg = model.cfg.clone();
-            let (train, val) = split_held_out(&ids, held_out);
-            let (batch, seq_len) = (trainer.config.batch, trainer.config.seq_len);
+            tokens.check_fits(&run.model.cfg)?;
+            let options = RunOptions {
+                eval_every,
+                eval_windows,
+                checkpoints: (checkpoint_every > 0).then(|| Checkpoints {
+                    dir: out.join("checkpoints"),
+                    every: checkpoint_every,
+                    keep: keep_checkpoints,
+                    average_last,
+                }),
+                stop_at: None,
+            };
+            let cfg = run.model.cfg.clone();
+            let (train, val) = run.split(&ids);
             say(format!(
                 "model: {} parameters (vocab {}, d_model {}, {} layers, {} heads, {} kv heads, d_ff {}, context {}, {:?} norm, {:?} positions, {:?} MLP)",
                 cfg.n_params(),
@@ -546,75 +378,39 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 train.len(),
                 val.len()
             ))?;
-            // held-out windows no longer than what the held-out part holds
-            let eval_len = seq_len.min(val.len().saturating_sub(1));
-            let evaluate = |model: &Gpt| -> llm_lessons::Result<Option<f32>> {
-                if eval_len == 0 {
-                    return Ok(None);
-                }
-                eval_loss(model, val, eval_len, batch, eval_windows).map(Some)
-            };
-            let run_info = RunInfo {
-                data: fingerprint,
-                held_out,
-            };
-            let checkpoints = out.join("checkpoints");
-            let first = trainer.step;
-            let bar = progress::bar(steps as u64, "training");
-            bar.set_position(first as u64);
-            let t0 = std::time::Instant::now();
-            while trainer.step < steps {
-                let step = trainer.step(&mut model, train)?;
-                let done = trainer.step;
-                let measured = if eval_every > 0 && done % eval_every == 0 {
-                    evaluate(&model)?
-                } else {
-                    None
-                };
-                log.push(step, measured);
-                let rate = ((done - first) * batch * seq_len) as f64 / t0.elapsed().as_secs_f64();
+            let tokens_per_step = run.trainer.config.batch * run.trainer.config.seq_len;
+            let bar = progress::bar(run.planned_steps() as u64, "training");
+            bar.set_position(run.trainer.step as u64);
+            let (t0, first) = (std::time::Instant::now(), run.trainer.step);
+            let timing = run.train(train, val, &options, |step, held_out| {
+                let done = step.step + 1;
+                let rate = ((done - first) * tokens_per_step) as f64 / t0.elapsed().as_secs_f64();
                 bar.set_message(format!(
                     "training, loss {:.4}, {rate:.0} tokens/s",
                     step.loss
                 ));
                 bar.inc(1);
-                if let Some(v) = measured {
-                    bar.suspend(|| {
+                if let Some(v) = held_out {
+                    // a line that cannot be printed does not stop the run: the next one
+                    // after it reports the error
+                    let _ = bar.suspend(|| {
                         say(format!(
                             "step {done}: train loss {:.4}, held-out loss {v:.4}",
                             step.loss
                         ))
-                    })?;
+                    });
                 }
-                if checkpoint_every > 0 && (done % checkpoint_every == 0 || done == steps) {
-                    let dir = checkpoints.join(step_dir_name(done));
-                    let csv = log.to_csv();
-                    let info = run_info.to_json();
-                    save_checkpoint_dir(
-                        &dir,
-                        &model,
-                        &trainer,
-                        &[(TRAIN_LOG, csv.as_bytes()), (RUN_INFO, info.as_bytes())],
-                    )?;
-                    let all = step_dirs(&checkpoints)?;
-                    for (_, old) in &all[..all.len().saturating_sub(keep_checkpoints.max(1))] {
-                        std::fs::remove_dir_all(old).map_err(|e| Error::Write {
-                            path: old.clone(),
-                            source: e,
-                        })?;
-                    }
-                }
-            }
+            })?;
             bar.finish_and_clear();
-            let seconds = t0.elapsed().as_secs_f64();
-            let ran = steps - first;
-            if ran > 0 {
+            if timing.steps > 0 {
                 say(format!(
-                    "trained {ran} steps in {seconds:.2} s, {:.0} tokens/s",
-                    (ran * batch * seq_len) as f64 / seconds.max(1e-9)
+                    "trained {} steps in {:.2} s, {:.0} tokens/s",
+                    timing.steps,
+                    timing.seconds,
+                    timing.tokens_per_s()
                 ))?;
             }
-            let tail = &log.rows[log.rows.len().saturating_sub(10)..];
+            let tail = &run.log.rows[run.log.rows.len().saturating_sub(10)..];
             if !tail.is_empty() {
                 let mean = tail.iter().map(|r| r.step.loss).sum::<f32>() / tail.len() as f32;
                 say(format!(
@@ -622,68 +418,26 @@ pub fn run(cmd: GptCommand) -> CliResult {
                     tail.len()
                 ))?;
             }
-            let last_held_out = evaluate(&model)?;
-            let model = if average_last > 1 {
-                let all = step_dirs(&checkpoints)?;
-                if all.len() < average_last {
-                    return Err(Error::InvalidArgument(format!(
-                        "--average-last {average_last}: only {} checkpoints in {} (one every {checkpoint_every} steps)",
-                        all.len(),
-                        checkpoints.display()
-                    ))
-                    .into());
-                }
-                let dirs: Vec<PathBuf> = all[all.len() - average_last..]
-                    .iter()
-                    .map(|(_, d)| d.clone())
-                    .collect();
-                let steps: Vec<String> = all[all.len() - average_last..]
-                    .iter()
-                    .map(|(s, _)| s.to_string())
-                    .collect();
-                let mean = load_average(&dirs)?;
-                if let Some(v) = last_held_out {
+            let done = run.finish(val, &options)?;
+            if let Some(a) = &done.averaged {
+                if let Some(v) = a.last_step_held_out {
                     say(format!("held-out loss {v:.4} (last step's weights)"))?;
                 }
+                let steps: Vec<String> = a.steps.iter().map(usize::to_string).collect();
                 say(format!(
                     "averaged the checkpoints of steps {}",
                     steps.join(", ")
                 ))?;
-                mean
-            } else {
-                model
-            };
-            match evaluate(&model)? {
+            }
+            match done.held_out {
                 Some(v) => say(format!("held-out loss {v:.4}"))?,
                 None => say("held-out loss: none (too few held-out tokens)")?,
             }
-            save(&out, &model, None)?;
-            llm_lessons::data::write_atomic(&out.join(TRAIN_LOG), log.to_csv().as_bytes())?;
-            let chart = log
-                .series("", (log.rows.len() / 200).max(1))
-                .into_iter()
-                .fold(
-                    LineChart::new(
-                        format!("Training {}", out.display()),
-                        "step",
-                        "cross-entropy (nats/token)",
-                    ),
-                    |c, s| c.series(s),
-                );
-            chart.save_svg(out.join("loss.svg"))?;
-            if let (Some(path), Tokens::Bpe(enc)) = (&tokenizer, &tokens) {
-                enc.save_tiktoken(out.join(TOKENIZER_RANKS))?;
-                let name = match pattern {
-                    PatternArg::Gpt2 => "gpt2",
-                    PatternArg::Cl100k => "cl100k",
-                };
-                let meta =
-                    serde_json::json!({"pattern": name, "source": path.display().to_string()});
-                llm_lessons::data::write_atomic(
-                    &out.join(TOKENIZER_META),
-                    serde_json::to_string_pretty(&meta)?.as_bytes(),
-                )?;
-            }
+            done.save(&out)?;
+            done.log
+                .chart(format!("Training {}", out.display()))
+                .save_svg(out.join("loss.svg"))?;
+            tokens.save(&out, tokenizer.as_deref())?;
             say(format!(
                 "wrote {} (config.json, model.safetensors, {TRAIN_LOG}, loss.svg)",
                 out.display()
@@ -787,28 +541,14 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 }
                 (None, Some(path)) => {
                     let tokens = Tokens::load(&dir)?;
-                    if model.cfg.vocab_size < tokens.vocab_size()? {
-                        return Err(Error::InvalidArgument(format!(
-                            "the model's vocabulary has {} ids, fewer than its tokenizer's {}",
-                            model.cfg.vocab_size,
-                            tokens.vocab_size()?
-                        ))
-                        .into());
-                    }
+                    tokens.check_fits(&model.cfg)?;
                     tokens.encode(&llm_lessons::data::read_text(&path)?)
                 }
                 (None, None) => {
                     return Err(Error::InvalidArgument("give --ids or --text".into()).into())
                 }
             };
-            if ids.len() < 2 {
-                return Err(Error::InvalidArgument(format!(
-                    "{} tokens: the cross-entropy needs at least 2",
-                    ids.len()
-                ))
-                .into());
-            }
-            check_ids(&ids, &model, "the input")?;
+            check_ids(&ids, &model.cfg, "the input")?;
             let h = sequence_loss(&model, &ids)?;
             say(format!(
                 "cross-entropy {h:.4} nats/token over {} predictions (perplexity {:.3})",
@@ -854,7 +594,7 @@ pub fn run(cmd: GptCommand) -> CliResult {
             match (prompt, prompt_ids) {
                 (_, Some(line)) => {
                     let ids = parse_ids(&line, "--prompt-ids")?;
-                    check_ids(&ids, &model, "--prompt-ids")?;
+                    check_ids(&ids, &model.cfg, "--prompt-ids")?;
                     let new = generate(&model, &ids, max_new_tokens, &sampling)?;
                     let line: Vec<String> = new.iter().map(u32::to_string).collect();
                     say(line.join(" "))
@@ -862,7 +602,7 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 (Some(text), None) => {
                     let tokens = Tokens::load(&dir)?;
                     let ids = tokens.encode(&text);
-                    check_ids(&ids, &model, "--prompt")?;
+                    check_ids(&ids, &model.cfg, "--prompt")?;
                     let new = generate(&model, &ids, max_new_tokens, &sampling)?;
                     let mut all = ids;
                     all.extend(new);
