@@ -121,11 +121,7 @@ pub fn load_trainer(dir: &Path, model: &Gpt) -> Result<Trainer> {
     let config: TrainConfig = serde_json::from_value(field("train_config")?.clone())
         .map_err(|e| bad(&path, format!("train_config: {e}")))?;
     // a run that froze tensors resumes with the same ones frozen (older runs froze none)
-    let frozen: Vec<String> = match j.get("frozen") {
-        None => Vec::new(),
-        Some(f) => serde_json::from_value(f.clone())
-            .map_err(|e| bad(&path, format!("frozen is not a list of names: {e}")))?,
-    };
+    let frozen = frozen_field(&j, &path)?;
     if frozen != frozen_names(&model.params) {
         return Err(bad(
             &path,
@@ -165,6 +161,23 @@ pub fn load_trainer(dir: &Path, model: &Gpt) -> Result<Trainer> {
         }
     }
     Trainer::resume(model, config, opt, step, position)
+}
+
+/// The names of the tensors that the run saved in `dir` froze (none for a run that
+/// trained them all, or one saved before tensors could be frozen).
+pub fn frozen_in(dir: &Path) -> Result<Vec<String>> {
+    let path = dir.join("trainer.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let j: Value = serde_json::from_str(&text).map_err(|e| bad(&path, format!("not JSON: {e}")))?;
+    frozen_field(&j, &path)
+}
+
+fn frozen_field(j: &Value, path: &Path) -> Result<Vec<String>> {
+    match j.get("frozen") {
+        None => Ok(Vec::new()),
+        Some(f) => serde_json::from_value(f.clone())
+            .map_err(|e| bad(path, format!("frozen is not a list of names: {e}"))),
+    }
 }
 
 /// The names of the frozen tensors, in [`Params::visit`] order.

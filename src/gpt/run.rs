@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::checkpoint::{
-    load_average, load_model, load_trainer, save, save_checkpoint_dir, step_dir_name, step_dirs,
+    frozen_in, load_average, load_model, load_trainer, save, save_checkpoint_dir, step_dir_name,
+    step_dirs,
 };
 use super::model::{Activations, Gpt};
 use super::train::{eval_loss, split_held_out, LossLog, StepLog, TrainConfig, Trainer};
@@ -266,9 +267,13 @@ impl Run {
     }
 
     /// The run saved in the checkpoint folder `dir`, to continue on `ids`: the same token
-    /// ids it was started on, or [`Error::OtherData`].
+    /// ids it was started on, or [`Error::OtherData`]. The tensors it froze stay frozen.
     pub fn resume(dir: &Path, ids: &[u32]) -> Result<Run> {
-        let model = load_model(dir)?;
+        let mut model = load_model(dir)?;
+        let frozen = frozen_in(dir)?;
+        model
+            .params
+            .set_trainable(|name| !frozen.iter().any(|f| f == name));
         let trainer = load_trainer(dir, &model)?;
         let info = RunInfo::load(dir)?;
         let given = Fingerprint::of(ids);
@@ -592,6 +597,38 @@ mod tests {
         assert!(second.log.rows[8].held_out.is_some(), "step 9 is evaluated");
         assert!(second.model.params == straight.model.params);
         assert_eq!(steps_in(&tmp.0.join("halves")), [5, 10]);
+    }
+
+    /// A fine-tuning run on loaded weights with all but the final norm frozen: stopped,
+    /// resumed from its checkpoint with the same tensors frozen, equal to the straight run.
+    #[test]
+    fn a_frozen_run_resumes_frozen() {
+        let ids = corpus(2);
+        let tmp = TempDir::new("frozen");
+        let cfg = config(8);
+        let start = |cfg: &RunConfig| {
+            let mut model = Gpt::init(cfg.model.clone(), 7).unwrap();
+            model
+                .params
+                .set_trainable(|name| name == "model.norm.weight");
+            Run::from_model(model, cfg.train.clone(), cfg.held_out, &ids).unwrap()
+        };
+        let mut straight = start(&cfg);
+        let (train, held_out) = straight.split(&ids);
+        let opts = options(&tmp.0.join("straight"), 100, 2, 0);
+        straight.train(train, held_out, &opts, |_, _| {}).unwrap();
+        let mut first = start(&cfg);
+        let halves = options(&tmp.0.join("halves"), 100, 2, 0);
+        let stop = RunOptions {
+            stop_at: Some(4),
+            ..halves.clone()
+        };
+        first.train(train, held_out, &stop, |_, _| {}).unwrap();
+        let mut second = Run::resume(&tmp.0.join("halves").join(step_dir_name(4)), &ids).unwrap();
+        assert_eq!(second.model.params.count_trainable().0, cfg.model.d_model);
+        second.train(train, held_out, &halves, |_, _| {}).unwrap();
+        assert_eq!(second.log, straight.log);
+        assert!(second.model.params == straight.model.params);
     }
 
     #[test]
