@@ -32,6 +32,12 @@
 //! assert!((loss - 50f32.ln()).abs() < 0.1);
 //! ```
 //!
+//! The model is assembled from those kernels in three layers: [`linear::Linear`], a
+//! projection that owns its weight; [`params`], the parameters as the model is built (a
+//! block's norms, attention projections and MLP), walked by one visitor that names every
+//! tensor and says whether it is trainable; and [`block`], one transformer block's forward
+//! (shared by training and cached generation) and backward.
+//!
 //! Training is in [`train`]; loading and saving Hugging Face checkpoints in [`hf`].
 //!
 //! Generation with a key/value cache and sampling is in [`generate`].
