@@ -283,7 +283,15 @@ pub fn config_to_hf_json(cfg: &GptConfig) -> Result<String> {
 
 /// The parameters as a safetensors file (f32, little-endian), with Hugging Face names.
 pub fn params_to_safetensors(cfg: &GptConfig, params: &Params) -> Result<Vec<u8>> {
-    let specs = Params::specs(cfg);
+    let specs = params.param_specs();
+    if let Some(s) = specs.iter().find(|s| s.name.contains(".lora_")) {
+        return Err(Error::InvalidArgument(format!(
+            "{} is a LoRA adapter's: merge the adapters into the weights (Params::merge_lora) \
+             or save them in PEFT's format, not as a model",
+            s.name
+        )));
+    }
+    debug_assert_eq!(specs.len(), Params::specs(cfg).len());
     let named = specs
         .iter()
         .zip(params.tensors())

@@ -16,6 +16,7 @@
 //! assert_eq!(y, [1.0, 2.0, 3.0]);
 //! ```
 
+use super::lora::LoraAdapter;
 use super::params::Tensor;
 use super::shapes::rows_of;
 use crate::Result;
@@ -236,12 +237,14 @@ pub enum Weight {
     F32(Tensor),
 }
 
-/// A linear layer, `y = x W^T`, that owns its weight and knows its dimensions.
+/// A linear layer, `y = x W^T`, that owns its weight and knows its dimensions; with a
+/// LoRA adapter (chapter 5, [`super::lora`]), `y = x W^T + s (x A^T) B^T`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Linear {
     pub d_in: usize,
     pub d_out: usize,
     pub weight: Weight,
+    pub adapter: Option<LoraAdapter>,
 }
 
 impl Linear {
@@ -251,6 +254,7 @@ impl Linear {
             d_in,
             d_out,
             weight: Weight::F32(Tensor::zeros(&[d_out, d_in])),
+            adapter: None,
         }
     }
 
@@ -260,6 +264,7 @@ impl Linear {
             d_in,
             d_out,
             weight: Weight::F32(Tensor::from_vec(&[d_out, d_in], w)?),
+            adapter: None,
         })
     }
 
@@ -283,6 +288,9 @@ impl Linear {
         match &self.weight {
             Weight::F32(w) => linear_forward(y, x, w, n, self.d_in, self.d_out),
         }
+        if let Some(adapter) = &self.adapter {
+            adapter.forward_add(y, x);
+        }
     }
 
     /// Backward of [`Linear::forward`]: `dx += dy W`, and `dW += dy^T x` into `grad` if the
@@ -295,6 +303,9 @@ impl Linear {
                 linear_backward(dx, dw, dy, x, w, n, d_in, d_out)
             }
             (Weight::F32(w), _) => linear_backward_input(dx, dy, w, n, d_in, d_out),
+        }
+        if let (Some(adapter), Some(g)) = (&self.adapter, &mut grad.adapter) {
+            adapter.backward(dx, g, dy, x);
         }
     }
 }

@@ -10,6 +10,7 @@
 
 use super::config::{GptConfig, Mlp, Norm, Positions};
 use super::linear::{Linear, Weight};
+use super::lora::{kaiming_bound, LoraAdapter};
 use crate::{Error, Result};
 use ndarray_rand::rand::{Rng as _, SeedableRng};
 use ndarray_rand::rand_distr::StandardNormal;
@@ -90,6 +91,8 @@ pub enum Init {
     Zeros,
     /// Matrices and embeddings: N(0, std^2).
     Normal { std: f32 },
+    /// LoRA's `A`: U(-bound, bound) (PEFT's Kaiming-uniform).
+    Uniform { bound: f32 },
 }
 
 /// A parameter tensor's name (Hugging Face Llama's), shape, and how it is treated.
@@ -243,11 +246,17 @@ macro_rules! walk {
             };
         }
         macro_rules! linear {
-            ($name:expr, $linear:expr, $init:expr) => {
-                match & $($m)? $linear.weight {
+            ($name:expr, $linear:expr, $init:expr) => {{
+                let Linear { weight, adapter, .. } = & $($m)? $linear;
+                match weight {
                     Weight::F32(w) => tensor(format!("{}.weight", $name), true, $init, w),
                 }
-            };
+                if let Some(LoraAdapter { a, b, .. }) = adapter {
+                    let bound = kaiming_bound(a.shape[1]);
+                    tensor(format!("{}.lora_A.weight", $name), true, Init::Uniform { bound }, a);
+                    tensor(format!("{}.lora_B.weight", $name), true, Init::Zeros, b);
+                }
+            }};
         }
         // ANCHOR: names
         tensor("model.embed_tokens.weight".into(), true, normal, & $($m)? p.tok_emb);
@@ -265,19 +274,19 @@ macro_rules! walk {
             norm!(at("post_attention_layernorm"), & $($m)? b.mlp_norm);
             match & $($m)? b.mlp {
                 MlpParams::Gelu { up_proj, down_proj } => {
-                    linear!(at("mlp.up_proj"), up_proj, normal);
-                    linear!(at("mlp.down_proj"), down_proj, Init::Normal { std: resid_std });
+                    linear!(at("mlp.up_proj"), *up_proj, normal);
+                    linear!(at("mlp.down_proj"), *down_proj, Init::Normal { std: resid_std });
                 }
                 MlpParams::SwiGlu { gate_proj, up_proj, down_proj } => {
-                    linear!(at("mlp.gate_proj"), gate_proj, normal);
-                    linear!(at("mlp.up_proj"), up_proj, normal);
-                    linear!(at("mlp.down_proj"), down_proj, Init::Normal { std: resid_std });
+                    linear!(at("mlp.gate_proj"), *gate_proj, normal);
+                    linear!(at("mlp.up_proj"), *up_proj, normal);
+                    linear!(at("mlp.down_proj"), *down_proj, Init::Normal { std: resid_std });
                 }
             }
         }
         norm!("model.norm", & $($m)? p.final_norm);
         if let Some(head) = & $($m)? p.lm_head {
-            linear!("lm_head", head, normal);
+            linear!("lm_head", *head, normal);
         }
         // ANCHOR_END: names
     }};
@@ -370,10 +379,41 @@ impl Params {
             Init::Normal { std } => t
                 .iter_mut()
                 .for_each(|x| *x = std * rng.sample::<f32, _>(StandardNormal)),
+            Init::Uniform { bound } => t.iter_mut().for_each(|x| *x = rng.gen_range(-bound..bound)),
         });
         p
     }
     // ANCHOR_END: init
+
+    /// Calls `f` on every projection with its name (`model.layers.0.self_attn.q_proj`).
+    pub fn visit_linears_mut(&mut self, mut f: impl FnMut(&str, &mut Linear)) {
+        for (l, b) in self.blocks.iter_mut().enumerate() {
+            let at = |s: &str| format!("model.layers.{l}.{s}");
+            let attn = &mut b.attn;
+            f(&at("self_attn.q_proj"), &mut attn.q_proj);
+            f(&at("self_attn.k_proj"), &mut attn.k_proj);
+            f(&at("self_attn.v_proj"), &mut attn.v_proj);
+            f(&at("self_attn.o_proj"), &mut attn.o_proj);
+            match &mut b.mlp {
+                MlpParams::Gelu { up_proj, down_proj } => {
+                    f(&at("mlp.up_proj"), up_proj);
+                    f(&at("mlp.down_proj"), down_proj);
+                }
+                MlpParams::SwiGlu {
+                    gate_proj,
+                    up_proj,
+                    down_proj,
+                } => {
+                    f(&at("mlp.gate_proj"), gate_proj);
+                    f(&at("mlp.up_proj"), up_proj);
+                    f(&at("mlp.down_proj"), down_proj);
+                }
+            }
+        }
+        if let Some(head) = &mut self.lm_head {
+            f("lm_head", head);
+        }
+    }
 
     /// Sets every value to 0 (gradients, before a backward).
     pub fn zero(&mut self) {

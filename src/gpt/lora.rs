@@ -1,0 +1,528 @@
+//! LoRA (Hu et al. 2021): fine-tune a frozen linear layer through a low-rank update.
+//!
+//! ```text
+//! W_ft = W + s B A          A (r, d_in), B (d_out, r), s = alpha / r   (rsLoRA: alpha / sqrt r)
+//! y    = x W^T + s (x A^T) B^T
+//! ```
+//!
+//! The base weight `W` is frozen; only `A` and `B` train, `r (d_in + d_out)` numbers
+//! instead of `d_in d_out`. `A` starts as PEFT starts it (Kaiming-uniform with `a = sqrt 5`,
+//! that is U(-1/sqrt d_in, 1/sqrt d_in)) and `B` at zero, so the adapted model starts
+//! equal to the base. Shapes are PEFT's: `lora_A.weight` is `(r, d_in)`, `lora_B.weight`
+//! `(d_out, r)`, as in the paper's `h = W x + B A x` for column vectors. The course's slide,
+//! with `A in R^{d x r}` and `B in R^{r x d}`, writes the same update for row vectors,
+//! `x (W + A B)`: its `A` is PEFT's `A^T` and its `B` PEFT's `B^T`.
+
+use super::linear::{mat, mat_mut, matmul, Linear, Threads, Weight};
+use super::params::{Params, Tensor};
+use super::shapes::rows_of;
+use crate::{Error, Result};
+use ndarray_rand::rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The projections an adapter can target, by their Hugging Face module names.
+pub const TARGETS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+/// How to adapt a model: PEFT's `LoraConfig` fields that change the numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraConfig {
+    /// `r`, at least 1.
+    pub rank: usize,
+    /// `lora_alpha`.
+    pub alpha: f32,
+    /// `use_rslora`: scale by `alpha / sqrt(r)` instead of `alpha / r`.
+    pub rslora: bool,
+    /// Module names from [`TARGETS`] (PEFT's Llama default: `q_proj`, `v_proj`).
+    pub targets: Vec<String>,
+}
+
+impl LoraConfig {
+    /// `s`, the factor of the low-rank update.
+    pub fn scale(&self) -> f32 {
+        if self.rslora {
+            self.alpha / (self.rank as f32).sqrt()
+        } else {
+            self.alpha / self.rank as f32
+        }
+    }
+
+    /// Errors on rank 0, a non-finite alpha, no targets or an unknown target name.
+    pub fn validate(&self) -> Result<()> {
+        if self.rank == 0 {
+            return Err(Error::InvalidArgument(
+                "LoRA rank 0 adapts nothing: give r >= 1".into(),
+            ));
+        }
+        if !self.alpha.is_finite() {
+            return Err(Error::InvalidArgument(format!(
+                "lora_alpha must be a finite number, got {}",
+                self.alpha
+            )));
+        }
+        if self.targets.is_empty() {
+            return Err(Error::InvalidArgument(
+                "LoRA needs at least one target module".into(),
+            ));
+        }
+        if let Some(t) = self.targets.iter().find(|t| !TARGETS.contains(&t.as_str())) {
+            return Err(Error::InvalidArgument(format!(
+                "unknown LoRA target {t:?}: the projections are {}",
+                TARGETS.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+// ANCHOR: adapter
+/// A low-rank update on one linear layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraAdapter {
+    /// `s`: `alpha / r`, or `alpha / sqrt(r)` with rsLoRA.
+    pub scale: f32,
+    /// `(r, d_in)`
+    pub a: Tensor,
+    /// `(d_out, r)`
+    pub b: Tensor,
+}
+
+impl LoraAdapter {
+    /// An adapter for a `(d_out, d_in)` layer: `A` Kaiming-uniform as PEFT draws it, `B` zero.
+    pub fn new(d_in: usize, d_out: usize, cfg: &LoraConfig, rng: &mut ChaCha8Rng) -> Self {
+        let bound = kaiming_bound(d_in);
+        let mut a = Tensor::zeros(&[cfg.rank, d_in]);
+        a.iter_mut().for_each(|x| *x = rng.gen_range(-bound..bound));
+        LoraAdapter {
+            scale: cfg.scale(),
+            a,
+            b: Tensor::zeros(&[d_out, cfg.rank]),
+        }
+    }
+
+    /// The rank `r`.
+    pub fn rank(&self) -> usize {
+        self.a.shape[0]
+    }
+
+    /// `y += s (x A^T) B^T` for the `n` rows of `x`.
+    pub fn forward_add(&self, y: &mut [f32], x: &[f32]) {
+        let (r, d_in, d_out) = (self.rank(), self.a.shape[1], self.b.shape[0]);
+        let n = rows_of("LoraAdapter::forward_add", "x", x.len(), d_in);
+        let mut h = vec![0.0; n * r];
+        // h = x A^T, then y += s h B^T
+        matmul(
+            1.0,
+            &mat(x, n, d_in),
+            &mat(&self.a, r, d_in).t(),
+            0.0,
+            &mut mat_mut(&mut h, n, r),
+            Threads::All,
+        );
+        matmul(
+            self.scale,
+            &mat(&h, n, r),
+            &mat(&self.b, d_out, r).t(),
+            1.0,
+            &mut mat_mut(y, n, d_out),
+            Threads::All,
+        );
+    }
+
+    /// Backward of [`LoraAdapter::forward_add`], given `dy`: with `h = x A^T`,
+    ///
+    /// ```text
+    /// dB += s dy^T h        dh = s dy B        dA += dh^T x        dx += dh A
+    /// ```
+    ///
+    /// into `g` for whichever of `A` and `B` is trainable, and always into `dx`.
+    pub fn backward(&self, dx: &mut [f32], g: &mut LoraAdapter, dy: &[f32], x: &[f32]) {
+        let (r, d_in, d_out) = (self.rank(), self.a.shape[1], self.b.shape[0]);
+        let n = rows_of("LoraAdapter::backward", "x", x.len(), d_in);
+        let (x, dy) = (mat(x, n, d_in), mat(dy, n, d_out));
+        let (a, b) = (mat(&self.a, r, d_in), mat(&self.b, d_out, r));
+        let mut h = vec![0.0; n * r];
+        matmul(
+            1.0,
+            &x,
+            &a.t(),
+            0.0,
+            &mut mat_mut(&mut h, n, r),
+            Threads::All,
+        );
+        if self.b.trainable {
+            let h = mat(&h, n, r);
+            matmul(
+                self.scale,
+                &dy.t(),
+                &h,
+                1.0,
+                &mut mat_mut(&mut g.b, d_out, r),
+                Threads::All,
+            );
+        }
+        let mut dh = vec![0.0; n * r];
+        matmul(
+            self.scale,
+            &dy,
+            &b,
+            0.0,
+            &mut mat_mut(&mut dh, n, r),
+            Threads::All,
+        );
+        let dh = mat(&dh, n, r);
+        if self.a.trainable {
+            matmul(
+                1.0,
+                &dh.t(),
+                &x,
+                1.0,
+                &mut mat_mut(&mut g.a, r, d_in),
+                Threads::All,
+            );
+        }
+        matmul(1.0, &dh, &a, 1.0, &mut mat_mut(dx, n, d_in), Threads::All);
+    }
+
+    /// `s B A`, `(d_out, d_in)`: the update merging adds to the base weight.
+    pub fn delta(&self) -> Vec<f32> {
+        let (r, d_in, d_out) = (self.rank(), self.a.shape[1], self.b.shape[0]);
+        let mut d = vec![0.0; d_out * d_in];
+        let (a, b) = (mat(&self.a, r, d_in), mat(&self.b, d_out, r));
+        matmul(
+            self.scale,
+            &b,
+            &a,
+            0.0,
+            &mut mat_mut(&mut d, d_out, d_in),
+            Threads::All,
+        );
+        d
+    }
+}
+// ANCHOR_END: adapter
+
+/// PEFT's bound for `A`: `kaiming_uniform_(A, a = sqrt 5)` draws from U(-b, b) with
+/// `b = gain sqrt(3 / fan_in)`, `gain = sqrt(2 / (1 + a^2)) = sqrt(1/3)`: `b = 1 / sqrt(d_in)`.
+pub fn kaiming_bound(d_in: usize) -> f32 {
+    let gain = (2.0f32 / (1.0 + 5.0)).sqrt();
+    gain * (3.0 / d_in as f32).sqrt()
+}
+
+// ANCHOR: merge
+impl Linear {
+    /// `W <- W + s B A`, and the adapter leaves the layer (returned, to unmerge later).
+    /// Errors if the layer has no adapter.
+    pub fn merge_adapter(&mut self) -> Result<LoraAdapter> {
+        let adapter = self
+            .adapter
+            .take()
+            .ok_or_else(|| Error::InvalidArgument("this layer has no adapter to merge".into()))?;
+        let Weight::F32(w) = &mut self.weight;
+        for (w, d) in w.iter_mut().zip(adapter.delta()) {
+            *w += d;
+        }
+        Ok(adapter)
+    }
+
+    /// The inverse of [`Linear::merge_adapter`]: `W <- W - s B A`, the adapter back on.
+    pub fn unmerge_adapter(&mut self, adapter: LoraAdapter) {
+        let Weight::F32(w) = &mut self.weight;
+        for (w, d) in w.iter_mut().zip(adapter.delta()) {
+            *w -= d;
+        }
+        self.adapter = Some(adapter);
+    }
+}
+// ANCHOR_END: merge
+
+/// The module name of a tensor name: `q_proj` in `model.layers.0.self_attn.q_proj.weight`.
+fn module_of(linear_name: &str) -> &str {
+    linear_name.rsplit('.').next().unwrap_or(linear_name)
+}
+
+impl Params {
+    // ANCHOR: add_lora
+    /// Puts an adapter on every projection `cfg` targets, in every block, and freezes
+    /// everything else. Returns how many values train. Errors on a bad config or if the
+    /// model already has adapters.
+    pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<usize> {
+        cfg.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut already = false;
+        self.visit_linears_mut(|name, linear| {
+            already |= linear.adapter.is_some();
+            if !already && cfg.targets.iter().any(|t| t == module_of(name)) {
+                linear.adapter = Some(LoraAdapter::new(linear.d_in, linear.d_out, cfg, &mut rng));
+            }
+        });
+        if already {
+            return Err(Error::InvalidArgument(
+                "the model already has LoRA adapters".into(),
+            ));
+        }
+        Ok(self.set_trainable(|name| name.contains(".lora_A.") || name.contains(".lora_B.")))
+    }
+    // ANCHOR_END: add_lora
+
+    /// Merges every adapter into its base weight (PEFT's `merge_and_unload`).
+    pub fn merge_lora(&mut self) -> Vec<(String, LoraAdapter)> {
+        let mut merged = Vec::new();
+        self.visit_linears_mut(|name, linear| {
+            if linear.adapter.is_some() {
+                let adapter = linear.merge_adapter().expect("the layer has an adapter");
+                merged.push((name.to_string(), adapter));
+            }
+        });
+        merged
+    }
+
+    /// Undoes [`Params::merge_lora`] with the adapters it returned.
+    pub fn unmerge_lora(&mut self, mut adapters: Vec<(String, LoraAdapter)>) {
+        self.visit_linears_mut(|name, linear| {
+            if let Some(i) = adapters.iter().position(|(n, _)| n == name) {
+                linear.unmerge_adapter(adapters.swap_remove(i).1);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::gradcheck::{accumulated, check, dot, on_grid, randn, try_check, Rng, EPS};
+    use crate::gpt::train::{TrainConfig, Trainer};
+    use crate::gpt::{Activations, Gpt, GptConfig};
+
+    fn config(rank: usize, targets: &[&str]) -> LoraConfig {
+        LoraConfig {
+            rank,
+            alpha: 2.0 * rank as f32,
+            rslora: false,
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn small() -> GptConfig {
+        let mut cfg = GptConfig::llama_tiny();
+        (
+            cfg.vocab_size,
+            cfg.d_model,
+            cfg.n_layers,
+            cfg.d_ff,
+            cfg.context,
+        ) = (11, 8, 2, 12, 8);
+        cfg
+    }
+
+    /// `A` and `B` (and the input) against finite differences, through one adapter.
+    #[test]
+    fn adapter_gradients() {
+        let (n, d_in, d_out, r) = (5, 6, 4, 3);
+        let mut rng = Rng::new(3);
+        let make = |a: Vec<f32>, b: Vec<f32>| LoraAdapter {
+            scale: 1.5,
+            a: Tensor::from_vec(&[r, d_in], a).unwrap(),
+            b: Tensor::from_vec(&[d_out, r], b).unwrap(),
+        };
+        let inputs = vec![
+            randn(&mut rng, n * d_in, 1.0),
+            randn(&mut rng, r * d_in, 1.0),
+            randn(&mut rng, d_out * r, 1.0),
+        ];
+        let weight = randn(&mut rng, n * d_out, 1.0);
+        let f = |v: &[Vec<f32>]| {
+            let mut y = vec![0.0; n * d_out];
+            make(v[1].clone(), v[2].clone()).forward_add(&mut y, &v[0]);
+            dot(&y, &weight)
+        };
+        let init = vec![
+            randn(&mut rng, n * d_in, 1.0),
+            randn(&mut rng, r * d_in, 1.0),
+            randn(&mut rng, d_out * r, 1.0),
+        ];
+        let adapter = make(inputs[1].clone(), inputs[2].clone());
+        let mut g = make(init[1].clone(), init[2].clone());
+        let mut dx = init[0].clone();
+        adapter.backward(&mut dx, &mut g, &weight, &inputs[0]);
+        let after = vec![dx, g.a.data, g.b.data];
+        check("lora", &inputs, &accumulated(&init, &after), f);
+    }
+
+    /// A Llama with adapters on every projection: the loss's gradient with respect to
+    /// every `A` and `B` against finite differences, and none for the frozen base.
+    #[test]
+    fn model_gradients_reach_the_adapters_only() {
+        let cfg = small();
+        let mut rng = Rng::new(8);
+        let mut model = Gpt::init(cfg.clone(), 2).unwrap();
+        // bold weights, so that attention is not uniform (the norms stay at 1)
+        model.params.visit_mut(|s, t| {
+            if s.decay {
+                t.iter_mut().for_each(|x| *x = on_grid(*x * 20.0))
+            }
+        });
+        let n = model.params.add_lora(&config(2, &TARGETS), 5).unwrap();
+        // B at zero would hide A's gradient: give both random values
+        model.params.visit_mut(|s, t| {
+            if s.trainable {
+                t.iter_mut().for_each(|x| *x = on_grid(0.5 * rng.normal()));
+            }
+        });
+        let lora = |p: &Params| {
+            let mut out = Vec::new();
+            p.visit(|s, t| {
+                if s.trainable {
+                    out.push(t.to_vec())
+                }
+            });
+            out
+        };
+        let ids: Vec<u32> = (0..11).map(|_| rng.below(11) as u32).collect();
+        let (inputs, targets) = (&ids[..10], &ids[1..]);
+        let loss_of = |tensors: &[Vec<f32>]| -> f64 {
+            let mut m = model.clone();
+            let mut i = 0;
+            m.params.visit_mut(|s, t| {
+                if s.trainable {
+                    t.copy_from_slice(&tensors[i]);
+                    i += 1;
+                }
+            });
+            let mut acts = Activations::new(&cfg, 2, 5);
+            m.forward_loss(&mut acts, inputs, targets).unwrap();
+            acts.losses.iter().map(|&l| l as f64).sum::<f64>() / 10.0
+        };
+        let mut acts = Activations::new(&cfg, 2, 5);
+        model.forward_loss(&mut acts, inputs, targets).unwrap();
+        let mut grads = model.params.grads();
+        model.backward(&mut acts, &mut grads).unwrap();
+        let (trainable, all) = grads.count_trainable();
+        assert_eq!(trainable, n);
+        let held: usize = grads.tensors().iter().map(|t| t.len()).sum();
+        assert_eq!(
+            held, n,
+            "no gradient values for the frozen base ({all} in all)"
+        );
+        let flat = lora(&model.params);
+        if let Err(e) = try_check(&flat, &lora(&grads), loss_of, EPS, 3e-3) {
+            panic!("{e}");
+        }
+    }
+
+    /// Training moves `A` and `B` and leaves every base tensor as it was, bit for bit.
+    #[test]
+    fn training_leaves_the_base_untouched() {
+        let mut model = Gpt::init(small(), 1).unwrap();
+        let base = model.params.clone();
+        model
+            .params
+            .add_lora(&config(2, &["q_proj", "v_proj"]), 0)
+            .unwrap();
+        let data: Vec<u32> = (0..200).map(|i| (i * 5 % 11) as u32).collect();
+        let train = TrainConfig {
+            batch: 2,
+            seq_len: 8,
+            schedule: crate::gpt::optim::LrSchedule::constant(1e-2),
+            adamw: Default::default(),
+            clip: Some(1.0),
+            seed: 1,
+        };
+        let mut trainer = Trainer::new(&model, train).unwrap();
+        let first = trainer.step(&mut model, &data).unwrap().loss;
+        for _ in 0..20 {
+            trainer.step(&mut model, &data).unwrap();
+        }
+        let last = trainer.step(&mut model, &data).unwrap().loss;
+        assert!(last < first, "{first} -> {last}");
+        let mut adapters = model.params.clone();
+        let taken = adapters.merge_lora().len();
+        assert_eq!(taken, 2 * 2, "q and v in 2 layers");
+        let mut stripped = model.params.clone();
+        stripped.visit_linears_mut(|_, l| l.adapter = None);
+        stripped.set_trainable(|_| true);
+        assert_eq!(stripped, base, "the base did not move");
+    }
+
+    /// A fresh adapter (B = 0) changes nothing; merged logits equal adapted logits; and
+    /// unmerging gives back the base weights to within float rounding.
+    #[test]
+    fn merge_and_unmerge() {
+        let cfg = small();
+        let mut model = Gpt::init(cfg.clone(), 3).unwrap();
+        let base = model.clone();
+        model.params.add_lora(&config(4, &TARGETS), 1).unwrap();
+        let ids = [1, 5, 2, 7, 3, 3, 9, 0];
+        let logits = |m: &Gpt| {
+            let mut acts = Activations::new(&cfg, 1, 8);
+            m.forward(&mut acts, &ids).unwrap();
+            acts.logits
+        };
+        assert_eq!(
+            logits(&model),
+            logits(&base),
+            "B = 0: the adapted model is the base"
+        );
+        let mut rng = Rng::new(4);
+        model.params.visit_mut(|s, t| {
+            if s.name.contains("lora_B") {
+                t.iter_mut().for_each(|x| *x = 0.05 * rng.normal());
+            }
+        });
+        let adapted = logits(&model);
+        assert!(adapted != logits(&base));
+        let mut merged = model.clone();
+        let adapters = merged.params.merge_lora();
+        let merged_logits = logits(&merged);
+        let worst = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max)
+        };
+        assert!(
+            worst(&merged_logits, &adapted) < 1e-5,
+            "{}",
+            worst(&merged_logits, &adapted)
+        );
+        merged.params.unmerge_lora(adapters);
+        let (a, b) = (merged.params.tensors(), model.params.tensors());
+        let gap = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| worst(x, y))
+            .fold(0.0, f32::max);
+        assert!(gap < 1e-6, "unmerge is W + d - d, within rounding: {gap}");
+    }
+
+    #[test]
+    fn bad_configs_are_clear_errors() {
+        let mut p = Params::zeros(&small());
+        let err = |c: LoraConfig, p: &mut Params| p.add_lora(&c, 0).unwrap_err().to_string();
+        assert!(err(config(0, &["q_proj"]), &mut p).contains("rank 0"));
+        assert!(err(config(2, &["qkv"]), &mut p).contains("unknown LoRA target \"qkv\""));
+        assert!(err(config(2, &[]), &mut p).contains("at least one target"));
+        p.add_lora(&config(2, &["q_proj"]), 0).unwrap();
+        assert!(err(config(2, &["v_proj"]), &mut p).contains("already has LoRA"));
+    }
+
+    #[test]
+    fn a_is_drawn_within_pefts_kaiming_bound() {
+        let mut p = Params::zeros(&small());
+        p.add_lora(&config(4, &["q_proj"]), 9).unwrap();
+        let a = &p.blocks[0].attn.q_proj.adapter.as_ref().unwrap().a;
+        let bound = 1.0 / 8f32.sqrt();
+        assert!((kaiming_bound(8) - bound).abs() < 1e-7);
+        let max = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(max < bound && max > 0.8 * bound, "{max} vs {bound}");
+        let b = &p.blocks[0].attn.q_proj.adapter.as_ref().unwrap().b;
+        assert!(b.iter().all(|&x| x == 0.0));
+    }
+}
