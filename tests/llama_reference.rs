@@ -8,9 +8,14 @@
 //! logits, loss, every parameter's gradient, and the losses of ten AdamW steps. We load
 //! the checkpoint by its Hugging Face names and match all of it, in float32, within the
 //! reference's stated tolerances.
+//!
+//! `tests/fixtures/lora/` holds LoRA adapters that PEFT saved on that model, with the
+//! logits, cross-entropy and adapter gradients PEFT computed (its README and
+//! `benches/peers/peft_lora_ref.py` say how): we load PEFT's files and match them.
 
 use llm_lessons::gpt::hf::{load_llama, read_safetensors, NamedTensor};
 use llm_lessons::gpt::optim::{AdamW, AdamWConfig};
+use llm_lessons::gpt::peft::load_adapter;
 use llm_lessons::gpt::{Activations, Gpt, Params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -164,5 +169,104 @@ fn ten_adamw_steps_match_pytorch() {
         grads.zero();
         model.backward(&mut acts, &mut grads).unwrap();
         opt.step(&mut model.params, &grads, r.lr);
+    }
+}
+
+fn lora_case(case: &str) -> (PathBuf, serde_json::Value) {
+    let dir = fixture().join("../lora").join(case);
+    let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
+    (dir, serde_json::from_str(&text).unwrap())
+}
+
+fn largest(t: &[f32]) -> f32 {
+    t.iter().fold(0f32, |m, x| m.max(x.abs()))
+}
+
+/// PEFT's adapters, loaded from PEFT's own files: the adapted logits within 1e-5 of the
+/// largest logit, the mean cross-entropy within 1e-5 relative, PEFT's scaling (alpha / r,
+/// and alpha / sqrt r with rsLoRA on all seven projections), and for `qv` the gradient of
+/// every `A` and `B` within 1e-4 of each tensor's largest value.
+#[test]
+fn lora_adapters_equal_peft() {
+    for case in ["qv", "rslora_all", "init"] {
+        let (dir, r) = lora_case(case);
+        let mut model = load_llama(&fixture()).unwrap();
+        let cfg = load_adapter(&dir, &mut model.params).unwrap();
+        assert!(
+            (cfg.scale() as f64 - r["scaling"].as_f64().unwrap()).abs() < 1e-6,
+            "{case}"
+        );
+        let ids: Vec<u32> = serde_json::from_value(r["token_ids"].clone()).unwrap();
+        let t = ids.len();
+        let expected = read_safetensors(&dir.join("logits.safetensors")).unwrap();
+        let want = &expected.iter().find(|x| x.name == "logits").unwrap().data;
+        let mut acts = Activations::new(&model.cfg, 1, t);
+        model.forward(&mut acts, &ids).unwrap();
+        let worst = acts
+            .logits
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-5 * largest(want),
+            "{case}: logits off by {worst}"
+        );
+        let mut acts = Activations::new(&model.cfg, 1, t - 1);
+        let ce = model
+            .forward_loss(&mut acts, &ids[..t - 1], &ids[1..])
+            .unwrap() as f64;
+        let want_ce = r["mean_ce"].as_f64().unwrap();
+        assert!(
+            (ce - want_ce).abs() <= 1e-5 * want_ce,
+            "{case}: CE {ce} vs PEFT's {want_ce}"
+        );
+        eprintln!("{case}: logits within {worst:.1e}, CE {ce:.7} vs PEFT's {want_ce:.7}");
+        if case == "qv" {
+            let mut grads = model.params.grads();
+            model.backward(&mut acts, &mut grads).unwrap();
+            let want: HashMap<String, NamedTensor> =
+                read_safetensors(&dir.join("adapter_grads.safetensors"))
+                    .unwrap()
+                    .into_iter()
+                    .map(|t| (t.name.clone(), t))
+                    .collect();
+            let mut checked = 0;
+            let specs = grads.param_specs();
+            for (spec, g) in specs.iter().zip(grads.tensors()) {
+                if let Some(w) = want.get(&format!("base_model.model.{}", spec.name)) {
+                    let worst = g
+                        .iter()
+                        .zip(&w.data)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(
+                        worst <= 1e-4 * largest(&w.data),
+                        "{}: off by {worst}",
+                        spec.name
+                    );
+                    let rel = worst / largest(&w.data);
+                    eprintln!("{}: gradient within {rel:.1e} of its largest", spec.name);
+                    checked += 1;
+                }
+            }
+            assert_eq!(checked, want.len(), "every adapter gradient PEFT gave");
+        }
+        if case == "init" {
+            // PEFT's own start: B zero, and A within the Kaiming-uniform bound 1 / sqrt(d_in)
+            let bound = llm_lessons::gpt::lora::kaiming_bound(64);
+            model.params.visit(|spec, t| {
+                if spec.name.contains("lora_B") {
+                    assert!(t.iter().all(|&x| x == 0.0), "{}", spec.name);
+                } else if spec.name.contains("lora_A") {
+                    let max = largest(t);
+                    assert!(
+                        max <= bound && max > 0.98 * bound,
+                        "{}: {max} vs {bound}",
+                        spec.name
+                    );
+                }
+            });
+        }
     }
 }
