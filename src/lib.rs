@@ -48,3 +48,8 @@ pub struct BookChapter03;
 #[cfg(doctest)]
 #[doc = include_str!("../book/src/ch04_gpt.md")]
 pub struct BookChapter04;
+
+/// Chapter 5's Rust snippets, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../book/src/ch05_lora.md")]
+pub struct BookChapter05;
