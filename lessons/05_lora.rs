@@ -117,8 +117,10 @@ mod learner {
     ) {
         unimplemented!(
             "Exercise 2 (lora_backward): implement `fn lora_backward` in lessons/05_lora.rs — \
-             recompute h = x Aᵀ (n, r); then dB += s dyᵀ h (d_out, r); dh = s dy B (n, r); \
-             dA += dhᵀ x (r, d_in); dx += dh A (n, d_in); the crate's version: \
+             derive it: recompute h = x Aᵀ (n, r), then apply chapter 4's rule for Y = X Wᵀ \
+             (dX = dY W, dW = dYᵀ X) to y = (s h) Bᵀ and then to h = x Aᵀ, and add dB (d_out, \
+             r), dA (r, d_in) and the adapter's dx (n, d_in) into the buffers; the derivation: \
+             book chapter 5, 'The backward, derived'; the crate's version: \
              `LoraAdapter::backward` in src/gpt/lora.rs"
         )
     }
