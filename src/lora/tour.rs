@@ -195,7 +195,9 @@ pub fn chapter_5(out_dir: &Path, size: TourSize) -> Result<StepReport> {
     chart.save_svg(&svg)?;
     files.push(svg);
     let adapter = dir.join("adapter");
-    done.save(&adapter, "../ch04/model")?;
+    // PEFT reads base_model_name_or_path from where it runs: the tour's own path
+    let base_dir = out_dir.join("ch04").join("model");
+    done.save(&adapter, &base_dir.display().to_string())?;
     files.push(adapter);
     Ok(StepReport {
         title: "Chapter 5: LoRA".into(),
