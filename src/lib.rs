@@ -10,6 +10,7 @@
 //! | 2. word2vec | [`word2vec`] |
 //! | 3. Byte-pair encoding | [`bpe`] |
 //! | 4. From GPT to Llama | [`gpt`] |
+//! | 5. LoRA | [`lora`] (the adapter itself: [`gpt::lora`]) |
 //!
 //! Shared helpers: [`data`] (corpora, the toy-world grammar), [`plot`], [`progress`],
 //! [`error`].
@@ -18,6 +19,7 @@ pub mod bpe;
 pub mod data;
 pub mod error;
 pub mod gpt;
+pub mod lora;
 pub mod ngram;
 pub mod plot;
 pub mod progress;

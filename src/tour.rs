@@ -50,6 +50,10 @@ pub fn steps() -> Vec<Step> {
             title: "Chapter 4: from GPT to Llama",
             run: crate::gpt::tour::chapter_4,
         },
+        Step {
+            title: "Chapter 5: LoRA",
+            run: crate::lora::tour::chapter_5,
+        },
     ]
 }
 

@@ -250,9 +250,14 @@ fn tour_writes_its_files() {
         "ch04/loss.svg",
         "ch04/model/config.json",
         "ch04/model/model.safetensors",
+        "ch05/loss.svg",
+        "ch05/cross_entropy.csv",
+        "ch05/adapter/adapter_config.json",
+        "ch05/adapter/adapter_model.safetensors",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
+    assert!(out.contains("after the LoRA fine-tune"), "{out}");
     // Even 20 steps take llama-tiny well below the uniform guess, ln 276 = 5.6 nats/word.
     let nats: f64 = out
         .split("test cross-entropy, nats/word:   llama-tiny ")
@@ -975,4 +980,197 @@ fn gpt_checkpoints_resume_and_average() {
         Some(2),
         "clap refuses --lr with --resume"
     );
+}
+
+#[test]
+fn lora_trains_evaluates_and_merges() {
+    let dir = temp_dir("lora");
+    let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let corpus = toy_corpus(&dir, "toy.txt", 300, 1);
+    let (base, _) = gpt_train(&dir, &corpus, "llama-tiny", &["--steps", "5"]);
+    let tune = toy_corpus(&dir, "tune.txt", 200, 2);
+    let adapter = d("adapter");
+    let out = ok(&[
+        "lora",
+        "train",
+        "--model",
+        &base,
+        "--corpus",
+        &tune,
+        "--rank",
+        "2",
+        "--alpha",
+        "4",
+        "--targets",
+        "q_proj,v_proj",
+        "--steps",
+        "6",
+        "--batch",
+        "2",
+        "--out",
+        &adapter,
+    ]);
+    // 2 layers x (q: 2 (32 + 32) + v: 2 (32 + 16)), of a model it does not change
+    assert_eq!(figure(&out, "trainable:"), 448.0, "{out}");
+    assert!(figure(&out, "held-out loss").is_finite(), "{out}");
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "train_log.csv",
+        "loss.svg",
+    ] {
+        assert!(dir.join("adapter").join(f).exists(), "{f} missing");
+    }
+    let config = std::fs::read_to_string(dir.join("adapter/adapter_config.json")).unwrap();
+    assert!(
+        config.contains("\"r\": 2") && config.contains("q_proj"),
+        "{config}"
+    );
+
+    let text: String = std::fs::read_to_string(&tune).unwrap()[..300].to_string();
+    let ids: Vec<String> = text.bytes().map(|b| b.to_string()).collect();
+    std::fs::write(d("ids.txt"), ids.join(" ")).unwrap();
+    std::fs::write(d("text.txt"), &text).unwrap();
+    let eval = |what: &str, file: &str| {
+        let out = ok(&[
+            "lora",
+            "eval",
+            "--model",
+            &base,
+            "--adapter",
+            &adapter,
+            what,
+            &d(file),
+        ]);
+        figure(&out, "cross-entropy")
+    };
+    let h = eval("--ids", "ids.txt");
+    assert_eq!(h, eval("--text", "text.txt"));
+    let h_base = figure(
+        &ok(&["gpt", "eval", "--model", &base, "--ids", &d("ids.txt")]),
+        "cross-entropy",
+    );
+    assert_ne!(h, h_base, "six steps move the adapted model");
+
+    // merged, it is a plain model folder that `llm gpt eval` reads, to the same figure
+    let merged = d("merged");
+    let out = ok(&[
+        "lora",
+        "merge",
+        "--model",
+        &base,
+        "--adapter",
+        &adapter,
+        "--out",
+        &merged,
+    ]);
+    assert!(out.contains("merged 4 adapters"), "{out}");
+    let h_merged = figure(
+        &ok(&["gpt", "eval", "--model", &merged, "--ids", &d("ids.txt")]),
+        "cross-entropy",
+    );
+    assert!((h - h_merged).abs() < 1e-5, "{h} {h_merged}");
+
+    // rsLoRA on every projection
+    let out = ok(&[
+        "lora",
+        "train",
+        "--model",
+        &base,
+        "--corpus",
+        &tune,
+        "--rank",
+        "4",
+        "--alpha",
+        "4",
+        "--rslora",
+        "--targets",
+        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--out",
+        &d("all"),
+    ]);
+    assert!(out.contains("s = 2 on q_proj, k_proj"), "{out}");
+    let config = std::fs::read_to_string(dir.join("all/adapter_config.json")).unwrap();
+    assert!(config.contains("\"use_rslora\": true"), "{config}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn lora_mistakes_are_clear_errors() {
+    let dir = temp_dir("lora-errors");
+    let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let corpus = toy_corpus(&dir, "toy.txt", 200, 1);
+    let (base, _) = gpt_train(&dir, &corpus, "llama-tiny", &["--steps", "2"]);
+    let train = |extra: &[&str]| -> Vec<String> {
+        let args = [
+            "lora", "train", "--model", &base, "--corpus", &corpus, "--steps", "2", "--batch", "2",
+        ];
+        args.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    fn strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let err = fails(&strs(&train(&["--rank", "0", "--out", &d("a")])));
+    assert!(err.contains("rank"), "{err}");
+    let err = fails(&strs(&train(&[
+        "--targets",
+        "q_proj,w_proj",
+        "--out",
+        &d("a"),
+    ])));
+    assert!(err.contains("w_proj"), "{err}");
+    let err = fails(&[
+        "lora",
+        "train",
+        "--model",
+        &d("nowhere"),
+        "--corpus",
+        &corpus,
+        "--out",
+        &d("a"),
+    ]);
+    assert!(err.contains("nowhere"), "{err}");
+    std::fs::write(d("ids.txt"), "1 2 3 4").unwrap();
+    // no adapter files there
+    let err = fails(&[
+        "lora",
+        "eval",
+        "--model",
+        &base,
+        "--adapter",
+        &d("nowhere"),
+        "--ids",
+        &d("ids.txt"),
+    ]);
+    assert!(err.contains("adapter_config.json"), "{err}");
+    // an adapter trained on another base: v_proj has 4 key/value heads there, not 2
+    ok(&strs(&train(&["--rank", "2", "--out", &d("adapter")])));
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (other_base, _) = gpt_train(
+        &other,
+        &corpus,
+        "llama-tiny",
+        &["--steps", "2", "--kv-heads", "4"],
+    );
+    let (adapter, ids, out) = (d("adapter"), d("ids.txt"), d("m"));
+    for cmd in ["eval", "merge"] {
+        let mut args = vec!["lora", cmd, "--model", &other_base, "--adapter", &adapter];
+        if cmd == "eval" {
+            args.extend_from_slice(&["--ids", &ids]);
+        } else {
+            args.extend_from_slice(&["--out", &out]);
+        }
+        let err = fails(&args);
+        assert!(
+            err.contains("v_proj.lora_B.weight") && err.contains("shape"),
+            "{err}"
+        );
+    }
+    assert!(!dir.join("m").exists(), "nothing written on a failed merge");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

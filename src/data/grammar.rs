@@ -1,6 +1,7 @@
 //! The toy world: a small probabilistic context-free grammar (PCFG) that writes the course's
 //! synthetic corpora, in English ([`Grammar::toy_world`]) and Spanish
-//! ([`Grammar::toy_world_es`]).
+//! ([`Grammar::toy_world_es`]), and a shifted English world to fine-tune to
+//! ([`Grammar::toy_world_shifted`]).
 //!
 //! Why a grammar rather than real text: we know the exact probability of every sentence it
 //! writes. [`Grammar::log_prob`] sums over all the ways the grammar can derive a sentence (the
@@ -136,6 +137,29 @@ impl Grammar {
             "data/toy_world.es.pcfg",
         )
         .expect("the bundled grammar data/toy_world.es.pcfg is valid")
+    }
+
+    /// The shifted toy world, `data/toy_world_shifted.en.pcfg`: chapter 5's fine-tuning
+    /// target, [`Grammar::toy_world`] changed in three places and no others, with no new
+    /// words:
+    /// - plural subjects twice as likely (`S`: royals, commoners and animals in the plural
+    ///   0.15 each instead of 0.08; each singular person 0.1 instead of 0.15; an animal
+    ///   0.15 instead of 0.16);
+    /// - `but` the likeliest conjunction (`CONJ`: and 0.3, and then 0.3, but 0.4 instead of
+    ///   0.6, 0.25, 0.15);
+    /// - a construction the first grammar lacks: a person and their kin as a plural subject,
+    ///   "the king and his mother ride their horses" (`SUBJ_RP`, `SUBJ_CP`: "the NOM and
+    ///   his/her KIN", 0.15 each, the bare plural down from 0.8 to 0.5). The first grammar
+    ///   gives such sentences probability 0.
+    ///
+    /// Both grammars' entropies are exact ([`Grammar::entropy_per_token`]), so a fine-tuned
+    /// model is scored against a known floor on both: the target, and what it forgot.
+    pub fn toy_world_shifted() -> Grammar {
+        Grammar::parse(
+            include_str!("../../data/toy_world_shifted.en.pcfg"),
+            "data/toy_world_shifted.en.pcfg",
+        )
+        .expect("the bundled grammar data/toy_world_shifted.en.pcfg is valid")
     }
 
     /// Reads a grammar in the format described at the top of `data/toy_world.en.pcfg`.
@@ -918,7 +942,11 @@ mod tests {
     #[test]
     fn bundled_grammars_parse() {
         // (grammar, longest sentence as stated in the file's comment)
-        for (g, longest) in [(Grammar::toy_world(), 24), (Grammar::toy_world_es(), 24)] {
+        for (g, longest) in [
+            (Grammar::toy_world(), 24),
+            (Grammar::toy_world_es(), 24),
+            (Grammar::toy_world_shifted(), 24),
+        ] {
             let vocab = g.vocabulary();
             assert!(
                 (150..=300).contains(&vocab.len()),
@@ -950,7 +978,11 @@ mod tests {
 
     #[test]
     fn sample_log_prob_is_the_inside_probability() {
-        for g in [Grammar::toy_world(), Grammar::toy_world_es()] {
+        for g in [
+            Grammar::toy_world(),
+            Grammar::toy_world_es(),
+            Grammar::toy_world_shifted(),
+        ] {
             let mut rng = ChaCha8Rng::seed_from_u64(1);
             for _ in 0..3000 {
                 let (w, derivation) = g.sample_derivation(&mut rng);
@@ -1180,10 +1212,45 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The shifted world differs from the first only as its doc says: the same words, a
+    /// sentence of the new construction impossible in the first, the changed rules' words
+    /// as frequent as their new probabilities, and a different (known) entropy.
+    #[test]
+    fn the_shifted_world_differs_as_documented() {
+        let (first, shifted) = (Grammar::toy_world(), Grammar::toy_world_shifted());
+        let vocab = first.vocabulary();
+        assert_eq!(shifted.vocabulary(), vocab, "no new words");
+        let kin = words("the king and his mother ride their horses");
+        assert_eq!(first.log_prob(&kin), f64::NEG_INFINITY);
+        // S_RP 0.15 * SUBJ_RP 0.15 * king (0.45 * 0.6) * mother 1/7 * VP_RP 0.03
+        let p: f64 = 0.15 * 0.45 * 0.15 * 0.45 * 0.6 * (1.0 / 7.0) * 0.03;
+        assert!((shifted.log_prob(&kin) - p.ln()).abs() < 1e-9);
+        // a sentence both can write: only the changed rules' probabilities differ
+        let both = words("the dog sleeps but it eats the hay");
+        let ratio = shifted.log_prob(&both) - first.log_prob(&both);
+        // S_A 0.15 / 0.16, CONJ but 0.4 / 0.15
+        assert!((ratio - (0.15f64 / 0.16 * 0.4 / 0.15).ln()).abs() < 1e-9);
+        // "and his" appears only in the shifted world's samples
+        let has_and_his = |g: &Grammar| {
+            g.generate(3000, 5)
+                .iter()
+                .filter(|s| s.words.windows(2).any(|w| w[0] == "and" && w[1] == "his"))
+                .count()
+        };
+        assert_eq!(has_and_his(&first), 0);
+        assert!(has_and_his(&shifted) > 100);
+        let (h1, h2) = (first.entropy_per_token(), shifted.entropy_per_token());
+        assert!((h1 - h2).abs() > 0.005, "{h1} {h2}");
+    }
+
     /// The figures the course quotes; `cargo test --lib toy_world_figures -- --nocapture`.
     #[test]
     fn toy_world_figures() {
-        for g in [Grammar::toy_world(), Grammar::toy_world_es()] {
+        for g in [
+            Grammar::toy_world(),
+            Grammar::toy_world_es(),
+            Grammar::toy_world_shifted(),
+        ] {
             let sentences = g.generate(20_000, 2024);
             let h = true_cross_entropy(&sentences);
             let lengths: Vec<usize> = sentences.iter().map(|s| s.words.len()).collect();

@@ -346,12 +346,10 @@ pub fn ablation(
 /// Training steps of the tour's run.
 pub const TOUR_STEPS: usize = 400;
 
-/// Chapter 4's step of the tour: `llama-tiny` on the toy world, its loss against the
-/// n-gram models and the grammar, samples, and `out/ch04/{loss.svg,model/}`.
-pub fn chapter_4(out_dir: &Path, size: TourSize) -> Result<StepReport> {
-    let start = Instant::now();
-    let dir = out_dir.join("ch04");
-    let config = match size {
+/// The tour's toy-world run: [`TOUR_STEPS`] steps of `llama-tiny`, or 20 steps on a tenth
+/// of the sentences for [`TourSize::Quick`]. Chapter 5 fine-tunes the model it trains.
+pub fn tour_config(size: TourSize) -> ToyWorldConfig {
+    match size {
         TourSize::Full => ToyWorldConfig::llama_tiny(TOUR_STEPS),
         TourSize::Quick => ToyWorldConfig {
             train: (2_000, 1),
@@ -359,7 +357,15 @@ pub fn chapter_4(out_dir: &Path, size: TourSize) -> Result<StepReport> {
             test: (500, 3),
             ..ToyWorldConfig::llama_tiny(20)
         },
-    };
+    }
+}
+
+/// Chapter 4's step of the tour: `llama-tiny` on the toy world, its loss against the
+/// n-gram models and the grammar, samples, and `out/ch04/{loss.svg,model/}`.
+pub fn chapter_4(out_dir: &Path, size: TourSize) -> Result<StepReport> {
+    let start = Instant::now();
+    let dir = out_dir.join("ch04");
+    let config = tour_config(size);
     let bar = progress::bar(config.steps as u64, "training llama-tiny");
     let run = toy_world_run(&config, |s| {
         bar.set_message(format!("training llama-tiny, loss {:.3}", s.loss));

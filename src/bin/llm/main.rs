@@ -4,12 +4,13 @@
 //!
 //! The logic lives in the library; this file parses arguments and prints. Each chapter's
 //! subcommand lives in its own file next to this one (`ngram.rs`, `word2vec.rs`, `bpe.rs`,
-//! `gpt.rs`): its clap enum and the function that runs it; here it is one variant and one
+//! `gpt.rs`, `lora.rs`): its clap enum and the function that runs it; here it is one variant and one
 //! match arm, and the helpers they share (`say`, `load_corpus`). Every failure is an
 //! `error: ...` line on stderr and exit code 1, never a panic.
 
 mod bpe;
 mod gpt;
+mod lora;
 mod ngram;
 mod word2vec;
 
@@ -70,6 +71,9 @@ enum Command {
     /// A GPT or Llama with hand-written backward passes: train, eval, generate (chapter 4)
     #[command(subcommand)]
     Gpt(gpt::GptCommand),
+    /// LoRA: fine-tune a saved model through low-rank adapters, eval, merge (chapter 5)
+    #[command(subcommand)]
+    Lora(lora::LoraCommand),
     /// Corpora
     #[command(subcommand)]
     Data(DataCommand),
@@ -158,6 +162,7 @@ fn run(cli: Cli) -> CliResult {
         Some(Command::Word2vec(cmd)) => word2vec::run(cmd),
         Some(Command::Bpe(cmd)) => bpe::run(cmd),
         Some(Command::Gpt(cmd)) => gpt::run(cmd),
+        Some(Command::Lora(cmd)) => lora::run(cmd),
         Some(Command::Data(DataCommand::ToyWorld {
             sentences,
             seed,

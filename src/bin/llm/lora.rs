@@ -1,0 +1,313 @@
+//! `llm lora ...`: fine-tune a saved model through LoRA adapters (chapter 5), score the
+//! adapted model, and merge the adapters into a plain model folder.
+//!
+//! An adapter folder is PEFT's: `adapter_config.json` and `adapter_model.safetensors`
+//! (so `PeftModel.from_pretrained(base, dir)` loads it), with the run's `train_log.csv`
+//! and `loss.svg`. The base model's folder gives the tokenizer, as for `llm gpt eval`.
+//! The fine-tune itself is the library's ([`llm_lessons::lora::finetune`]).
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use llm_lessons::gpt::checkpoint::{load_model, save};
+use llm_lessons::gpt::lora::LoraConfig;
+use llm_lessons::gpt::peft::{load_adapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
+use llm_lessons::gpt::run::{sequence_loss, TRAIN_LOG};
+use llm_lessons::gpt::tokens::{check_ids, parse_ids, Tokens, TOKENIZER_META, TOKENIZER_RANKS};
+use llm_lessons::gpt::Gpt;
+use llm_lessons::lora::{finetune, FinetuneConfig, HeldOut};
+use llm_lessons::{progress, Error};
+
+use crate::bpe::PatternArg;
+use crate::{say, CliResult};
+
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub enum LoraCommand {
+    /// Fine-tune a model folder through LoRA adapters; save them in PEFT's format
+    Train {
+        /// The base model's folder (from `llm gpt train`, or a Hugging Face Llama)
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// Training text (UTF-8)
+        #[arg(long, value_name = "FILE")]
+        corpus: PathBuf,
+        /// A tiktoken rank file; without it, the base folder's tokenizer (or bytes)
+        #[arg(long, value_name = "FILE")]
+        tokenizer: Option<PathBuf>,
+        /// Split pattern of the --tokenizer
+        #[arg(long, value_enum, default_value_t = PatternArg::Gpt2, requires = "tokenizer")]
+        pattern: PatternArg,
+        /// The adapters' rank r
+        #[arg(long, default_value_t = 8, value_name = "R")]
+        rank: usize,
+        /// lora_alpha: the update is scaled by alpha / r (alpha / sqrt r with --rslora)
+        #[arg(long, default_value_t = 16.0, value_name = "A")]
+        alpha: f32,
+        /// Scale by alpha / sqrt(r) (rank-stabilised LoRA)
+        #[arg(long)]
+        rslora: bool,
+        /// Projections to adapt, comma-separated: q_proj, k_proj, v_proj, o_proj,
+        /// gate_proj, up_proj, down_proj
+        #[arg(
+            long,
+            default_value = "q_proj,v_proj",
+            value_delimiter = ',',
+            value_name = "NAMES"
+        )]
+        targets: Vec<String>,
+        /// Training steps
+        #[arg(long, default_value_t = 200, value_name = "N")]
+        steps: usize,
+        /// Windows per step
+        #[arg(long, default_value_t = 16, value_name = "B")]
+        batch: usize,
+        /// Tokens per window (default: the model's context)
+        #[arg(long, value_name = "T")]
+        context: Option<usize>,
+        /// Peak learning rate
+        #[arg(long, default_value_t = 1e-2)]
+        lr: f32,
+        /// Steps of linear warmup (default: a twentieth of the run)
+        #[arg(long, value_name = "N")]
+        warmup: Option<usize>,
+        /// AdamW's decoupled weight decay on the adapters
+        #[arg(long, default_value_t = 0.0)]
+        weight_decay: f32,
+        /// Clip the gradient's global norm to this (0: no clipping)
+        #[arg(long, default_value_t = 1.0)]
+        clip: f32,
+        /// Seed of A's initial values and of the window sampler
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Fraction of the tokens held out (the end of the corpus)
+        #[arg(long, default_value_t = 0.1, value_name = "F")]
+        held_out: f64,
+        /// Print the held-out loss every N steps (0: only at the end)
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        eval_every: usize,
+        /// The adapter folder to write
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Mean next-token cross-entropy (nats) of a model with its adapters over a sequence
+    Eval {
+        /// The base model's folder
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// The adapter folder (from `llm lora train`, or saved by PEFT)
+        #[arg(long, value_name = "DIR")]
+        adapter: PathBuf,
+        /// Token ids separated by whitespace
+        #[arg(long, value_name = "FILE", required_unless_present = "text")]
+        ids: Option<PathBuf>,
+        /// UTF-8 text, tokenized with the base folder's tokenizer (or as bytes)
+        #[arg(long, value_name = "FILE", conflicts_with = "ids")]
+        text: Option<PathBuf>,
+    },
+    /// Merge the adapters into the weights (W + s B A) and write a plain model folder
+    Merge {
+        /// The base model's folder
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// The adapter folder
+        #[arg(long, value_name = "DIR")]
+        adapter: PathBuf,
+        /// The model folder to write (config.json, model.safetensors, the tokenizer)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// The base model with the adapters of `adapter` on it.
+fn adapted(model: &Path, adapter: &Path) -> llm_lessons::Result<Gpt> {
+    let mut base = load_model(model)?;
+    load_adapter(adapter, &mut base.params)?;
+    Ok(base)
+}
+
+pub fn run(cmd: LoraCommand) -> CliResult {
+    match cmd {
+        LoraCommand::Train {
+            model,
+            corpus,
+            tokenizer,
+            pattern,
+            rank,
+            alpha,
+            rslora,
+            targets,
+            steps,
+            batch,
+            context,
+            lr,
+            warmup,
+            weight_decay,
+            clip,
+            seed,
+            held_out,
+            eval_every,
+            out,
+        } => {
+            let base_dir = model;
+            let base = load_model(&base_dir)?;
+            let tokens = match &tokenizer {
+                None => Tokens::load(&base_dir)?,
+                Some(path) => Tokens::load_tiktoken(path, pattern.into())?,
+            };
+            tokens.check_fits(&base.cfg)?;
+            let ids = tokens.encode(&llm_lessons::data::read_text(&corpus)?);
+            if ids.is_empty() {
+                return Err(Error::EmptyCorpus {
+                    what: corpus.display().to_string(),
+                }
+                .into());
+            }
+            check_ids(&ids, &base.cfg, "--corpus")?;
+            if let Some(t) = context.filter(|&t| t > base.cfg.context) {
+                return Err(Error::InvalidArgument(format!(
+                    "--context {t} is longer than the model's context, {}",
+                    base.cfg.context
+                ))
+                .into());
+            }
+            let lora = LoraConfig {
+                rank,
+                alpha,
+                rslora,
+                targets: targets.iter().map(|t| t.trim().to_string()).collect(),
+            };
+            let mut cfg = FinetuneConfig::new(lora, steps);
+            cfg.batch = batch;
+            cfg.seq_len = context;
+            cfg.lr = lr;
+            if let Some(w) = warmup {
+                cfg.warmup = w;
+            }
+            cfg.weight_decay = weight_decay;
+            cfg.clip = (clip > 0.0).then_some(clip);
+            cfg.seed = seed;
+            cfg.eval_every = eval_every;
+            say(format!(
+                "base: {} ({} parameters, frozen); LoRA r = {rank}, alpha {alpha}, s = {} on {}",
+                base_dir.display(),
+                base.cfg.n_params(),
+                cfg.lora.scale(),
+                cfg.lora.targets.join(", ")
+            ))?;
+            let tokens_per_step = batch * context.unwrap_or(base.cfg.context);
+            let bar = progress::bar(steps as u64, "LoRA fine-tune");
+            let t0 = std::time::Instant::now();
+            let done = finetune(base, &cfg, &ids, HeldOut::Fraction(held_out), |step, v| {
+                let done = step.step + 1;
+                let rate = (done * tokens_per_step) as f64 / t0.elapsed().as_secs_f64();
+                bar.set_message(format!(
+                    "LoRA fine-tune, loss {:.4}, {rate:.0} tokens/s",
+                    step.loss
+                ));
+                bar.inc(1);
+                if let Some(v) = v {
+                    let _ = bar.suspend(|| {
+                        say(format!(
+                            "step {done}: train loss {:.4}, held-out loss {v:.4}",
+                            step.loss
+                        ))
+                    });
+                }
+            })?;
+            bar.finish_and_clear();
+            let n = done.model.cfg.n_params();
+            say(format!(
+                "trainable: {} values of {n} ({:.2}%); training state {:.1} KiB",
+                done.trainable,
+                100.0 * done.trainable as f64 / n as f64,
+                done.state_bytes as f64 / 1024.0
+            ))?;
+            say(format!(
+                "trained {} steps in {:.2} s, {:.0} tokens/s",
+                done.timing.steps,
+                done.timing.seconds,
+                done.timing.tokens_per_s()
+            ))?;
+            let tail = &done.log.rows[done.log.rows.len().saturating_sub(10)..];
+            if !tail.is_empty() {
+                let mean = tail.iter().map(|r| r.step.loss).sum::<f32>() / tail.len() as f32;
+                say(format!(
+                    "train loss {mean:.4} (mean of the last {} steps)",
+                    tail.len()
+                ))?;
+            }
+            match done.held_out {
+                Some(v) => say(format!("held-out loss {v:.4}"))?,
+                None => say("held-out loss: none (too few held-out tokens)")?,
+            }
+            done.save(&out, &base_dir.display().to_string())?;
+            done.log
+                .chart(format!("LoRA fine-tune {}", out.display()))
+                .save_svg(out.join("loss.svg"))?;
+            say(format!(
+                "wrote {} ({ADAPTER_CONFIG}, {ADAPTER_WEIGHTS}, {TRAIN_LOG}, loss.svg)",
+                out.display()
+            ))
+        }
+        LoraCommand::Eval {
+            model,
+            adapter,
+            ids,
+            text,
+        } => {
+            let m = adapted(&model, &adapter)?;
+            let ids = match (ids, text) {
+                (Some(path), _) => {
+                    let what = path.display().to_string();
+                    parse_ids(&llm_lessons::data::read_text(&path)?, &what)?
+                }
+                (None, Some(path)) => {
+                    let tokens = Tokens::load(&model)?;
+                    tokens.check_fits(&m.cfg)?;
+                    tokens.encode(&llm_lessons::data::read_text(&path)?)
+                }
+                (None, None) => {
+                    return Err(Error::InvalidArgument("give --ids or --text".into()).into())
+                }
+            };
+            check_ids(&ids, &m.cfg, "the input")?;
+            let h = sequence_loss(&m, &ids)?;
+            say(format!(
+                "cross-entropy {h:.4} nats/token over {} predictions (perplexity {:.3})",
+                ids.len() - 1,
+                h.exp()
+            ))
+        }
+        LoraCommand::Merge {
+            model,
+            adapter,
+            out,
+        } => {
+            let mut m = adapted(&model, &adapter)?;
+            let merged = m.params.merge_lora();
+            save(&out, &m, None)?;
+            let mut copied = Vec::new();
+            for name in [TOKENIZER_RANKS, TOKENIZER_META] {
+                let from = model.join(name);
+                if from.exists() {
+                    let bytes = std::fs::read(&from).map_err(|source| Error::Io {
+                        path: from.clone(),
+                        source,
+                    })?;
+                    llm_lessons::data::write_atomic(&out.join(name), &bytes)?;
+                    copied.push(name);
+                }
+            }
+            let mut files = vec!["config.json", "model.safetensors"];
+            files.extend(copied);
+            say(format!(
+                "merged {} adapters into the weights of {}; wrote {} ({})",
+                merged.len(),
+                model.display(),
+                out.display(),
+                files.join(", ")
+            ))
+        }
+    }
+}

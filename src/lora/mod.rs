@@ -1,0 +1,21 @@
+//! Chapter 5: LoRA, fine-tuning a frozen model through low-rank adapters.
+//!
+//! The adapter itself is a seam of chapter 4's model: [`crate::gpt::lora`] puts
+//! `y = x W^T + s (x A^T) B^T` on any projection ([`crate::gpt::Linear`]) with its
+//! hand-written backward, freezes the base, merges and unmerges, and
+//! [`crate::gpt::peft`] saves and loads the adapters in Hugging Face PEFT's format. This
+//! chapter uses them:
+//!
+//! - [`finetune`]: a fine-tune run, start to end: adapters on a base model, chapter 4's
+//!   training run on them alone, the PEFT files and the loss log saved;
+//! - [`tour`]: the tour's step, chapter 4's toy-world model fine-tuned to a second grammar
+//!   that differs in known ways ([`crate::data::grammar::Grammar::toy_world_shifted`]),
+//!   scored against both grammars' true entropies.
+//!
+//! Not here: QLoRA's quantized base (chapter 6 brings the formats), DoRA, and the rank
+//! sweep of the book (the notebook runs it).
+
+pub mod finetune;
+pub mod tour;
+
+pub use finetune::{finetune, FinetuneConfig, Finetuned, HeldOut};
