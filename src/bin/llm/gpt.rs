@@ -202,6 +202,36 @@ pub enum GptCommand {
     },
 }
 
+/// Prints `model`'s mean next-token cross-entropy on token ids (`--ids`) or on text
+/// (`--text`, encoded with the tokenizer of the folder `dir`): `llm gpt eval` and `llm lora
+/// eval` print the same line.
+pub fn print_cross_entropy(
+    dir: &Path,
+    model: &llm_lessons::gpt::Gpt,
+    ids: Option<PathBuf>,
+    text: Option<PathBuf>,
+) -> CliResult {
+    let ids = match (ids, text) {
+        (Some(path), _) => {
+            let what = path.display().to_string();
+            parse_ids(&llm_lessons::data::read_text(&path)?, &what)?
+        }
+        (None, Some(path)) => {
+            let tokens = Tokens::load(dir)?;
+            tokens.check_fits(&model.cfg)?;
+            tokens.encode(&llm_lessons::data::read_text(&path)?)
+        }
+        (None, None) => return Err(Error::InvalidArgument("give --ids or --text".into()).into()),
+    };
+    check_ids(&ids, &model.cfg, "the input")?;
+    let h = sequence_loss(model, &ids)?;
+    say(format!(
+        "cross-entropy {h:.4} nats/token over {} predictions (perplexity {:.3})",
+        ids.len() - 1,
+        h.exp()
+    ))
+}
+
 pub fn run(cmd: GptCommand) -> CliResult {
     match cmd {
         GptCommand::Train {
@@ -532,29 +562,8 @@ pub fn run(cmd: GptCommand) -> CliResult {
             say(format!("wrote {}", out.display()))
         }
         GptCommand::Eval { model, ids, text } => {
-            let dir = model;
-            let model = load_model(&dir)?;
-            let ids = match (ids, text) {
-                (Some(path), _) => {
-                    let what = path.display().to_string();
-                    parse_ids(&llm_lessons::data::read_text(&path)?, &what)?
-                }
-                (None, Some(path)) => {
-                    let tokens = Tokens::load(&dir)?;
-                    tokens.check_fits(&model.cfg)?;
-                    tokens.encode(&llm_lessons::data::read_text(&path)?)
-                }
-                (None, None) => {
-                    return Err(Error::InvalidArgument("give --ids or --text".into()).into())
-                }
-            };
-            check_ids(&ids, &model.cfg, "the input")?;
-            let h = sequence_loss(&model, &ids)?;
-            say(format!(
-                "cross-entropy {h:.4} nats/token over {} predictions (perplexity {:.3})",
-                ids.len() - 1,
-                h.exp()
-            ))
+            let loaded = load_model(&model)?;
+            print_cross_entropy(&model, &loaded, ids, text)
         }
         GptCommand::Generate {
             model,

@@ -12,8 +12,8 @@ use clap::Subcommand;
 use llm_lessons::gpt::checkpoint::{load_model, save};
 use llm_lessons::gpt::lora::LoraConfig;
 use llm_lessons::gpt::peft::{load_adapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
-use llm_lessons::gpt::run::{sequence_loss, TRAIN_LOG};
-use llm_lessons::gpt::tokens::{check_ids, parse_ids, Tokens, TOKENIZER_META, TOKENIZER_RANKS};
+use llm_lessons::gpt::run::TRAIN_LOG;
+use llm_lessons::gpt::tokens::{check_ids, Tokens, TOKENIZER_META, TOKENIZER_RANKS};
 use llm_lessons::gpt::Gpt;
 use llm_lessons::lora::{finetune, FinetuneConfig, HeldOut};
 use llm_lessons::{progress, Error};
@@ -257,27 +257,7 @@ pub fn run(cmd: LoraCommand) -> CliResult {
             text,
         } => {
             let m = adapted(&model, &adapter)?;
-            let ids = match (ids, text) {
-                (Some(path), _) => {
-                    let what = path.display().to_string();
-                    parse_ids(&llm_lessons::data::read_text(&path)?, &what)?
-                }
-                (None, Some(path)) => {
-                    let tokens = Tokens::load(&model)?;
-                    tokens.check_fits(&m.cfg)?;
-                    tokens.encode(&llm_lessons::data::read_text(&path)?)
-                }
-                (None, None) => {
-                    return Err(Error::InvalidArgument("give --ids or --text".into()).into())
-                }
-            };
-            check_ids(&ids, &m.cfg, "the input")?;
-            let h = sequence_loss(&m, &ids)?;
-            say(format!(
-                "cross-entropy {h:.4} nats/token over {} predictions (perplexity {:.3})",
-                ids.len() - 1,
-                h.exp()
-            ))
+            crate::gpt::print_cross_entropy(&model, &m, ids, text)
         }
         LoraCommand::Merge {
             model,
