@@ -288,6 +288,7 @@ pub fn step_dirs(root: &Path) -> Result<Vec<(usize, std::path::PathBuf)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpt::config::shrunk;
     use crate::gpt::optim::{AdamWConfig, Decay, LrSchedule};
 
     fn run_config() -> TrainConfig {
@@ -306,18 +307,6 @@ mod tests {
             clip: Some(1.0),
             seed: 9,
         }
-    }
-
-    /// `cfg` with `[vocab_size, d_model, n_layers, d_ff, context]` small enough for a test.
-    fn shrunk(mut cfg: GptConfig, [v, c, l, f, t]: [usize; 5]) -> GptConfig {
-        (
-            cfg.vocab_size,
-            cfg.d_model,
-            cfg.n_layers,
-            cfg.d_ff,
-            cfg.context,
-        ) = (v, c, l, f, t);
-        cfg
     }
 
     fn temp_dir(name: &str) -> std::path::PathBuf {

@@ -206,6 +206,19 @@ impl GptConfig {
     }
 }
 
+/// `cfg` with `[vocab_size, d_model, n_layers, d_ff, context]` small enough for a test.
+#[cfg(test)]
+pub(crate) fn shrunk(mut cfg: GptConfig, [v, c, l, f, t]: [usize; 5]) -> GptConfig {
+    (
+        cfg.vocab_size,
+        cfg.d_model,
+        cfg.n_layers,
+        cfg.d_ff,
+        cfg.context,
+    ) = (v, c, l, f, t);
+    cfg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

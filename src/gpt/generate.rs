@@ -221,25 +221,12 @@ pub fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpt::config::shrunk;
     use crate::gpt::{Activations, Mlp, Norm, Positions};
 
     fn configs() -> Vec<GptConfig> {
-        let mut llama = GptConfig::llama_tiny();
-        (
-            llama.vocab_size,
-            llama.d_model,
-            llama.n_layers,
-            llama.d_ff,
-            llama.context,
-        ) = (40, 32, 2, 48, 16);
-        let mut gpt2 = GptConfig::gpt2_tiny();
-        (
-            gpt2.vocab_size,
-            gpt2.d_model,
-            gpt2.n_layers,
-            gpt2.d_ff,
-            gpt2.context,
-        ) = (40, 32, 2, 64, 16);
+        let llama = shrunk(GptConfig::llama_tiny(), [40, 32, 2, 48, 16]);
+        let gpt2 = shrunk(GptConfig::gpt2_tiny(), [40, 32, 2, 64, 16]);
         let mqa = GptConfig {
             n_kv_heads: 1,
             norm: Norm::LayerNorm { eps: 1e-5 },

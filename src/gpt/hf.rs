@@ -332,18 +332,11 @@ pub fn save_llama(model: &Gpt, dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpt::config::shrunk;
     use crate::gpt::GptConfig;
 
     fn small() -> GptConfig {
-        let mut cfg = GptConfig::llama_tiny();
-        (
-            cfg.vocab_size,
-            cfg.d_model,
-            cfg.n_layers,
-            cfg.d_ff,
-            cfg.context,
-        ) = (20, 8, 2, 12, 16);
-        cfg
+        shrunk(GptConfig::llama_tiny(), [20, 8, 2, 12, 16])
     }
 
     #[test]

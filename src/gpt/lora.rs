@@ -297,6 +297,7 @@ impl Params {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpt::config::shrunk;
     use crate::gpt::gradcheck::{accumulated, check, dot, on_grid, randn, try_check, Rng, EPS};
     use crate::gpt::train::{TrainConfig, Trainer};
     use crate::gpt::{Activations, Gpt, GptConfig};
@@ -311,15 +312,7 @@ mod tests {
     }
 
     fn small() -> GptConfig {
-        let mut cfg = GptConfig::llama_tiny();
-        (
-            cfg.vocab_size,
-            cfg.d_model,
-            cfg.n_layers,
-            cfg.d_ff,
-            cfg.context,
-        ) = (11, 8, 2, 12, 8);
-        cfg
+        shrunk(GptConfig::llama_tiny(), [11, 8, 2, 12, 8])
     }
 
     /// `A` and `B` (and the input) against finite differences, through one adapter.

@@ -200,18 +200,11 @@ pub fn load_adapter(dir: &Path, params: &mut Params) -> Result<LoraConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpt::config::shrunk;
     use crate::gpt::{Gpt, GptConfig};
 
     fn small(d_model: usize) -> GptConfig {
-        let mut cfg = GptConfig::llama_tiny();
-        (
-            cfg.vocab_size,
-            cfg.d_model,
-            cfg.n_layers,
-            cfg.d_ff,
-            cfg.context,
-        ) = (11, d_model, 2, 12, 8);
-        cfg
+        shrunk(GptConfig::llama_tiny(), [11, d_model, 2, 12, 8])
     }
 
     fn lora(rank: usize, targets: &[&str]) -> LoraConfig {

@@ -482,17 +482,11 @@ pub fn sequence_loss(model: &Gpt, ids: &[u32]) -> Result<f64> {
 mod tests {
     use super::*;
     use crate::gpt::checkpoint::average;
+    use crate::gpt::config::shrunk;
     use crate::gpt::optim::{AdamWConfig, Decay, LrSchedule};
 
     fn config(steps: usize) -> RunConfig {
-        let mut model = GptConfig::gpt2_tiny();
-        (
-            model.vocab_size,
-            model.d_model,
-            model.n_layers,
-            model.d_ff,
-            model.context,
-        ) = (16, 16, 1, 24, 8);
+        let model = shrunk(GptConfig::gpt2_tiny(), [16, 16, 1, 24, 8]);
         RunConfig {
             model,
             train: TrainConfig {

@@ -446,6 +446,7 @@ pub fn chapter_4(out_dir: &Path, size: TourSize) -> Result<StepReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpt::config::shrunk;
 
     #[test]
     fn words_round_trip_and_unknown_words_are_unk() {
@@ -466,14 +467,7 @@ mod tests {
     /// cross-entropy of a stream equals the plain mean when one window holds it all.
     #[test]
     fn sentence_windows_cover_every_token_once() {
-        let mut cfg = GptConfig::llama_tiny();
-        (
-            cfg.vocab_size,
-            cfg.d_model,
-            cfg.n_layers,
-            cfg.d_ff,
-            cfg.context,
-        ) = (12, 16, 1, 24, 16);
+        let cfg = shrunk(GptConfig::llama_tiny(), [12, 16, 1, 24, 16]);
         let model = Gpt::init(cfg, 4).unwrap();
         let ids: Vec<u32> = vec![0, 3, 4, 5, 0, 6, 7, 0, 8, 0];
         let whole = {

@@ -302,19 +302,12 @@ pub struct LossCurves {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpt::config::shrunk;
     use crate::gpt::optim::Decay;
     use crate::gpt::GptConfig;
 
     fn small() -> GptConfig {
-        let mut cfg = GptConfig::llama_tiny();
-        (
-            cfg.vocab_size,
-            cfg.d_model,
-            cfg.n_layers,
-            cfg.d_ff,
-            cfg.context,
-        ) = (16, 32, 2, 64, 32);
-        cfg
+        shrunk(GptConfig::llama_tiny(), [16, 32, 2, 64, 32])
     }
 
     fn config(steps: usize) -> TrainConfig {

@@ -179,19 +179,13 @@ impl Finetuned {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpt::config::shrunk;
     use crate::gpt::peft::{load_adapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
     use crate::gpt::run::sequence_loss;
     use crate::gpt::GptConfig;
 
     fn small() -> Gpt {
-        let mut cfg = GptConfig::llama_tiny();
-        (
-            cfg.vocab_size,
-            cfg.d_model,
-            cfg.n_layers,
-            cfg.d_ff,
-            cfg.context,
-        ) = (13, 16, 2, 24, 16);
+        let cfg = shrunk(GptConfig::llama_tiny(), [13, 16, 2, 24, 16]);
         Gpt::init(cfg, 5).unwrap()
     }
 
