@@ -23,14 +23,8 @@ use llm_lessons::gpt::linear::linear_forward;
 use llm_lessons::gpt::optim::{AdamW, AdamWConfig};
 use llm_lessons::gpt::{Activations, Gpt, GptConfig};
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
+mod common;
+use common::{summary, time_steps};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args()
@@ -57,59 +51,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut grads = model.params.grads();
     let mut opt = AdamW::new(&model.params, AdamWConfig::default());
-    let mut state = 1u64;
-    let ids: Vec<u32> = (0..b * t + 1)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) % cfg.vocab_size as u64) as u32
-        })
-        .collect();
-    let (inputs, targets) = (&ids[..b * t], &ids[1..]);
-    let (mut fwd, mut bwd, mut upd, mut total) = (vec![], vec![], vec![], vec![]);
-    for step in 0..steps + 2 {
-        let t0 = Instant::now();
-        let loss = model.forward_loss(&mut acts, inputs, targets)?;
-        let t1 = Instant::now();
-        grads.zero();
-        model.backward(&mut acts, &mut grads)?;
-        let t2 = Instant::now();
-        opt.step(&mut model.params, &grads, 1e-3);
-        let t3 = Instant::now();
-        if step >= 2 {
-            fwd.push((t1 - t0).as_secs_f64());
-            bwd.push((t2 - t1).as_secs_f64());
-            upd.push((t3 - t2).as_secs_f64());
-            total.push((t3 - t0).as_secs_f64());
-        }
-        eprintln!(
-            "step {step}: loss {loss:.4} {:.1} ms",
-            (t3 - t0).as_secs_f64() * 1e3
-        );
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (f, bw, u, tot) = (
-        median(&mut fwd),
-        median(&mut bwd),
-        median(&mut upd),
-        median(&mut total),
-    );
+    let times = time_steps(&mut model, &mut acts, &mut grads, &mut opt, b, steps)?;
     println!(
-        "{preset}{} batch {b}x{t}, {} threads: {:.0} tokens/s (median step {:.1} ms: forward {:.1}, backward {:.1}, AdamW {:.1}), peak RSS {:.0} MiB, gradients and moments {:.1} MiB",
+        "{preset}{} batch {b}x{t}, {} threads: {}",
         if head_only { " (head only)" } else { "" },
         rayon::current_num_threads(),
-        (b * t) as f64 / tot,
-        tot * 1e3,
-        f * 1e3,
-        bw * 1e3,
-        u * 1e3,
-        peak_rss_mib(),
-        (grads.tensors().iter().map(|t| t.len()).sum::<usize>() * 4 + opt.bytes()) as f64
-            / (1 << 20) as f64
+        summary(&times, b * t, &grads, &opt)
     );
     Ok(())
 }
