@@ -205,6 +205,34 @@ pub enum GptCommand {
 /// Prints `model`'s mean next-token cross-entropy on token ids (`--ids`) or on text
 /// (`--text`, encoded with the tokenizer of the folder `dir`): `llm gpt eval` and `llm lora
 /// eval` print the same line.
+/// The progress bar's message after each step (loss and tokens/s since `t0`, over the
+/// steps after `first`), and a line for each held-out evaluation: `llm gpt train` and
+/// `llm lora train` show their runs the same way.
+pub fn show_steps<'a>(
+    bar: &'a indicatif::ProgressBar,
+    what: &'a str,
+    t0: std::time::Instant,
+    first: usize,
+    tokens_per_step: usize,
+) -> impl FnMut(&llm_lessons::gpt::train::StepLog, Option<f32>) + 'a {
+    move |step, held_out| {
+        let done = step.step + 1;
+        let rate = ((done - first) * tokens_per_step) as f64 / t0.elapsed().as_secs_f64();
+        bar.set_message(format!("{what}, loss {:.4}, {rate:.0} tokens/s", step.loss));
+        bar.inc(1);
+        if let Some(v) = held_out {
+            // a line that cannot be printed does not stop the run: the next one after it
+            // reports the error
+            let _ = bar.suspend(|| {
+                say(format!(
+                    "step {done}: train loss {:.4}, held-out loss {v:.4}",
+                    step.loss
+                ))
+            });
+        }
+    }
+}
+
 pub fn print_cross_entropy(
     dir: &Path,
     model: &llm_lessons::gpt::Gpt,
@@ -412,25 +440,12 @@ pub fn run(cmd: GptCommand) -> CliResult {
             let bar = progress::bar(run.planned_steps() as u64, "training");
             bar.set_position(run.trainer.step as u64);
             let (t0, first) = (std::time::Instant::now(), run.trainer.step);
-            let timing = run.train(train, val, &options, |step, held_out| {
-                let done = step.step + 1;
-                let rate = ((done - first) * tokens_per_step) as f64 / t0.elapsed().as_secs_f64();
-                bar.set_message(format!(
-                    "training, loss {:.4}, {rate:.0} tokens/s",
-                    step.loss
-                ));
-                bar.inc(1);
-                if let Some(v) = held_out {
-                    // a line that cannot be printed does not stop the run: the next one
-                    // after it reports the error
-                    let _ = bar.suspend(|| {
-                        say(format!(
-                            "step {done}: train loss {:.4}, held-out loss {v:.4}",
-                            step.loss
-                        ))
-                    });
-                }
-            })?;
+            let timing = run.train(
+                train,
+                val,
+                &options,
+                show_steps(&bar, "training", t0, first, tokens_per_step),
+            )?;
             bar.finish_and_clear();
             if timing.steps > 0 {
                 say(format!(

@@ -198,23 +198,8 @@ pub fn run(cmd: LoraCommand) -> CliResult {
             let tokens_per_step = batch * context.unwrap_or(base.cfg.context);
             let bar = progress::bar(steps as u64, "LoRA fine-tune");
             let t0 = std::time::Instant::now();
-            let done = finetune(base, &cfg, &ids, HeldOut::Fraction(held_out), |step, v| {
-                let done = step.step + 1;
-                let rate = (done * tokens_per_step) as f64 / t0.elapsed().as_secs_f64();
-                bar.set_message(format!(
-                    "LoRA fine-tune, loss {:.4}, {rate:.0} tokens/s",
-                    step.loss
-                ));
-                bar.inc(1);
-                if let Some(v) = v {
-                    let _ = bar.suspend(|| {
-                        say(format!(
-                            "step {done}: train loss {:.4}, held-out loss {v:.4}",
-                            step.loss
-                        ))
-                    });
-                }
-            })?;
+            let show = crate::gpt::show_steps(&bar, "LoRA fine-tune", t0, 0, tokens_per_step);
+            let done = finetune(base, &cfg, &ids, HeldOut::Fraction(held_out), show)?;
             bar.finish_and_clear();
             let n = done.model.cfg.n_params();
             say(format!(
