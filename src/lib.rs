@@ -23,6 +23,7 @@ pub mod lora;
 pub mod ngram;
 pub mod plot;
 pub mod progress;
+pub mod quant;
 pub mod report;
 pub mod simd;
 pub mod tour;

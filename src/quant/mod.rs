@@ -1,0 +1,7 @@
+//! Chapter 6: int8 quantization, from one scale per tensor to ggml's blocks.
+//!
+//! - [`f16`]: half precision by hand, the type of every block's scale;
+//! - [`blocks`]: ggml's Q8_0, Q8_1, Q4_0 and Q4_1 blocks, byte for byte.
+
+pub mod blocks;
+pub mod f16;
