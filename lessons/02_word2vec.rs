@@ -136,7 +136,8 @@ mod learner {
         )
     }
 
-    /// Exercise 7: an analogy, "a is to b as ? is to c", answered by a − b + c.
+    /// Exercise 7: an analogy, "b is to a as c is to ?", answered by a − b + c (the book's
+    /// form: "man is to king as woman is to ?" is `analogy(.., "king", "man", "woman")`).
     ///
     /// `vectors[i]` is the vector of `words[i]`. Divide the vectors of a, b and c by their
     /// lengths, form the query q = â − b̂ + ĉ, and return the word whose vector has the
