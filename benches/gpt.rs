@@ -1,11 +1,7 @@
 //! Chapter 4's hot path: one training step (forward, backward, AdamW) of `llama-tiny` and
 //! `gpt2-tiny` on a batch of 16 x 128 random tokens. Not a test: it prints tokens/s and
-//! the peak memory, to compare with PyTorch on the same machine:
-//!
-//! ```text
-//! bash ../shared/peers/setup.sh
-//! python ../shared/peers/gpt_torch.py --help        # the same config, batch 16, 2 threads
-//! ```
+//! the peak memory, to compare with PyTorch on the same machine (a compact PyTorch decoder
+//! of the same config, batch 16, 2 threads; book chapter 4, "Measured", says what it ran).
 //!
 //! usage: cargo bench --bench gpt -- [llama-tiny|gpt2-tiny] [STEPS] [BATCH] [--head-only]
 //!        cargo bench --bench gpt -- generate [llama-tiny|gpt2-tiny] [NEW_TOKENS]

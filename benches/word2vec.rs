@@ -1,19 +1,17 @@
 //! Chapter 2's hot path: skip-gram negative-sampling training, in words per second, with
 //! the quality of the vectors it gives. Not a test: it prints figures to compare with
-//! gensim run on the same machine, same input, same settings:
+//! gensim run on the same machine, same input, same settings (book chapter 2, "Measured",
+//! says how gensim was run):
 //!
 //! ```text
 //! cargo bench --bench word2vec -- data/external/sotu_1790-2021.txt --threads 2 --eval data/external/eval --out /tmp/ours.txt
-//! python3 ../shared/peers/prep_sentences.py data/external/sotu_1790-2021.txt /tmp/sotu_sent.txt
-//! python ../shared/peers/w2v_gensim.py train /tmp/sotu_sent.txt --workers 2 --out /tmp/gensim.txt
 //! ```
 //!
 //! usage: cargo bench --bench word2vec -- CORPUS.txt [--lines] [--threads T] [--epochs N]
 //! [--dim D] [--seed S] [--eval DIR] [--out VECTORS.txt]
 //!
-//! CORPUS.txt is prose, cut into sentences by `data::sentences` with the rules of
-//! prep_sentences.py (so gensim's input above is the same sentences); with `--lines` it
-//! already holds one sentence a line (prep_sentences.py's output). The settings are
+//! CORPUS.txt is prose, cut into sentences by `data::sentences` (gensim was given the same
+//! sentences, one a line); with `--lines` it already holds one sentence a line. The settings are
 //! gensim's defaults (window 5, negative 5, sample 1e-3, min_count 5, alpha 0.025).
 //! `--eval DIR` scores the vectors on DIR/{wordsim353.tsv,simlex999.txt,questions-words.txt}.
 

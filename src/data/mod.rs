@@ -46,8 +46,8 @@ pub fn read_sentences(path: impl AsRef<Path>) -> Result<Vec<Vec<String>>> {
     Ok(sents)
 }
 
-/// Reads a file that already holds one sentence a line (as the Python peers'
-/// `prep_sentences.py` writes): each line's words, lowercased, are one sentence.
+/// Reads a file that already holds one sentence a line (as gensim and KenLM take their
+/// input): each line's words, lowercased, are one sentence.
 pub fn read_line_sentences(path: impl AsRef<Path>) -> Result<Vec<Vec<String>>> {
     let path = path.as_ref();
     let sents: Vec<Vec<String>> = read_text(path)?
