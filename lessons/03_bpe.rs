@@ -416,7 +416,11 @@ fn exercise_7_train_on_the_course_example() {
     // highest count. The tie-break (the smaller pair by id) picks (i, s) = (105, 115)
     // over (t, h) = (116, 104), so "is" is merged first and "th" second.
     assert_eq!(merges[0], m(105, 115, 256), "first merge: (i, s) -> 256");
-    assert_eq!(merges[1], m(116, 104, 257), "second merge: (t, h) -> 257, the pair that tied");
+    assert_eq!(
+        merges[1],
+        m(116, 104, 257),
+        "second merge: (t, h) -> 257, the pair that tied"
+    );
     assert_eq!(merges.len(), 5);
     let tokens = tokens_of(&merges);
     assert_eq!(tokens[256], b"is");
