@@ -29,7 +29,8 @@ pub struct AdamWConfig {
 }
 
 impl Default for AdamWConfig {
-    /// The settings of GPT-3 and Llama: betas 0.9 and 0.95, eps 1e-8, weight decay 0.1.
+    /// GPT-3's settings: betas 0.9 and 0.95, eps 1e-8, weight decay 0.1 (Llama 2: the same
+    /// with eps 1e-5).
     fn default() -> Self {
         AdamWConfig {
             beta1: 0.9,
