@@ -1,0 +1,392 @@
+//! A quantized weight matrix: a format, a shape, and the raw bytes of its rows, each row a
+//! run of ggml blocks (or plain f32 / f16 values), exactly as a GGUF file stores them.
+//!
+//! ```
+//! use llm_lessons::quant::matrix::{Format, QMatrix};
+//! let w: Vec<f32> = (0..2 * 64).map(|i| (i as f32 * 0.1).sin()).collect();
+//! let q = QMatrix::quantize(Format::Q8_0, 2, 64, &w).unwrap();
+//! assert_eq!(q.bytes().len(), 2 * 2 * 34); // 2 rows of 2 blocks of 34 bytes
+//! assert_eq!(q.bits_per_weight(), 8.5);
+//! let back = q.dequantize();
+//! assert!(w.iter().zip(&back).all(|(a, b)| (a - b).abs() < 0.01));
+//! ```
+
+use super::blocks::{dequantize_row, quantize_row, Block, BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
+use super::f16::{f16_to_f32, f32_to_f16};
+use crate::{Error, Result};
+use std::sync::Arc;
+
+/// How a tensor's values are stored: ggml's type, restricted to the ones this crate reads
+/// and writes.
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    F32,
+    F16,
+    Q8_0,
+    Q4_0,
+    Q4_1,
+}
+
+impl Format {
+    /// Every format, in ggml type order.
+    pub const ALL: [Format; 5] = [
+        Format::F32,
+        Format::F16,
+        Format::Q4_0,
+        Format::Q4_1,
+        Format::Q8_0,
+    ];
+
+    /// ggml's type id (`ggml_type`, the number in a GGUF tensor info).
+    pub fn ggml_type(self) -> u32 {
+        match self {
+            Format::F32 => 0,
+            Format::F16 => 1,
+            Format::Q4_0 => 2,
+            Format::Q4_1 => 3,
+            Format::Q8_0 => 8,
+        }
+    }
+
+    /// The format of a ggml type id, or an error naming the id (and the ones supported).
+    pub fn from_ggml_type(id: u32) -> Result<Format> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.ggml_type() == id)
+            .ok_or_else(|| {
+                let known = match id {
+                    6 => " (Q5_0)",
+                    7 => " (Q5_1)",
+                    9 => " (Q8_1, which ggml uses for activations only)",
+                    10..=15 => " (a k-quant)",
+                    30 => " (BF16)",
+                    _ => "",
+                };
+                Error::InvalidArgument(format!(
+                    "unsupported ggml type {id}{known}: this crate reads f32 (0), f16 (1), \
+                     q4_0 (2), q4_1 (3) and q8_0 (8)"
+                ))
+            })
+    }
+
+    /// Values per block: 1 for f32 and f16, 32 for the block formats.
+    pub fn block_values(self) -> usize {
+        match self {
+            Format::F32 | Format::F16 => 1,
+            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 => QK,
+        }
+    }
+
+    /// Bytes per block: 4, 2, 34, 18, 20.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            Format::F32 => 4,
+            Format::F16 => 2,
+            Format::Q8_0 => BlockQ8_0::BYTES,
+            Format::Q4_0 => BlockQ4_0::BYTES,
+            Format::Q4_1 => BlockQ4_1::BYTES,
+        }
+    }
+
+    /// Bytes of a row of `cols` values, or an error if `cols` is not a whole number of
+    /// blocks.
+    pub fn row_bytes(self, cols: usize) -> Result<usize> {
+        if cols % self.block_values() != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "a {} row holds whole blocks of {} values, not {cols}",
+                self.name(),
+                self.block_values()
+            )));
+        }
+        Ok(cols / self.block_values() * self.block_bytes())
+    }
+
+    /// Storage per weight, in bits (8.5 for Q8_0).
+    pub fn bits_per_weight(self) -> f64 {
+        (self.block_bytes() * 8) as f64 / self.block_values() as f64
+    }
+
+    /// The lowercase name: "f32", "f16", "q8_0", "q4_0", "q4_1".
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::F32 => "f32",
+            Format::F16 => "f16",
+            Format::Q8_0 => "q8_0",
+            Format::Q4_0 => "q4_0",
+            Format::Q4_1 => "q4_1",
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = Error;
+
+    /// One of the names of [`Format::name`], in any case ("Q8_0" or "q8_0").
+    fn from_str(s: &str) -> Result<Format> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "unknown format {s:?}: expected one of f32, f16, q8_0, q4_0, q4_1"
+                ))
+            })
+    }
+}
+
+/// Where a matrix's bytes live. Cheap to clone (a reference count), so layers can share
+/// them; a memory-mapped file can become another variant without changing the API.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// Bytes owned in memory.
+    Owned(Arc<[u8]>),
+}
+
+impl Storage {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Storage::Owned(b) => b,
+        }
+    }
+}
+
+/// A `(rows, cols)` row-major weight in one [`Format`]: row `r` is
+/// `bytes()[r * row_bytes .. (r + 1) * row_bytes]`, a run of `cols / 32` blocks (or `cols`
+/// f32 / f16 values, little-endian).
+#[derive(Clone, Debug)]
+pub struct QMatrix {
+    pub format: Format,
+    pub rows: usize,
+    pub cols: usize,
+    pub storage: Storage,
+}
+
+impl PartialEq for QMatrix {
+    fn eq(&self, other: &Self) -> bool {
+        (self.format, self.rows, self.cols) == (other.format, other.rows, other.cols)
+            && self.bytes() == other.bytes()
+    }
+}
+
+impl QMatrix {
+    /// Quantizes a row-major `(rows, cols)` f32 matrix: each row into blocks with ggml's
+    /// reference rounding ([`quantize_row`]), or to f16 (nearest, ties to even), or kept
+    /// as f32.
+    pub fn quantize(format: Format, rows: usize, cols: usize, w: &[f32]) -> Result<QMatrix> {
+        check_len("quantize", format, w.len(), rows, cols, 1)?;
+        let row_bytes = format.row_bytes(cols)?;
+        let mut bytes = Vec::with_capacity(rows * row_bytes);
+        if cols > 0 {
+            for row in w.chunks_exact(cols) {
+                match format {
+                    Format::F32 => row.iter().for_each(|v| bytes.extend(v.to_le_bytes())),
+                    Format::F16 => row
+                        .iter()
+                        .for_each(|&v| bytes.extend(f32_to_f16(v).to_le_bytes())),
+                    Format::Q8_0 => {
+                        bytes.extend(bytemuck::cast_slice(&quantize_row::<BlockQ8_0>(row)))
+                    }
+                    Format::Q4_0 => {
+                        bytes.extend(bytemuck::cast_slice(&quantize_row::<BlockQ4_0>(row)))
+                    }
+                    Format::Q4_1 => {
+                        bytes.extend(bytemuck::cast_slice(&quantize_row::<BlockQ4_1>(row)))
+                    }
+                }
+            }
+        }
+        Ok(QMatrix {
+            format,
+            rows,
+            cols,
+            storage: Storage::Owned(bytes.into()),
+        })
+    }
+
+    /// A matrix over bytes already in `format` (a GGUF tensor's data), after checking that
+    /// they are exactly `rows` rows of `cols` values.
+    pub fn from_bytes(
+        format: Format,
+        rows: usize,
+        cols: usize,
+        bytes: impl Into<Arc<[u8]>>,
+    ) -> Result<QMatrix> {
+        let bytes: Arc<[u8]> = bytes.into();
+        let row_bytes = format.row_bytes(cols)?;
+        let want = rows.checked_mul(row_bytes).ok_or_else(|| {
+            Error::InvalidArgument(format!("a {format} matrix of {rows} x {cols} is too large"))
+        })?;
+        if bytes.len() != want {
+            return Err(Error::InvalidArgument(format!(
+                "a {format} matrix of {rows} x {cols} takes {want} bytes ({rows} rows of \
+                 {row_bytes}), not {}",
+                bytes.len()
+            )));
+        }
+        Ok(QMatrix {
+            format,
+            rows,
+            cols,
+            storage: Storage::Owned(bytes),
+        })
+    }
+
+    /// The raw bytes, row after row.
+    pub fn bytes(&self) -> &[u8] {
+        self.storage.as_bytes()
+    }
+
+    /// Bytes per row.
+    pub fn row_bytes(&self) -> usize {
+        // checked at construction
+        self.format.row_bytes(self.cols).expect("whole blocks")
+    }
+
+    /// The bytes of row `r`.
+    pub fn row(&self, r: usize) -> &[u8] {
+        let rb = self.row_bytes();
+        &self.bytes()[r * rb..(r + 1) * rb]
+    }
+
+    /// Storage per weight, in bits: 32, 16, 8.5, 4.5, 5 (the scales included).
+    pub fn bits_per_weight(&self) -> f64 {
+        self.format.bits_per_weight()
+    }
+
+    /// The values, as the row-major f32 matrix `(rows, cols)`.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.rows * self.cols];
+        if self.cols == 0 {
+            return out;
+        }
+        for (r, o) in out.chunks_exact_mut(self.cols).enumerate() {
+            dequantize_row_bytes(self.format, self.row(r), o);
+        }
+        out
+    }
+}
+
+/// The values of one row's bytes in `format`, into `out`.
+///
+/// # Panics
+/// If `bytes` is not the row of `out.len()` values.
+pub fn dequantize_row_bytes(format: Format, bytes: &[u8], out: &mut [f32]) {
+    match format {
+        Format::F32 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+            }
+        }
+        Format::F16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        Format::Q8_0 => dequantize_row::<BlockQ8_0>(bytemuck::cast_slice(bytes), out),
+        Format::Q4_0 => dequantize_row::<BlockQ4_0>(bytemuck::cast_slice(bytes), out),
+        Format::Q4_1 => dequantize_row::<BlockQ4_1>(bytemuck::cast_slice(bytes), out),
+    }
+}
+
+/// Checks that `len` is `rows * cols * per` values.
+fn check_len(
+    what: &str,
+    format: Format,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    per: usize,
+) -> Result<()> {
+    if Some(len) != rows.checked_mul(cols).and_then(|rc| rc.checked_mul(per)) {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: a {format} matrix of {rows} x {cols} needs {} values, got {len}",
+            rows.saturating_mul(cols).saturating_mul(per)
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_have_ggml_ids_sizes_and_names() {
+        for f in Format::ALL {
+            assert_eq!(Format::from_ggml_type(f.ggml_type()).unwrap(), f);
+            assert_eq!(f.name().parse::<Format>().unwrap(), f);
+            assert_eq!(f.name().to_uppercase().parse::<Format>().unwrap(), f);
+            assert_eq!(f.to_string(), f.name());
+        }
+        let sizes: Vec<_> = [
+            Format::F32,
+            Format::F16,
+            Format::Q8_0,
+            Format::Q4_0,
+            Format::Q4_1,
+        ]
+        .map(|f| (f.ggml_type(), f.block_values(), f.block_bytes()))
+        .into();
+        assert_eq!(
+            sizes,
+            [(0, 1, 4), (1, 1, 2), (8, 32, 34), (2, 32, 18), (3, 32, 20)]
+        );
+        assert_eq!(Format::Q4_1.row_bytes(576).unwrap(), 18 * 20);
+        let e = Format::Q8_0.row_bytes(100).unwrap_err().to_string();
+        assert!(e.contains("q8_0") && e.contains("100"), "{e}");
+        let e = Format::from_ggml_type(12).unwrap_err().to_string();
+        assert!(e.contains("12"), "{e}");
+        assert!("q5_0".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn quantize_then_dequantize_is_each_rows_blocks() {
+        let (rows, cols) = (3, 64);
+        let w: Vec<f32> = (0..rows * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        for f in Format::ALL {
+            let q = QMatrix::quantize(f, rows, cols, &w).unwrap();
+            assert_eq!(q.bytes().len(), rows * f.row_bytes(cols).unwrap());
+            let back = q.dequantize();
+            // each row is its own blocks: row 1 alone gives the same values
+            let one = QMatrix::quantize(f, 1, cols, &w[cols..2 * cols]).unwrap();
+            assert_eq!(&back[cols..2 * cols], one.dequantize().as_slice());
+            let worst = w
+                .iter()
+                .zip(&back)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            let step = match f {
+                Format::F32 => 0.0,
+                Format::F16 => 1e-3,
+                Format::Q8_0 => 1.0 / 127.0,
+                // the value opposite the largest maps to +8 and is clamped to +7: a whole step
+                Format::Q4_0 => 2.0 / 8.0,
+                Format::Q4_1 => 2.0 / 15.0,
+            };
+            // half a step of a block whose values lie in [-1, 1], plus the f16 rounding of
+            // the scale, which moves q·d by at most |q| d 2^-11 ≤ 127 d / 2048 < step / 16
+            assert!(worst <= step * (0.5 + 1.0 / 16.0) + 1e-6, "{f}: {worst}");
+            let again = QMatrix::from_bytes(f, rows, cols, q.bytes().to_vec()).unwrap();
+            assert_eq!(again, q);
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let e = QMatrix::from_bytes(Format::Q4_0, 2, 32, vec![0u8; 35])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("36") && e.contains("35"), "{e}");
+        assert!(QMatrix::quantize(Format::Q8_0, 2, 32, &[0.0; 63]).is_err());
+        assert!(QMatrix::quantize(Format::Q8_0, 1, 48, &[0.0; 48]).is_err());
+        assert!(QMatrix::quantize(Format::F16, 1, 48, &[0.0; 48]).is_ok());
+    }
+}
