@@ -11,9 +11,14 @@
 //! assert!(w.iter().zip(&back).all(|(a, b)| (a - b).abs() < 0.01));
 //! ```
 
-use super::blocks::{dequantize_row, quantize_row, Block, BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
+use super::blocks::{
+    dequantize_row, quantize_row, Block, BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, QK,
+};
 use super::f16::{f16_to_f32, f32_to_f16};
+use super::kernels::{Portable, QDot};
+use crate::simd::{self, Kernel};
 use crate::{Error, Result};
+use rayon::prelude::*;
 use std::sync::Arc;
 
 /// How a tensor's values are stored: ggml's type, restricted to the ones this crate reads
@@ -274,6 +279,168 @@ impl QMatrix {
     }
 }
 
+/// One activation row, prepared for a weight's format: quantized to Q8_0 (Q8_0 and Q4_0
+/// weights) or Q8_1 (Q4_1), or kept as f32 (f32 and f16 weights).
+enum Activation {
+    F32(Vec<f32>),
+    Q8_0(Vec<BlockQ8_0>),
+    Q8_1(Vec<BlockQ8_1>),
+}
+
+impl Activation {
+    fn new(format: Format, x: &[f32]) -> Activation {
+        match format {
+            Format::F32 | Format::F16 => Activation::F32(x.to_vec()),
+            Format::Q8_0 | Format::Q4_0 => Activation::Q8_0(quantize_row(x)),
+            Format::Q4_1 => Activation::Q8_1(quantize_row(x)),
+        }
+    }
+}
+
+/// Output rows per task of [`QMatrix::matmul`]: enough that a task's work (≥ 16 rows of
+/// at least one block) outweighs rayon's cost of handing it out, few enough that both
+/// threads get several tasks to balance.
+fn rows_per_task(rows: usize) -> usize {
+    let tasks = 8 * rayon::current_num_threads();
+    rows.div_ceil(tasks).clamp(16, 256)
+}
+
+// ANCHOR: matmul
+impl QMatrix {
+    /// `y = x W^T` for one activation row (generation: one token).
+    ///
+    /// # Shapes
+    /// `x: (cols,)`, `y: (rows,)` (overwritten).
+    ///
+    /// # Panics
+    /// If the lengths do not match the matrix.
+    pub fn matvec(&self, y: &mut [f32], x: &[f32]) {
+        self.matmul(y, x, 1);
+    }
+
+    /// `y = x W^T` for `n` activation rows (prefill: a prompt's tokens). Each row of `x`
+    /// is quantized once (to Q8_0, or Q8_1 for a Q4_1 weight), then every output is one
+    /// integer dot product ([`super::kernels`]). The threads split the weight's rows; each
+    /// takes a weight row once from memory and multiplies it with all `n` activation rows
+    /// while it sits in the L1 cache (the activations, `n` quantized rows, stay in L2).
+    ///
+    /// # Shapes
+    /// `x: (n, cols)`, `y: (n, rows)` (overwritten).
+    ///
+    /// # Panics
+    /// If the lengths do not match the matrix.
+    pub fn matmul(&self, y: &mut [f32], x: &[f32], n: usize) {
+        assert_eq!(
+            (x.len(), y.len()),
+            (n * self.cols, n * self.rows),
+            "QMatrix::matmul: x is (n, {}), y (n, {})",
+            self.cols,
+            self.rows
+        );
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(q), Some(f)) = (super::kernels::Avx2::detect(), simd::Avx2::detect()) {
+            return self.matmul_with(q, f, y, x, n);
+        }
+        self.matmul_with(Portable, simd::Portable, y, x, n)
+    }
+
+    /// [`QMatrix::matmul`] on the given kernels (to compare them).
+    pub fn matmul_with(&self, q: impl QDot, f: impl Kernel, y: &mut [f32], x: &[f32], n: usize) {
+        assert_eq!((x.len(), y.len()), (n * self.cols, n * self.rows));
+        if n == 0 || self.rows == 0 {
+            return;
+        }
+        if self.cols == 0 {
+            y.fill(0.0);
+            return;
+        }
+        let acts: Vec<Activation> = x
+            .par_chunks_exact(self.cols)
+            .map(|x| Activation::new(self.format, x))
+            .collect();
+        let per = rows_per_task(self.rows);
+        let (rows, format) = (self.rows, self.format);
+        // the task computing rows r0..r1 writes y[t][r0..r1] for every t: into its own
+        // buffer (r1 - r0, n), copied into y after
+        let task = |r0: usize, out: &mut [f32]| {
+            let r1 = (r0 + per).min(rows);
+            let mut w_f32 = Vec::new();
+            for r in r0..r1 {
+                let w = self.row(r);
+                let o = &mut out[(r - r0) * n..(r - r0 + 1) * n];
+                match format {
+                    Format::F32 | Format::F16 => {
+                        let w = f32_row(format, w, &mut w_f32);
+                        for (o, a) in o.iter_mut().zip(&acts) {
+                            let Activation::F32(a) = a else {
+                                unreachable!()
+                            };
+                            *o = f.dot(w, a);
+                        }
+                    }
+                    Format::Q8_0 => {
+                        let w: &[BlockQ8_0] = bytemuck::cast_slice(w);
+                        for (o, a) in o.iter_mut().zip(&acts) {
+                            let Activation::Q8_0(a) = a else {
+                                unreachable!()
+                            };
+                            *o = q.q8_0_q8_0(w, a);
+                        }
+                    }
+                    Format::Q4_0 => {
+                        let w: &[BlockQ4_0] = bytemuck::cast_slice(w);
+                        for (o, a) in o.iter_mut().zip(&acts) {
+                            let Activation::Q8_0(a) = a else {
+                                unreachable!()
+                            };
+                            *o = q.q4_0_q8_0(w, a);
+                        }
+                    }
+                    Format::Q4_1 => {
+                        let w: &[BlockQ4_1] = bytemuck::cast_slice(w);
+                        for (o, a) in o.iter_mut().zip(&acts) {
+                            let Activation::Q8_1(a) = a else {
+                                unreachable!()
+                            };
+                            *o = q.q4_1_q8_1(w, a);
+                        }
+                    }
+                }
+            }
+        };
+        if n == 1 {
+            // one token: the buffer is y itself
+            y.par_chunks_mut(per)
+                .enumerate()
+                .for_each(|(i, out)| task(i * per, out));
+            return;
+        }
+        let mut yt = vec![0.0f32; rows * n];
+        yt.par_chunks_mut(per * n)
+            .enumerate()
+            .for_each(|(i, out)| task(i * per, out));
+        for (r, col) in yt.chunks_exact(n).enumerate() {
+            for (t, v) in col.iter().enumerate() {
+                y[t * rows + r] = *v;
+            }
+        }
+    }
+}
+// ANCHOR_END: matmul
+
+/// An f32 or f16 row's bytes as f32 values: in place when they are aligned f32, else
+/// converted into `buf`.
+fn f32_row<'a>(format: Format, bytes: &'a [u8], buf: &'a mut Vec<f32>) -> &'a [f32] {
+    if format == Format::F32 && cfg!(target_endian = "little") {
+        if let Ok(w) = bytemuck::try_cast_slice(bytes) {
+            return w;
+        }
+    }
+    buf.resize(bytes.len() / format.block_bytes(), 0.0);
+    dequantize_row_bytes(format, bytes, buf);
+    buf
+}
+
 /// The values of one row's bytes in `format`, into `out`.
 ///
 /// # Panics
@@ -388,5 +555,74 @@ mod tests {
         assert!(QMatrix::quantize(Format::Q8_0, 2, 32, &[0.0; 63]).is_err());
         assert!(QMatrix::quantize(Format::Q8_0, 1, 48, &[0.0; 48]).is_err());
         assert!(QMatrix::quantize(Format::F16, 1, 48, &[0.0; 48]).is_ok());
+    }
+
+    /// `matmul` against f64 sums over the dequantized weight, on uneven shapes and n = 1, 3,
+    /// 17. The bound per output is the kernels' (see `kernels::tests`): the activation's
+    /// rounding, Σ_b 0.5625 d_x,b Σ_j |ŵ_j| (0 for f32 and f16 weights, whose activations
+    /// stay f32), plus 1e-5 · Σ |ŵ x| for f32 rounding (and Q4_1's s_x term, ≤ 2^-10
+    /// relative, inside that for these data). Each row of the product is also the matvec
+    /// of that row, bit for bit, and the portable kernels give the same bits.
+    #[test]
+    fn matmul_matches_the_dequantized_product() {
+        for (rows, cols) in [(37, 96), (5, 32), (130, 320)] {
+            let w: Vec<f32> = (0..rows * cols)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1 + (i as f32 * 0.37).sin())
+                .collect();
+            for f in Format::ALL {
+                let q = QMatrix::quantize(f, rows, cols, &w).unwrap();
+                let wq = q.dequantize();
+                for n in [1, 3, 17] {
+                    let x: Vec<f32> = (0..n * cols)
+                        .map(|i| (i as f32 * 0.71).cos() * 2.0)
+                        .collect();
+                    let mut y = vec![f32::NAN; n * rows];
+                    q.matmul(&mut y, &x, n);
+                    let mut yp = vec![f32::NAN; n * rows];
+                    q.matmul_with(Portable, simd::Portable, &mut yp, &x, n);
+                    for t in 0..n {
+                        let xt = &x[t * cols..(t + 1) * cols];
+                        let xb: Vec<BlockQ8_0> = quantize_row(xt);
+                        let mut y1 = vec![0.0; rows];
+                        q.matvec(&mut y1, xt);
+                        assert_eq!(&y[t * rows..(t + 1) * rows], y1.as_slice(), "{f} row {t}");
+                        for r in 0..rows {
+                            let wr = &wq[r * cols..(r + 1) * cols];
+                            let exact: f64 =
+                                wr.iter().zip(xt).map(|(a, b)| *a as f64 * *b as f64).sum();
+                            let mass: f64 = wr
+                                .iter()
+                                .zip(xt)
+                                .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                                .sum();
+                            let act: f64 = if matches!(f, Format::F32 | Format::F16) {
+                                0.0
+                            } else {
+                                xb.iter()
+                                    .zip(wr.chunks_exact(QK))
+                                    .map(|(b, w)| {
+                                        0.5625
+                                            * b.d.get() as f64
+                                            * w.iter().map(|v| v.abs() as f64).sum::<f64>()
+                                    })
+                                    .sum()
+                            };
+                            let got = y[t * rows + r] as f64;
+                            assert!(
+                                (got - exact).abs() <= act + 1e-5 * mass,
+                                "{f} {rows}x{cols} n={n} ({t}, {r}): {got} vs {exact}"
+                            );
+                            if !matches!(f, Format::F32 | Format::F16) {
+                                assert_eq!(
+                                    got.to_bits(),
+                                    (yp[t * rows + r] as f64).to_bits(),
+                                    "{f}: portable"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
