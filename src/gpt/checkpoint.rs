@@ -34,6 +34,8 @@ fn bad(path: &Path, message: impl Into<String>) -> Error {
 
 /// Writes the model (and the run, with `trainer`) into `dir`, created if needed.
 pub fn save(dir: &Path, model: &Gpt, trainer: Option<&Trainer>) -> Result<()> {
+    // safetensors holds f32 tensors here: a quantized weight would be missing
+    model.params.check_f32("saving a safetensors checkpoint")?;
     std::fs::create_dir_all(dir).map_err(|e| Error::Write {
         path: dir.to_path_buf(),
         source: e,

@@ -319,6 +319,9 @@ pub fn tensors_to_safetensors(tensors: Vec<(String, Vec<usize>, &[f32])>) -> Res
 /// Saves a Llama-architecture model as Hugging Face does: `config.json` and
 /// `model.safetensors` in `dir` (created if needed), each written atomically.
 pub fn save_llama(model: &Gpt, dir: &Path) -> Result<()> {
+    model
+        .params
+        .check_f32("saving as Hugging Face safetensors")?;
     let config = config_to_hf_json(&model.cfg)?;
     let weights = params_to_safetensors(&model.cfg, &model.params)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::Write {

@@ -235,6 +235,8 @@ pub fn linear_backward_input(
 #[derive(Clone, Debug, PartialEq)]
 pub enum Weight {
     F32(Tensor),
+    /// Quantized blocks (chapter 6, [`super::quant`]): inference only, never trained.
+    Quant(crate::quant::matrix::QMatrix),
 }
 
 /// A linear layer, `y = x W^T`, that owns its weight and knows its dimensions; with a
@@ -269,16 +271,36 @@ impl Linear {
     }
 
     /// The f32 weight.
+    ///
+    /// # Panics
+    /// If the weight is quantized; [`Linear::as_f32`] asks instead.
     pub fn f32(&self) -> &Tensor {
-        match &self.weight {
-            Weight::F32(w) => w,
-        }
+        self.as_f32()
+            .expect("Linear::f32 on a quantized weight (use as_f32, or dequantize it)")
     }
 
     /// The f32 weight, to change.
+    ///
+    /// # Panics
+    /// If the weight is quantized; [`Linear::as_f32_mut`] asks instead.
     pub fn f32_mut(&mut self) -> &mut Tensor {
+        self.as_f32_mut()
+            .expect("Linear::f32_mut on a quantized weight (use as_f32_mut)")
+    }
+
+    /// The f32 weight, or `None` if it is quantized.
+    pub fn as_f32(&self) -> Option<&Tensor> {
+        match &self.weight {
+            Weight::F32(w) => Some(w),
+            Weight::Quant(_) => None,
+        }
+    }
+
+    /// The f32 weight to change, or `None` if it is quantized.
+    pub fn as_f32_mut(&mut self) -> Option<&mut Tensor> {
         match &mut self.weight {
-            Weight::F32(w) => w,
+            Weight::F32(w) => Some(w),
+            Weight::Quant(_) => None,
         }
     }
 
@@ -287,6 +309,7 @@ impl Linear {
         let n = rows_of("Linear::forward", "x", x.len(), self.d_in);
         match &self.weight {
             Weight::F32(w) => linear_forward(y, x, w, n, self.d_in, self.d_out),
+            Weight::Quant(q) => q.matmul(y, x, n),
         }
         if let Some(adapter) = &self.adapter {
             adapter.forward_add(y, x);
@@ -295,6 +318,10 @@ impl Linear {
 
     /// Backward of [`Linear::forward`]: `dx += dy W`, and `dW += dy^T x` into `grad` if the
     /// weight is trainable (a frozen weight's gradient holds no values).
+    ///
+    /// # Panics
+    /// If the weight is quantized: [`super::Gpt::backward`] and the trainer refuse such a
+    /// model first, with an error naming the layer ([`super::Params::check_f32`]).
     pub fn backward(&self, dx: &mut [f32], grad: &mut Linear, dy: &[f32], x: &[f32]) {
         let (d_in, d_out) = (self.d_in, self.d_out);
         let n = rows_of("Linear::backward", "x", x.len(), d_in);
@@ -303,6 +330,9 @@ impl Linear {
                 linear_backward(dx, dw, dy, x, w, n, d_in, d_out)
             }
             (Weight::F32(w), _) => linear_backward_input(dx, dy, w, n, d_in, d_out),
+            (Weight::Quant(_), _) => {
+                panic!("backward through a quantized weight: quantized weights are for inference")
+            }
         }
         if let (Some(adapter), Some(g)) = (&self.adapter, &mut grad.adapter) {
             adapter.backward(dx, g, dy, x);
@@ -396,10 +426,10 @@ mod tests {
         let mut dx = vec![0.0; n * d_in];
         layer.backward(&mut dx, &mut grad, &dy, &x);
         assert!(grad.f32().iter().any(|&g| g != 0.0));
-        let Weight::F32(w) = &mut layer.weight;
+        let w = layer.f32_mut();
         w.trainable = false;
         let mut frozen_grad = Linear::zeros(d_in, d_out);
-        let Weight::F32(g) = &mut frozen_grad.weight;
+        let g = frozen_grad.f32_mut();
         g.data = Vec::new(); // what Params::grads gives a frozen tensor
         let mut dx_frozen = vec![0.0; n * d_in];
         layer.backward(&mut dx_frozen, &mut frozen_grad, &dy, &x);

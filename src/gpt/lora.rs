@@ -225,7 +225,12 @@ impl Linear {
             .adapter
             .take()
             .ok_or_else(|| Error::InvalidArgument("this layer has no adapter to merge".into()))?;
-        let Weight::F32(w) = &mut self.weight;
+        let Weight::F32(w) = &mut self.weight else {
+            self.adapter = Some(adapter);
+            return Err(Error::InvalidArgument(
+                "cannot merge an adapter into a quantized weight".into(),
+            ));
+        };
         for (w, d) in w.iter_mut().zip(adapter.delta()) {
             *w += d;
         }
@@ -234,9 +239,11 @@ impl Linear {
 
     /// The inverse of [`Linear::merge_adapter`]: `W <- W - s B A`, the adapter back on.
     pub fn unmerge_adapter(&mut self, adapter: LoraAdapter) {
-        let Weight::F32(w) = &mut self.weight;
-        for (w, d) in w.iter_mut().zip(adapter.delta()) {
-            *w -= d;
+        // merge_adapter only succeeds on an f32 weight
+        if let Weight::F32(w) = &mut self.weight {
+            for (w, d) in w.iter_mut().zip(adapter.delta()) {
+                *w -= d;
+            }
         }
         self.adapter = Some(adapter);
     }

@@ -64,6 +64,7 @@ pub mod norm;
 pub mod optim;
 pub mod params;
 pub mod peft;
+pub mod quant;
 pub mod residual;
 pub mod rope;
 pub mod run;

@@ -232,6 +232,7 @@ impl Gpt {
     /// [`Params::zeros`] when all are trainable; zero them first for a fresh gradient).
     /// Errors if `acts` holds no such forward, or `grads` does not fit the model.
     pub fn backward(&self, acts: &mut Activations, grads: &mut Params) -> Result<()> {
+        self.params.check_f32("a backward")?;
         if !acts.has_loss {
             return Err(Error::InvalidArgument(
                 "backward needs the activations of a forward_loss (a forward alone has no loss)"

@@ -250,6 +250,8 @@ macro_rules! walk {
                 let Linear { weight, adapter, .. } = & $($m)? $linear;
                 match weight {
                     Weight::F32(w) => tensor(format!("{}.weight", $name), true, $init, w),
+                    // not an f32 tensor: skipped (see Params::visit)
+                    Weight::Quant(_) => {}
                 }
                 if let Some(LoraAdapter { a, b, .. }) = adapter {
                     let bound = kaiming_bound(a.shape[1]);
@@ -329,6 +331,10 @@ impl Params {
 
     // ANCHOR: visit
     /// Calls `f` on every tensor, in one fixed order, with its [`ParamSpec`].
+    ///
+    /// f32 tensors only: a quantized weight ([`Weight::Quant`], chapter 6) is skipped, so a
+    /// quantized model cannot be trained or saved as f32 ([`Params::check_f32`] says so
+    /// where that is attempted).
     pub fn visit<'a>(&'a self, mut f: impl FnMut(ParamSpec, &'a Tensor)) {
         walk!(self, &mut f, 'a,)
     }
@@ -456,7 +462,20 @@ impl Params {
 
     /// Checks that the tensors have the names and sizes `cfg` asks for.
     pub fn check(&self, cfg: &GptConfig) -> Result<()> {
-        let want = Params::specs(cfg);
+        let mut want = Params::specs(cfg);
+        // quantized weights are not f32 tensors: check their shapes apart
+        let quantized = self.quantized_shapes();
+        for (name, shape) in &quantized {
+            match want.iter().find(|w| &w.name == name) {
+                Some(w) if &w.shape == shape => {}
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                    "the quantized weight {name} of shape {shape:?} does not fit the model config"
+                )))
+                }
+            }
+        }
+        want.retain(|w| !quantized.iter().any(|(n, _)| n == &w.name));
         let have = self.param_specs();
         let names = |s: &[ParamSpec]| s.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
         if names(&want) != names(&have) {

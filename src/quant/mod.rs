@@ -1,7 +1,13 @@
 //! Chapter 6: int8 quantization, from one scale per tensor to ggml's blocks.
 //!
 //! - [`f16`]: half precision by hand, the type of every block's scale;
-//! - [`blocks`]: ggml's Q8_0, Q8_1, Q4_0 and Q4_1 blocks, byte for byte.
+//! - [`blocks`]: ggml's Q8_0, Q8_1, Q4_0 and Q4_1 blocks, byte for byte;
+//! - [`matrix`]: a weight matrix in one of those formats ([`matrix::Format`], [`matrix::QMatrix`]),
+//!   and its products with activations, `y = x W^T`;
+//! - [`kernels`]: integer dot products of a row of weight blocks with an activation row
+//!   quantized on the fly, portable and AVX2.
 
 pub mod blocks;
 pub mod f16;
+pub mod kernels;
+pub mod matrix;

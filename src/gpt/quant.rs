@@ -1,0 +1,160 @@
+//! The seam between chapter 6's quantized matrices and the model: a projection's weight
+//! can be a [`QMatrix`] ([`Weight::Quant`]), which [`super::Linear::forward`] multiplies
+//! through the integer kernels of [`crate::quant::kernels`]. Quantized weights are for
+//! inference: the model's backward, the trainer and the checkpoint writer refuse them
+//! with an error naming the layer ([`Params::check_f32`]).
+//!
+//! ```
+//! use llm_lessons::gpt::{Gpt, GptConfig};
+//! use llm_lessons::quant::matrix::Format;
+//! let mut model = Gpt::init(GptConfig::llama_tiny(), 1).unwrap();
+//! let n = model.params.quantize(Format::Q8_0, |_| true).unwrap();
+//! assert_eq!(n, 7 * model.cfg.n_layers); // q, k, v, o, gate, up, down (the head is tied)
+//! assert!(model.params.check_f32("training").is_err());
+//! ```
+
+use super::linear::{Linear, Weight};
+use super::params::{MlpParams, Params};
+use crate::quant::matrix::{Format, QMatrix};
+use crate::{Error, Result};
+
+impl Params {
+    /// Calls `f` on every projection with its name, by shared reference (the order of
+    /// [`Params::visit_linears_mut`]).
+    pub fn visit_linears(&self, mut f: impl FnMut(&str, &Linear)) {
+        for (l, b) in self.blocks.iter().enumerate() {
+            let at = |s: &str| format!("model.layers.{l}.{s}");
+            f(&at("self_attn.q_proj"), &b.attn.q_proj);
+            f(&at("self_attn.k_proj"), &b.attn.k_proj);
+            f(&at("self_attn.v_proj"), &b.attn.v_proj);
+            f(&at("self_attn.o_proj"), &b.attn.o_proj);
+            match &b.mlp {
+                MlpParams::Gelu { up_proj, down_proj } => {
+                    f(&at("mlp.up_proj"), up_proj);
+                    f(&at("mlp.down_proj"), down_proj);
+                }
+                MlpParams::SwiGlu {
+                    gate_proj,
+                    up_proj,
+                    down_proj,
+                } => {
+                    f(&at("mlp.gate_proj"), gate_proj);
+                    f(&at("mlp.up_proj"), up_proj);
+                    f(&at("mlp.down_proj"), down_proj);
+                }
+            }
+        }
+        if let Some(head) = &self.lm_head {
+            f("lm_head", head);
+        }
+    }
+
+    /// The names (`…q_proj.weight`) and shapes `(d_out, d_in)` of the quantized weights.
+    pub fn quantized_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut out = Vec::new();
+        self.visit_linears(|name, l| {
+            if let Weight::Quant(q) = &l.weight {
+                out.push((format!("{name}.weight"), vec![q.rows, q.cols]));
+            }
+        });
+        out
+    }
+
+    /// Errors, naming the first quantized layer, if any weight is quantized: `what`
+    /// (training, a backward, saving a checkpoint) needs every weight in f32.
+    pub fn check_f32(&self, what: &str) -> Result<()> {
+        match self.quantized_shapes().first() {
+            None => Ok(()),
+            Some((name, _)) => Err(Error::InvalidArgument(format!(
+                "{what} needs f32 weights, but {name} is quantized: quantized weights are for \
+                 inference"
+            ))),
+        }
+    }
+
+    /// Quantizes to `format` every projection whose name `keep` accepts, whose weight is
+    /// f32 and whose `d_in` is a whole number of blocks (a multiple of 32 for the block
+    /// formats); norms and embeddings stay f32. Returns how many it quantized. Errors if a
+    /// layer has a LoRA adapter (merge it first).
+    pub fn quantize(&mut self, format: Format, keep: impl Fn(&str) -> bool) -> Result<usize> {
+        let mut count = 0;
+        let mut err = None;
+        self.visit_linears_mut(|name, l| {
+            let Weight::F32(w) = &l.weight else { return };
+            if err.is_some() || !keep(name) || l.d_in % format.block_values() != 0 {
+                return;
+            }
+            if l.adapter.is_some() {
+                err = Some(Error::InvalidArgument(format!(
+                    "{name} has a LoRA adapter: merge it before quantizing"
+                )));
+                return;
+            }
+            match QMatrix::quantize(format, l.d_out, l.d_in, w) {
+                Ok(q) => {
+                    l.weight = Weight::Quant(q);
+                    count += 1;
+                }
+                Err(e) => err = Some(e),
+            }
+        });
+        err.map_or(Ok(count), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::{Activations, Gpt, GptConfig};
+
+    /// A quantized llama-tiny gives the f32 model's logits within a stated tolerance, and
+    /// its loss within 1%; training and saving it are errors that name the layer.
+    #[test]
+    fn a_q8_0_model_stays_close_to_f32() {
+        let cfg = GptConfig::llama_tiny();
+        let f32_model = Gpt::init(cfg.clone(), 3).unwrap();
+        let (b, t) = (2, 16);
+        let ids: Vec<u32> = (0..b * t)
+            .map(|i| ((i * 37 + 11) % cfg.vocab_size) as u32)
+            .collect();
+        let targets: Vec<u32> = ids
+            .iter()
+            .map(|&i| (i + 1) % cfg.vocab_size as u32)
+            .collect();
+        let run = |m: &Gpt| {
+            let mut acts = Activations::new(&m.cfg, b, t);
+            let loss = m.forward_loss(&mut acts, &ids, &targets).unwrap();
+            (loss, acts.logits.clone())
+        };
+        let (loss, logits) = run(&f32_model);
+        for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+            let mut q = f32_model.clone();
+            let n = q.params.quantize(format, |_| true).unwrap();
+            assert!(n > 0);
+            let q = Gpt::new(q.cfg.clone(), q.params).unwrap(); // the shapes still check
+            let (q_loss, q_logits) = run(&q);
+            let worst = logits
+                .iter()
+                .zip(&q_logits)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            let scale = logits.iter().map(|v| v.abs()).fold(0.0, f32::max);
+            let rel = (q_loss - loss).abs() / loss;
+            eprintln!("{format}: loss {loss} -> {q_loss} ({rel:.2e}), worst logit error {worst} of max {scale}");
+            if format == Format::Q8_0 {
+                // Q8_0 weights and activations each carry ≤ 1/254 relative rounding per
+                // block; through 2 layers that stays far below 2% of the logits' range
+                assert!(worst <= 0.02 * scale, "{format}: {worst} vs {scale}");
+                assert!(rel < 0.01, "{format}: loss {loss} vs {q_loss}");
+            } else {
+                assert!(rel < 0.05, "{format}: loss {loss} vs {q_loss}");
+            }
+            assert!(q
+                .params
+                .check_f32("training")
+                .unwrap_err()
+                .to_string()
+                .contains("q_proj"));
+        }
+    }
+}

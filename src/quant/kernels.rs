@@ -1,0 +1,373 @@
+//! Integer dot products: one weight row of blocks times one activation row quantized on
+//! the fly to Q8_0 (or Q8_1), as ggml computes `ggml_vec_dot_q8_0_q8_0` and its siblings.
+//!
+//! Within a block both sides are small integers, so the 32 products sum exactly in an
+//! `i32`; only then do the two f16 scales come in:
+//!
+//! - Q8_0 · Q8_0: Σ_b d_w d_x Σ_j q_w,j q_x,j
+//! - Q4_0 · Q8_0: Σ_b d_w d_x Σ_j (q_w,j − 8) q_x,j
+//! - Q4_1 · Q8_1: Σ_j (d_w q_w,j + m)(d_x q_x,j) = d_w d_x Σ_j q_w,j q_x,j + m s_x, with
+//!   s_x = d_x Σ_j q_x,j stored in the Q8_1 block, which is why ggml pairs Q4_1 with Q8_1.
+//!
+//! Both kernels sum in the same order, so their results are bit-identical: each block's 32
+//! products are summed as 8 lanes of 4 consecutive products (what AVX2's
+//! `_mm256_madd_epi16` leaves), each lane is converted to f32 and scaled by `d_w d_x`
+//! into one of 8 f32 accumulators kept across the blocks (no horizontal sum per block),
+//! and the 8 accumulators are summed at the end as ggml's `hsum_float_8` does. The
+//! scaling is a multiply then an add (not a fused multiply-add) so that plain Rust can
+//! match it exactly.
+
+use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, QK};
+
+/// Dot products of a weight row of blocks with an activation row of blocks.
+///
+/// # Panics
+/// If the two rows do not have the same number of blocks.
+pub trait QDot: Copy + Send + Sync {
+    /// Σ d_w d_x Σ q_w q_x over the blocks.
+    fn q8_0_q8_0(self, w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32;
+    /// Σ d_w d_x Σ (q_w − 8) q_x over the blocks.
+    fn q4_0_q8_0(self, w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32;
+    /// Σ (d_w d_x Σ q_w q_x + m_w s_x) over the blocks.
+    fn q4_1_q8_1(self, w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32;
+}
+
+/// ggml's `hsum_float_8`: (a0 + a4) + (a2 + a6) + ((a1 + a5) + (a3 + a7)).
+#[inline(always)]
+fn hsum8(a: [f32; 8]) -> f32 {
+    let s = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    (s[0] + s[2]) + (s[1] + s[3])
+}
+
+/// The 8 lane sums of a block: lane k = Σ_{j = 4k}^{4k+3} a_j b_j, exact.
+#[inline(always)]
+fn lanes(a: &[i32; QK], b: &[i8; QK]) -> [i32; 8] {
+    std::array::from_fn(|k| (4 * k..4 * k + 4).map(|j| a[j] * b[j] as i32).sum())
+}
+
+/// acc_k ← acc_k + d · lane_k.
+#[inline(always)]
+fn scale_into(acc: &mut [f32; 8], d: f32, lanes: [i32; 8]) {
+    for (a, l) in acc.iter_mut().zip(lanes) {
+        *a += d * l as f32;
+    }
+}
+
+/// A 4-bit block's 32 values: element j < 16 the low nibble of `qs[j]`, j + 16 its high one.
+#[inline(always)]
+fn nibbles(qs: &[u8; QK / 2], offset: i32) -> [i32; QK] {
+    std::array::from_fn(|j| {
+        let b = qs[j % (QK / 2)];
+        (if j < QK / 2 { b & 0x0f } else { b >> 4 }) as i32 - offset
+    })
+}
+
+fn same_len(w: usize, x: usize) {
+    assert_eq!(w, x, "a dot product of rows of {w} and {x} blocks");
+}
+
+/// Plain Rust, in the order described in the module documentation.
+#[derive(Clone, Copy, Debug)]
+pub struct Portable;
+
+// ANCHOR: portable
+impl QDot for Portable {
+    fn q8_0_q8_0(self, w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+        same_len(w.len(), x.len());
+        let mut acc = [0.0f32; 8];
+        for (w, x) in w.iter().zip(x) {
+            let qw = w.qs.map(|q| q as i32);
+            scale_into(&mut acc, w.d.get() * x.d.get(), lanes(&qw, &x.qs));
+        }
+        hsum8(acc)
+    }
+
+    fn q4_0_q8_0(self, w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+        same_len(w.len(), x.len());
+        let mut acc = [0.0f32; 8];
+        for (w, x) in w.iter().zip(x) {
+            scale_into(
+                &mut acc,
+                w.d.get() * x.d.get(),
+                lanes(&nibbles(&w.qs, 8), &x.qs),
+            );
+        }
+        hsum8(acc)
+    }
+
+    fn q4_1_q8_1(self, w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
+        same_len(w.len(), x.len());
+        let mut acc = [0.0f32; 8];
+        let mut minimums = 0.0f32;
+        for (w, x) in w.iter().zip(x) {
+            minimums += w.m.get() * x.s.get();
+            scale_into(
+                &mut acc,
+                w.d.get() * x.d.get(),
+                lanes(&nibbles(&w.qs, 0), &x.qs),
+            );
+        }
+        hsum8(acc) + minimums
+    }
+}
+// ANCHOR_END: portable
+
+/// AVX2 kernels (with F16C for the scales). Only constructed by [`Avx2::detect`], so only
+/// used where the CPU has both.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2(());
+
+#[cfg(target_arch = "x86_64")]
+impl Avx2 {
+    /// The kernels, if this CPU has AVX2 and F16C.
+    pub fn detect() -> Option<Avx2> {
+        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c")).then_some(Avx2(()))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl QDot for Avx2 {
+    fn q8_0_q8_0(self, w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+        same_len(w.len(), x.len());
+        // SAFETY: an `Avx2` exists only where the CPU has AVX2 and F16C; the rows have the
+        // same length.
+        unsafe { avx2::q8_0_q8_0(w, x) }
+    }
+
+    fn q4_0_q8_0(self, w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+        same_len(w.len(), x.len());
+        // SAFETY: as above.
+        unsafe { avx2::q4_0_q8_0(w, x) }
+    }
+
+    fn q4_1_q8_1(self, w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
+        same_len(w.len(), x.len());
+        // SAFETY: as above.
+        unsafe { avx2::q4_1_q8_1(w, x) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, Half};
+    use std::arch::x86_64::*;
+
+    // Safety of every function here: the CPU has AVX2 and F16C, and `w` and `x` have the
+    // same length.
+
+    /// An f16 scale, exactly, with F16C.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn half(h: Half) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+            u16::from_le_bytes(h.0) as i32
+        )))
+    }
+
+    /// ggml's `hsum_float_8`, the same order as [`super::hsum8`].
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn hsum8(acc: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// 8 lanes of Σ of 4 consecutive products a_j b_j of signed bytes. `maddubs` wants an
+    /// unsigned left side, so it gets |a| and b takes a's sign (ggml's trick). b, an
+    /// activation from our quantizer, lies in −127..=127, so negating it cannot overflow;
+    /// a = −128 (possible in a file's weight) gives |a| = 128 as an unsigned byte, still
+    /// right. Pairs sum to at most 2 · 128 · 127 < 2^15, so the i16 step cannot saturate.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn lanes_i8(a: __m256i, b: __m256i) -> __m256 {
+        let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+
+    /// The same with an unsigned left side (0..=15): pairs reach 2 · 15 · 127.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn lanes_u8(a: __m256i, b: __m256i) -> __m256 {
+        let pairs = _mm256_maddubs_epi16(a, b);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+
+    /// 16 bytes of nibbles as 32 bytes: the low nibbles (elements 0..16), then the high.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn nibbles(qs: &[u8; 16]) -> __m256i {
+        let b = _mm_loadu_si128(qs.as_ptr().cast());
+        let both = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for (w, x) in w.iter().zip(x) {
+            let d = _mm256_set1_ps(half(w.d) * half(x.d));
+            let qw = _mm256_loadu_si256(w.qs.as_ptr().cast());
+            let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(d, lanes_i8(qw, qx)));
+        }
+        hsum8(acc)
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let eight = _mm256_set1_epi8(8);
+        for (w, x) in w.iter().zip(x) {
+            let d = _mm256_set1_ps(half(w.d) * half(x.d));
+            let qw = _mm256_sub_epi8(nibbles(&w.qs), eight);
+            let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(d, lanes_i8(qw, qx)));
+        }
+        hsum8(acc)
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn q4_1_q8_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut minimums = 0.0f32;
+        for (w, x) in w.iter().zip(x) {
+            minimums += half(w.m) * half(x.s);
+            let d = _mm256_set1_ps(half(w.d) * half(x.d));
+            let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(d, lanes_u8(nibbles(&w.qs), qx)));
+        }
+        hsum8(acc) + minimums
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::blocks::{dequantize_row, quantize_row, Block};
+    use super::*;
+
+    fn row(n: usize, seed: f32) -> Vec<f32> {
+        // uneven magnitudes across blocks, and an outlier
+        (0..n)
+            .map(|i| {
+                let t = i as f32;
+                (t * 0.37 + seed).sin() * (1.0 + (t * 0.011 + seed).cos().abs() * 3.0)
+                    + if i == 40 { 9.0 } else { 0.0 }
+            })
+            .collect()
+    }
+
+    fn deq<B: Block>(b: &[B]) -> Vec<f32> {
+        let mut out = vec![0.0; b.len() * QK];
+        dequantize_row(b, &mut out);
+        out
+    }
+
+    /// Each kernel against f64 sums: first of the dequantized weight times the
+    /// dequantized activation (what the integers compute, up to f32 rounding), then of
+    /// the dequantized weight times the activation itself (what a matmul with the
+    /// dequantized weight would give).
+    ///
+    /// Bounds. (1) The i32 block sums are exact; each block's term d_w d_x Σ q q is
+    /// rounded a few times in f32 (the scale product, the lane conversion is exact, the
+    /// multiply, ~n/8 adds per lane and 3 in the final sum), so the error is below
+    /// (n/8 + 6) · 2^-24 · Σ|ŵ x̂| (we allow 1e-5 relative for n ≤ 1024). For Q4_1 the
+    /// minimum's term uses s_x = f16(d Σ q) where the dequantized product has
+    /// f16(d) Σ q: each rounding is relative 2^-11, so add |m| · d · |Σ q| · 2^-10 per block.
+    /// (2) The activation's rounding: |x − x̂| ≤ d_x/2 + 127 d_x 2^-11 per element (half
+    /// a step, plus the f16 rounding of its scale), so |Σ ŵ (x − x̂)| ≤ Σ_b 0.5625 d_x,b Σ_j |ŵ_j|.
+    fn check(k: impl QDot) {
+        for n_blocks in [1, 2, 7, 18, 48] {
+            let n = n_blocks * QK;
+            let (w, x) = (row(n, 0.3), row(n, 1.7));
+            let x8: Vec<BlockQ8_0> = quantize_row(&x);
+            let x81: Vec<BlockQ8_1> = quantize_row(&x);
+            let xq = deq(&x8);
+            let w80: Vec<BlockQ8_0> = quantize_row(&w);
+            let w40: Vec<BlockQ4_0> = quantize_row(&w);
+            let w41: Vec<BlockQ4_1> = quantize_row(&w);
+            let cases: [(&str, f32, Vec<f32>, f64); 3] = [
+                ("q8_0", k.q8_0_q8_0(&w80, &x8), deq(&w80), 0.0),
+                ("q4_0", k.q4_0_q8_0(&w40, &x8), deq(&w40), 0.0),
+                ("q4_1", k.q4_1_q8_1(&w41, &x81), deq(&w41), {
+                    w41.iter()
+                        .zip(&x81)
+                        .map(|(b, a)| {
+                            let sum: i32 = a.qs.iter().map(|&q| q as i32).sum();
+                            (b.m.get() as f64).abs() * a.d.get() as f64 * sum.abs() as f64 / 1024.0
+                        })
+                        .sum()
+                }),
+            ];
+            for (name, got, wq, s_slack) in cases {
+                let exact: f64 = wq.iter().zip(&xq).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let mass: f64 = wq
+                    .iter()
+                    .zip(&xq)
+                    .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                    .sum();
+                let bound = 1e-5 * mass + s_slack;
+                assert!(
+                    (got as f64 - exact).abs() <= bound,
+                    "{name}, {n}: {got} vs {exact} (bound {bound})"
+                );
+                let f32_dot: f64 = wq.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let act: f64 = x8
+                    .iter()
+                    .zip(wq.chunks_exact(QK))
+                    .map(|(b, w)| {
+                        0.5625 * b.d.get() as f64 * w.iter().map(|v| v.abs() as f64).sum::<f64>()
+                    })
+                    .sum();
+                assert!(
+                    (got as f64 - f32_dot).abs() <= bound + act,
+                    "{name}, {n}: {got} vs f32 {f32_dot} (bound {})",
+                    bound + act
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn portable_kernels_match_f64_dot_products() {
+        check(Portable);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_kernels_match_f64_dot_products() {
+        if let Some(k) = Avx2::detect() {
+            check(k);
+        }
+    }
+
+    /// Same order of operations, so the same bits, on rows with extreme bytes too
+    /// (a weight of −128, nibbles 0 and 15, activations ±127).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_and_portable_are_bit_identical() {
+        let Some(k) = Avx2::detect() else {
+            return;
+        };
+        for n_blocks in [1, 3, 18, 48] {
+            let n = n_blocks * QK;
+            let (w, x) = (row(n, 0.9), row(n, 2.1));
+            let (x8, x81) = (quantize_row::<BlockQ8_0>(&x), quantize_row::<BlockQ8_1>(&x));
+            let mut w80 = quantize_row::<BlockQ8_0>(&w);
+            w80[0].qs[3] = -128;
+            let mut w40 = quantize_row::<BlockQ4_0>(&w);
+            w40[0].qs[0] = 0xf0;
+            let w41 = quantize_row::<BlockQ4_1>(&w);
+            let pairs = [
+                (k.q8_0_q8_0(&w80, &x8), Portable.q8_0_q8_0(&w80, &x8)),
+                (k.q4_0_q8_0(&w40, &x8), Portable.q4_0_q8_0(&w40, &x8)),
+                (k.q4_1_q8_1(&w41, &x81), Portable.q4_1_q8_1(&w41, &x81)),
+            ];
+            for (a, b) in pairs {
+                assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}, {n}");
+            }
+        }
+    }
+}
