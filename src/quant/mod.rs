@@ -1,7 +1,13 @@
 //! Chapter 6: int8 quantization, from one scale per tensor to ggml's blocks.
 //!
 //! - [`f16`]: half precision by hand, the type of every block's scale;
-//! - [`blocks`]: ggml's Q8_0, Q8_1, Q4_0 and Q4_1 blocks, byte for byte.
+//! - [`blocks`]: ggml's Q8_0, Q8_1, Q4_0 and Q4_1 blocks, byte for byte;
+//! - [`absmax`]: int8 with one scale per tensor (symmetric or with a zero point) or per row;
+//! - [`stats`]: a quantization's error, measured and predicted (Δ²/12, 6.02 dB per bit);
+//! - [`outliers`]: LLM.int8's mixed-precision decomposition for outlier features.
 
+pub mod absmax;
 pub mod blocks;
 pub mod f16;
+pub mod outliers;
+pub mod stats;
