@@ -48,7 +48,11 @@ fn check<B: Block>(name: &str) {
 
     let mut ours = Vec::with_capacity(want.len());
     let mut deq = vec![0.0f32; rows * cols];
-    for (r, (row, out)) in x.chunks_exact(cols).zip(deq.chunks_exact_mut(cols)).enumerate() {
+    for (r, (row, out)) in x
+        .chunks_exact(cols)
+        .zip(deq.chunks_exact_mut(cols))
+        .enumerate()
+    {
         let blocks = quantize_row::<B>(row);
         ours.extend_from_slice(bytemuck::cast_slice::<B, u8>(&blocks));
         // our dequantization of the package's bytes, viewed in place as blocks
