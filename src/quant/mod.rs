@@ -6,8 +6,14 @@
 //!   and its products with activations, `y = x W^T`;
 //! - [`kernels`]: integer dot products of a row of weight blocks with an activation row
 //!   quantized on the fly, portable and AVX2.
+//! - [`absmax`]: int8 with one scale per tensor (symmetric or with a zero point) or per row;
+//! - [`stats`]: a quantization's error, measured and predicted (Δ²/12, 6.02 dB per bit);
+//! - [`outliers`]: LLM.int8's mixed-precision decomposition for outlier features.
 
+pub mod absmax;
 pub mod blocks;
 pub mod f16;
 pub mod kernels;
 pub mod matrix;
+pub mod outliers;
+pub mod stats;
