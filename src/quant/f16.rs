@@ -22,7 +22,13 @@ pub fn f32_to_f16(x: f32) -> u16 {
     let man = bits & 0x007f_ffff;
     if exp == 0xff {
         // infinity, or NaN: kept a (quiet) NaN, with the top of its payload
-        return sign | 0x7c00 | if man != 0 { 0x0200 | (man >> 13) as u16 } else { 0 };
+        return sign
+            | 0x7c00
+            | if man != 0 {
+                0x0200 | (man >> 13) as u16
+            } else {
+                0
+            };
     }
     // the value is 1.man * 2^(exp - 127); in f16 the exponent field is e = exp - 127 + 15
     let e = exp - 127 + 15;
