@@ -45,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .split(',')
                     .map(String::from)
                     .collect(),
+                dropout: 0.0,
             };
             model.params.add_lora(&lora, 0)?;
             format!(

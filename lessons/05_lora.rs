@@ -238,6 +238,7 @@ mod reference {
             scale: ad.s,
             a: Tensor::from_vec(&[ad.r, ad.d_in], ad.a.clone()).unwrap(),
             b: Tensor::from_vec(&[ad.d_out, ad.r], ad.b.clone()).unwrap(),
+            dropout: Default::default(),
         }
     }
 
@@ -248,6 +249,7 @@ mod reference {
             alpha,
             rslora,
             targets: targets.iter().map(|t| t.to_string()).collect(),
+            dropout: 0.0,
         }
     }
 

@@ -12,6 +12,19 @@
 //! `(d_out, r)`, as in the paper's `h = W x + B A x` for column vectors. The course's slide,
 //! with `A in R^{d x r}` and `B in R^{r x d}`, writes the same update for row vectors,
 //! `x (W + A B)`: its `A` is PEFT's `A^T` and its `B` PEFT's `B^T`.
+//!
+//! With PEFT's `lora_dropout` `p`, a training step drops the adapter's input (never the
+//! base's), as `torch.nn.Dropout` does, keeping each value with probability `1 - p` and
+//! scaling the kept ones by `1 / (1 - p)`:
+//!
+//! ```text
+//! y = x W^T + s (D(x) A^T) B^T      D(x)_ni = m_ni x_ni / (1 - p),  m_ni in {0, 1}
+//! ```
+//!
+//! No mask is stored: `m_ni` is a hash of (the run's seed, the step, the adapter's place in
+//! the model, the element), so the backward draws the same mask again, and a resumed run
+//! draws the masks the uninterrupted run would have. Outside a training step (held-out
+//! evaluation, generation) `D` is the identity.
 
 use super::linear::{mat, mat_mut, matmul, Linear, Threads, Weight};
 use super::params::{Params, Tensor};
@@ -42,6 +55,9 @@ pub struct LoraConfig {
     pub rslora: bool,
     /// Module names from [`TARGETS`] (PEFT's Llama default: `q_proj`, `v_proj`).
     pub targets: Vec<String>,
+    /// `lora_dropout`: the probability, in `[0, 1)`, that a training step drops a value of
+    /// an adapter's input (PEFT's default 0).
+    pub dropout: f32,
 }
 
 impl LoraConfig {
@@ -67,6 +83,12 @@ impl LoraConfig {
                 self.alpha
             )));
         }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::InvalidArgument(format!(
+                "lora_dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
+        }
         if self.targets.is_empty() {
             return Err(Error::InvalidArgument(
                 "LoRA needs at least one target module".into(),
@@ -82,6 +104,59 @@ impl LoraConfig {
     }
 }
 
+// ANCHOR: dropout
+/// Dropout on an adapter's input, with its mask a function of where and when it is drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Dropout {
+    /// `p`, the probability that a value is dropped.
+    pub p: f32,
+    /// The adapter's place in the model: its index in [`Params::visit_linears_mut`]'s
+    /// order, which names the layer and the module.
+    pub site: u64,
+    /// `(seed, step)` during a training step (set by the trainer through
+    /// [`Params::set_lora_step`]); `None` outside training, where nothing is dropped.
+    pub step: Option<(u64, u64)>,
+}
+
+/// SplitMix64's finaliser: a bijection of `u64` whose outputs look independent even for
+/// neighbouring inputs.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Dropout {
+    /// The mask's key for this step and site, or `None` when nothing is dropped.
+    fn key(&self) -> Option<u64> {
+        let (seed, step) = self.step.filter(|_| self.p > 0.0)?;
+        Some(mix(mix(mix(seed) ^ step) ^ self.site))
+    }
+
+    /// `m_e / (1 - p)` for element `e` of the input under `key`: 0 with probability `p`.
+    fn factor(&self, key: u64, e: usize) -> f32 {
+        let u = mix(key ^ (e as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 40;
+        // u / 2^24 is uniform on [0, 1) in steps of 2^-24
+        if (u as f32) < self.p * (1u32 << 24) as f32 {
+            0.0
+        } else {
+            1.0 / (1.0 - self.p)
+        }
+    }
+
+    /// `D(x)`, or `None` outside a training step (or with `p = 0`): use `x` itself.
+    pub fn apply(&self, x: &[f32]) -> Option<Vec<f32>> {
+        let key = self.key()?;
+        Some(
+            x.iter()
+                .enumerate()
+                .map(|(e, &v)| v * self.factor(key, e))
+                .collect(),
+        )
+    }
+}
+// ANCHOR_END: dropout
+
 // ANCHOR: adapter
 /// A low-rank update on one linear layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,6 +167,8 @@ pub struct LoraAdapter {
     pub a: Tensor,
     /// `(d_out, r)`
     pub b: Tensor,
+    /// Dropout on the input, `D` (the identity with `p = 0` and outside training).
+    pub dropout: Dropout,
 }
 
 impl LoraAdapter {
@@ -104,6 +181,10 @@ impl LoraAdapter {
             scale: cfg.scale(),
             a,
             b: Tensor::zeros(&[d_out, cfg.rank]),
+            dropout: Dropout {
+                p: cfg.dropout,
+                ..Dropout::default()
+            },
         }
     }
 
@@ -112,10 +193,12 @@ impl LoraAdapter {
         self.a.shape[0]
     }
 
-    /// `y += s (x A^T) B^T` for the `n` rows of `x`.
+    /// `y += s (D(x) A^T) B^T` for the `n` rows of `x`.
     pub fn forward_add(&self, y: &mut [f32], x: &[f32]) {
         let (r, d_in, d_out) = (self.rank(), self.a.shape[1], self.b.shape[0]);
         let n = rows_of("LoraAdapter::forward_add", "x", x.len(), d_in);
+        let dropped = self.dropout.apply(x);
+        let x = dropped.as_deref().unwrap_or(x);
         let mut h = vec![0.0; n * r];
         // h = x A^T, then y += s h B^T
         matmul(
@@ -136,16 +219,20 @@ impl LoraAdapter {
         );
     }
 
-    /// Backward of [`LoraAdapter::forward_add`], given `dy`: with `h = x A^T`,
+    /// Backward of [`LoraAdapter::forward_add`], given `dy`: with `h = D(x) A^T`,
     ///
     /// ```text
-    /// dB += s dy^T h        dh = s dy B        dA += dh^T x        dx += dh A
+    /// dB += s dy^T h        dh = s dy B        dA += dh^T D(x)        dx += D(dh A)
     /// ```
     ///
-    /// into `g` for whichever of `A` and `B` is trainable, and always into `dx`.
+    /// into `g` for whichever of `A` and `B` is trainable, and always into `dx` (`D` is
+    /// linear and diagonal, the same mask and factor as the forward's, drawn again).
     pub fn backward(&self, dx: &mut [f32], g: &mut LoraAdapter, dy: &[f32], x: &[f32]) {
         let (r, d_in, d_out) = (self.rank(), self.a.shape[1], self.b.shape[0]);
         let n = rows_of("LoraAdapter::backward", "x", x.len(), d_in);
+        let dropped = self.dropout.apply(x);
+        let masked = dropped.is_some();
+        let x = dropped.as_deref().unwrap_or(x);
         let (x, dy) = (mat(x, n, d_in), mat(dy, n, d_out));
         let (a, b) = (mat(&self.a, r, d_in), mat(&self.b, d_out, r));
         let mut h = vec![0.0; n * r];
@@ -188,7 +275,21 @@ impl LoraAdapter {
                 Threads::All,
             );
         }
-        matmul(1.0, &dh, &a, 1.0, &mut mat_mut(dx, n, d_in), Threads::All);
+        if !masked {
+            matmul(1.0, &dh, &a, 1.0, &mut mat_mut(dx, n, d_in), Threads::All);
+            return;
+        }
+        let mut dxd = vec![0.0; n * d_in];
+        matmul(
+            1.0,
+            &dh,
+            &a,
+            0.0,
+            &mut mat_mut(&mut dxd, n, d_in),
+            Threads::All,
+        );
+        let mask = self.dropout.apply(&dxd).expect("dropout is on");
+        dx.iter_mut().zip(mask).for_each(|(dx, d)| *dx += d);
     }
 
     /// `s B A`, `(d_out, d_in)`: the update merging adds to the base weight.
@@ -263,12 +364,15 @@ impl Params {
     pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<usize> {
         cfg.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut already = false;
+        let (mut already, mut site) = (false, 0);
         self.visit_linears_mut(|name, linear| {
             already |= linear.adapter.is_some();
             if !already && cfg.targets.iter().any(|t| t == module_of(name)) {
-                linear.adapter = Some(LoraAdapter::new(linear.d_in, linear.d_out, cfg, &mut rng));
+                let mut adapter = LoraAdapter::new(linear.d_in, linear.d_out, cfg, &mut rng);
+                adapter.dropout.site = site;
+                linear.adapter = Some(adapter);
             }
+            site += 1;
         });
         if already {
             return Err(Error::InvalidArgument(
@@ -278,6 +382,17 @@ impl Params {
         Ok(self.set_trainable(|name| name.contains(".lora_A.") || name.contains(".lora_B.")))
     }
     // ANCHOR_END: add_lora
+
+    /// Tells every adapter whether a training step is running: `Some((seed, step))` turns
+    /// their dropout on with that step's masks, `None` turns it off (evaluation,
+    /// generation). [`crate::gpt::train::Trainer::step`] calls it around each step.
+    pub fn set_lora_step(&mut self, step: Option<(u64, u64)>) {
+        self.visit_linears_mut(|_, linear| {
+            if let Some(adapter) = &mut linear.adapter {
+                adapter.dropout.step = step;
+            }
+        });
+    }
 
     /// Merges every adapter into its base weight (PEFT's `merge_and_unload`).
     pub fn merge_lora(&mut self) -> Vec<(String, LoraAdapter)> {
@@ -315,6 +430,7 @@ mod tests {
             alpha: 2.0 * rank as f32,
             rslora: false,
             targets: targets.iter().map(|t| t.to_string()).collect(),
+            dropout: 0.0,
         }
     }
 
@@ -322,15 +438,30 @@ mod tests {
         shrunk(GptConfig::llama_tiny(), [11, 8, 2, 12, 8])
     }
 
-    /// `A` and `B` (and the input) against finite differences, through one adapter.
+    /// `A` and `B` (and the input) against finite differences, through one adapter:
+    /// without dropout, and with dropout during a training step (its mask is fixed by the
+    /// seed, step and site, so the finite differences see the same mask).
     #[test]
     fn adapter_gradients() {
+        let off = Dropout::default();
+        let on = Dropout {
+            p: 0.4,
+            site: 3,
+            step: Some((7, 2)),
+        };
+        for dropout in [off, on] {
+            adapter_gradients_with(dropout);
+        }
+    }
+
+    fn adapter_gradients_with(dropout: Dropout) {
         let (n, d_in, d_out, r) = (5, 6, 4, 3);
         let mut rng = Rng::new(3);
         let make = |a: Vec<f32>, b: Vec<f32>| LoraAdapter {
             scale: 1.5,
             a: Tensor::from_vec(&[r, d_in], a).unwrap(),
             b: Tensor::from_vec(&[d_out, r], b).unwrap(),
+            dropout,
         };
         let inputs = vec![
             randn(&mut rng, n * d_in, 1.0),
@@ -360,6 +491,16 @@ mod tests {
     /// every `A` and `B` against finite differences, and none for the frozen base.
     #[test]
     fn model_gradients_reach_the_adapters_only() {
+        model_gradients_with(0.0, None);
+        // dropout set but no training step: nothing is dropped
+        model_gradients_with(0.3, None);
+        // dropout on, in a training step: the same masks in every finite difference
+        // (kept small here: this bold model's five-point differences drift past the
+        // tolerance at p >= 0.15; the adapter's own check above runs at p = 0.4)
+        model_gradients_with(0.05, Some((4, 1)));
+    }
+
+    fn model_gradients_with(dropout: f32, step: Option<(u64, u64)>) {
         let cfg = small();
         let mut rng = Rng::new(8);
         let mut model = Gpt::init(cfg.clone(), 2).unwrap();
@@ -369,7 +510,12 @@ mod tests {
                 t.iter_mut().for_each(|x| *x = on_grid(*x * 20.0))
             }
         });
-        let n = model.params.add_lora(&config(2, &TARGETS), 5).unwrap();
+        let lora = LoraConfig {
+            dropout,
+            ..config(2, &TARGETS)
+        };
+        let n = model.params.add_lora(&lora, 5).unwrap();
+        model.params.set_lora_step(step);
         // B at zero would hide A's gradient: give both random values
         model.params.visit_mut(|s, t| {
             if s.trainable {
@@ -413,7 +559,7 @@ mod tests {
         );
         let flat = lora(&model.params);
         if let Err(e) = try_check(&flat, &lora(&grads), loss_of, EPS, 3e-3) {
-            panic!("{e}");
+            panic!("dropout {dropout}, step {step:?}: {e}");
         }
     }
 
@@ -511,6 +657,116 @@ mod tests {
         assert!(err(config(2, &[]), &mut p).contains("at least one target"));
         p.add_lora(&config(2, &["q_proj"]), 0).unwrap();
         assert!(err(config(2, &["v_proj"]), &mut p).contains("already has LoRA"));
+    }
+
+    /// The mask: about a fraction `p` dropped, the kept values scaled by `1 / (1 - p)`, the
+    /// same mask for the same (seed, step, site), others elsewhere, and none outside a step.
+    #[test]
+    fn dropout_drops_p_and_scales_the_rest() {
+        let p = 0.25;
+        let d = |step: Option<(u64, u64)>, site| Dropout { p, site, step };
+        let x = vec![1.0f32; 40_000];
+        let y = d(Some((1, 5)), 2).apply(&x).unwrap();
+        let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / x.len() as f64;
+        // 4 standard deviations of a binomial fraction: sqrt(p (1 - p) / n) = 0.0022
+        assert!((dropped - 0.25).abs() < 0.009, "{dropped}");
+        assert!(y.iter().all(|&v| v == 0.0 || v == 1.0 / 0.75));
+        assert_eq!(d(Some((1, 5)), 2).apply(&x).unwrap(), y, "drawn again");
+        for other in [d(Some((1, 6)), 2), d(Some((1, 5)), 3), d(Some((2, 5)), 2)] {
+            let z = other.apply(&x).unwrap();
+            let same = y.iter().zip(&z).filter(|(a, b)| a == b).count() as f64;
+            // two independent masks agree on p^2 + (1 - p)^2 = 0.625 of the values
+            assert!((same / x.len() as f64 - 0.625).abs() < 0.02, "{same}");
+        }
+        assert!(
+            d(None, 2).apply(&x).is_none(),
+            "no dropout outside training"
+        );
+        assert!(Dropout {
+            p: 0.0,
+            ..d(Some((1, 5)), 2)
+        }
+        .apply(&x)
+        .is_none());
+        let bad = LoraConfig {
+            dropout: 1.0,
+            ..config(2, &["q_proj"])
+        };
+        let err = Params::zeros(&small()).add_lora(&bad, 0).unwrap_err();
+        assert!(err.to_string().contains("lora_dropout"), "{err}");
+    }
+
+    /// With dropout, training gives other losses than without; evaluation between steps
+    /// sees no dropout (the adapted model's loss is the same before and after the trainer
+    /// has switched it on and off); and a run stopped after 4 steps, its adapters saved in
+    /// PEFT's format, loaded onto a fresh base and resumed with its optimizer and sampler,
+    /// ends bit for bit where the run without the stop ends.
+    #[test]
+    fn a_resumed_run_with_dropout_is_the_run_without_the_stop() {
+        let base = Gpt::init(small(), 1).unwrap();
+        let data: Vec<u32> = (0..300).map(|i| ((i * 7 + i / 5) % 11) as u32).collect();
+        let train = TrainConfig {
+            batch: 2,
+            seq_len: 8,
+            schedule: crate::gpt::optim::LrSchedule::constant(1e-2),
+            adamw: Default::default(),
+            clip: Some(1.0),
+            seed: 3,
+        };
+        let lora = |dropout| LoraConfig {
+            dropout,
+            ..config(2, &["q_proj", "v_proj", "down_proj"])
+        };
+        let adapted = |dropout| {
+            let mut m = base.clone();
+            m.params.add_lora(&lora(dropout), 5).unwrap();
+            m
+        };
+        let run = |model: &mut Gpt, trainer: &mut Trainer, steps: usize| -> Vec<f32> {
+            (0..steps)
+                .map(|_| trainer.step(model, &data).unwrap().loss)
+                .collect()
+        };
+        let eval = |m: &Gpt| crate::gpt::run::sequence_loss(m, &data[..64]).unwrap();
+
+        let mut plain = adapted(0.0);
+        let mut t = Trainer::new(&plain, train.clone()).unwrap();
+        let plain_losses = run(&mut plain, &mut t, 8);
+        let mut straight = adapted(0.2);
+        let mut t = Trainer::new(&straight, train.clone()).unwrap();
+        let straight_losses = run(&mut straight, &mut t, 8);
+        assert_ne!(
+            straight_losses[1..],
+            plain_losses[1..],
+            "dropout changes the steps"
+        );
+        let mut by_hand = straight.clone();
+        by_hand.params.set_lora_step(None);
+        assert!(
+            by_hand.params == straight.params,
+            "the trainer turned dropout off after its step"
+        );
+
+        let mut first = adapted(0.2);
+        let mut t = Trainer::new(&first, train.clone()).unwrap();
+        let mut losses = run(&mut first, &mut t, 4);
+        let dir =
+            std::env::temp_dir().join(format!("llm-lessons-lora-resume-{}", std::process::id()));
+        crate::gpt::peft::save_adapter(&dir, &first.params, &lora(0.2), "base").unwrap();
+        let (opt, step, position) = (t.opt.clone(), t.step, t.sampler_position());
+        drop((first, t));
+        let mut resumed = base.clone();
+        let read = crate::gpt::peft::load_adapter(&dir, &mut resumed.params).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(read.dropout, 0.2, "lora_dropout read back");
+        let mut t = Trainer::resume(&resumed, train, opt, step, position).unwrap();
+        losses.extend(run(&mut resumed, &mut t, 4));
+        assert_eq!(losses, straight_losses);
+        assert!(
+            resumed.params == straight.params,
+            "the adapters, bit for bit"
+        );
+        assert_eq!(eval(&resumed), eval(&straight));
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub fn save_adapter(dir: &Path, params: &Params, cfg: &LoraConfig, base: &str) -
         "lora_alpha": cfg.alpha,
         "use_rslora": cfg.rslora,
         "target_modules": cfg.targets,
-        "lora_dropout": 0.0,
+        "lora_dropout": cfg.dropout,
         "bias": "none",
         "fan_in_fan_out": false,
         "inference_mode": true,
@@ -75,7 +75,7 @@ pub fn save_adapter(dir: &Path, params: &Params, cfg: &LoraConfig, base: &str) -
 }
 
 /// Reads `adapter_config.json`: the settings the crate supports, and a clear error for any
-/// it does not (biases, per-layer ranks, layer subsets, dropout other than 0, and so on).
+/// it does not (biases, per-layer ranks, layer subsets, and so on).
 pub fn read_adapter_config(dir: &Path) -> Result<LoraConfig> {
     let path = dir.join(ADAPTER_CONFIG);
     let j: Value = serde_json::from_str(&read_text(&path)?)
@@ -127,12 +127,19 @@ pub fn read_adapter_config(dir: &Path) -> Result<LoraConfig> {
     unsupported("rank_pattern", &empty)?;
     unsupported("alpha_pattern", &empty)?;
     unsupported("use_dora", &|v| v == false)?;
-    unsupported("lora_dropout", &|v| v.as_f64() == Some(0.0))?;
+    let dropout = match j.get("lora_dropout") {
+        None | Some(Value::Null) => 0.0,
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| bad(&path, format!("lora_dropout = {v} is not a number")))?
+            as f32,
+    };
     let cfg = LoraConfig {
         rank,
         alpha,
         rslora,
         targets,
+        dropout,
     };
     cfg.validate().map_err(|e| bad(&path, e.to_string()))?;
     Ok(cfg)
@@ -213,6 +220,7 @@ mod tests {
             alpha: 8.0,
             rslora: true,
             targets: targets.iter().map(|t| t.to_string()).collect(),
+            dropout: 0.0,
         }
     }
 

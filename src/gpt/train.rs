@@ -144,17 +144,31 @@ impl Trainer {
             x.copy_from_slice(&data[start..start + t]);
             y.copy_from_slice(&data[start + 1..start + t + 1]);
         }
-        let loss = model.forward_loss(&mut self.acts, &self.inputs, &self.targets)?;
+        // LoRA's dropout draws this step's masks, in the forward and again in the backward
+        model
+            .params
+            .set_lora_step(Some((self.config.seed, self.step as u64)));
+        let loss = model.forward_loss(&mut self.acts, &self.inputs, &self.targets);
         let uniform = (model.cfg.vocab_size as f32).ln();
-        if !loss.is_finite() || loss > 3.0 * uniform {
-            return Err(Error::Diverged {
-                step: self.step,
-                loss,
-                uniform,
-            });
-        }
+        let loss = match loss {
+            Ok(l) if l.is_finite() && l <= 3.0 * uniform => l,
+            Ok(loss) => {
+                model.params.set_lora_step(None);
+                return Err(Error::Diverged {
+                    step: self.step,
+                    loss,
+                    uniform,
+                });
+            }
+            Err(e) => {
+                model.params.set_lora_step(None);
+                return Err(e);
+            }
+        };
         self.grads.zero();
-        model.backward(&mut self.acts, &mut self.grads)?;
+        let backward = model.backward(&mut self.acts, &mut self.grads);
+        model.params.set_lora_step(None);
+        backward?;
         let grad_norm = match self.config.clip {
             Some(max) => clip_grad_norm(&mut self.grads, max),
             None => clip_grad_norm(&mut self.grads, f32::INFINITY),

@@ -8,8 +8,10 @@
 //! state is `3 r (d_in + d_out)` floats per adapted layer instead of three copies of the
 //! model.
 //!
-//! Not here: dropout on the adapter's input (PEFT's `lora_dropout`, 0 here), and training
-//! several adapters at once.
+//! With `lora.dropout > 0` the trainer turns the adapters' dropout on for each step (its
+//! masks a function of the seed and the step, so a resumed run draws the same ones).
+//!
+//! Not here: training several adapters at once.
 
 use std::path::Path;
 
@@ -195,6 +197,7 @@ mod tests {
             alpha: 2.0 * rank as f32,
             rslora: false,
             targets: vec!["q_proj".into(), "v_proj".into()],
+            dropout: 0.0,
         }
     }
 

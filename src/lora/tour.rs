@@ -28,6 +28,7 @@ pub fn tour_lora() -> LoraConfig {
         alpha: 8.0,
         rslora: false,
         targets: vec!["q_proj".into(), "v_proj".into()],
+        dropout: 0.0,
     }
 }
 

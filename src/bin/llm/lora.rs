@@ -47,6 +47,10 @@ pub enum LoraCommand {
         /// Scale by alpha / sqrt(r) (rank-stabilised LoRA)
         #[arg(long)]
         rslora: bool,
+        /// lora_dropout: drop this fraction of the adapters' input during training
+        /// (inverted dropout, as torch.nn.Dropout; 0: none)
+        #[arg(long, default_value_t = 0.0, value_name = "P")]
+        dropout: f32,
         /// Projections to adapt, comma-separated: q_proj, k_proj, v_proj, o_proj,
         /// gate_proj, up_proj, down_proj
         #[arg(
@@ -136,6 +140,7 @@ pub fn run(cmd: LoraCommand) -> CliResult {
             rank,
             alpha,
             rslora,
+            dropout,
             targets,
             steps,
             batch,
@@ -176,6 +181,7 @@ pub fn run(cmd: LoraCommand) -> CliResult {
                 alpha,
                 rslora,
                 targets: targets.iter().map(|t| t.trim().to_string()).collect(),
+                dropout,
             };
             let mut cfg = FinetuneConfig::new(lora, steps);
             cfg.batch = batch;
@@ -189,7 +195,7 @@ pub fn run(cmd: LoraCommand) -> CliResult {
             cfg.seed = seed;
             cfg.eval_every = eval_every;
             say(format!(
-                "base: {} ({} parameters, frozen); LoRA r = {rank}, alpha {alpha}, s = {} on {}",
+                "base: {} ({} parameters, frozen); LoRA r = {rank}, alpha {alpha}, s = {} on {}, dropout {dropout}",
                 base_dir.display(),
                 base.cfg.n_params(),
                 cfg.lora.scale(),
