@@ -297,6 +297,38 @@ macro_rules! walk {
     }};
 }
 
+/// The projections in order, with their names: written once for [`Params::visit_linears`]
+/// and [`Params::visit_linears_mut`] (`mut` or not, as `walk!` does for tensors).
+macro_rules! walk_linears {
+    ($params:expr, $f:ident $(, $m:tt)?) => {
+        for (l, b) in (& $($m)? $params.blocks).into_iter().enumerate() {
+            let at = |s: &str| format!("model.layers.{l}.{s}");
+            $f(&at("self_attn.q_proj"), & $($m)? b.attn.q_proj);
+            $f(&at("self_attn.k_proj"), & $($m)? b.attn.k_proj);
+            $f(&at("self_attn.v_proj"), & $($m)? b.attn.v_proj);
+            $f(&at("self_attn.o_proj"), & $($m)? b.attn.o_proj);
+            match & $($m)? b.mlp {
+                MlpParams::Gelu { up_proj, down_proj } => {
+                    $f(&at("mlp.up_proj"), up_proj);
+                    $f(&at("mlp.down_proj"), down_proj);
+                }
+                MlpParams::SwiGlu {
+                    gate_proj,
+                    up_proj,
+                    down_proj,
+                } => {
+                    $f(&at("mlp.gate_proj"), gate_proj);
+                    $f(&at("mlp.up_proj"), up_proj);
+                    $f(&at("mlp.down_proj"), down_proj);
+                }
+            }
+        }
+        if let Some(head) = & $($m)? $params.lm_head {
+            $f("lm_head", head);
+        }
+    };
+}
+
 impl Params {
     /// All-zero parameters (or gradients) for `cfg`, every tensor trainable.
     pub fn zeros(cfg: &GptConfig) -> Self {
@@ -395,33 +427,13 @@ impl Params {
     // ANCHOR_END: init
 
     /// Calls `f` on every projection with its name (`model.layers.0.self_attn.q_proj`).
+    pub fn visit_linears(&self, mut f: impl FnMut(&str, &Linear)) {
+        walk_linears!(self, f);
+    }
+
+    /// [`Params::visit_linears`], each projection given to change.
     pub fn visit_linears_mut(&mut self, mut f: impl FnMut(&str, &mut Linear)) {
-        for (l, b) in self.blocks.iter_mut().enumerate() {
-            let at = |s: &str| format!("model.layers.{l}.{s}");
-            let attn = &mut b.attn;
-            f(&at("self_attn.q_proj"), &mut attn.q_proj);
-            f(&at("self_attn.k_proj"), &mut attn.k_proj);
-            f(&at("self_attn.v_proj"), &mut attn.v_proj);
-            f(&at("self_attn.o_proj"), &mut attn.o_proj);
-            match &mut b.mlp {
-                MlpParams::Gelu { up_proj, down_proj } => {
-                    f(&at("mlp.up_proj"), up_proj);
-                    f(&at("mlp.down_proj"), down_proj);
-                }
-                MlpParams::SwiGlu {
-                    gate_proj,
-                    up_proj,
-                    down_proj,
-                } => {
-                    f(&at("mlp.gate_proj"), gate_proj);
-                    f(&at("mlp.up_proj"), up_proj);
-                    f(&at("mlp.down_proj"), down_proj);
-                }
-            }
-        }
-        if let Some(head) = &mut self.lm_head {
-            f("lm_head", head);
-        }
+        walk_linears!(self, f, mut);
     }
 
     /// Sets every value to 0 (gradients, before a backward).

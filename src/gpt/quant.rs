@@ -15,42 +15,12 @@
 //! assert!(model.params.check_f32("training").is_err());
 //! ```
 
-use super::linear::{Linear, Weight};
-use super::params::{MlpParams, Params};
+use super::linear::Weight;
+use super::params::Params;
 use crate::quant::matrix::{Format, QMatrix};
 use crate::{Error, Result};
 
 impl Params {
-    /// Calls `f` on every projection with its name, by shared reference (the order of
-    /// [`Params::visit_linears_mut`]).
-    pub fn visit_linears(&self, mut f: impl FnMut(&str, &Linear)) {
-        for (l, b) in self.blocks.iter().enumerate() {
-            let at = |s: &str| format!("model.layers.{l}.{s}");
-            f(&at("self_attn.q_proj"), &b.attn.q_proj);
-            f(&at("self_attn.k_proj"), &b.attn.k_proj);
-            f(&at("self_attn.v_proj"), &b.attn.v_proj);
-            f(&at("self_attn.o_proj"), &b.attn.o_proj);
-            match &b.mlp {
-                MlpParams::Gelu { up_proj, down_proj } => {
-                    f(&at("mlp.up_proj"), up_proj);
-                    f(&at("mlp.down_proj"), down_proj);
-                }
-                MlpParams::SwiGlu {
-                    gate_proj,
-                    up_proj,
-                    down_proj,
-                } => {
-                    f(&at("mlp.gate_proj"), gate_proj);
-                    f(&at("mlp.up_proj"), up_proj);
-                    f(&at("mlp.down_proj"), down_proj);
-                }
-            }
-        }
-        if let Some(head) = &self.lm_head {
-            f("lm_head", head);
-        }
-    }
-
     /// The names (`…q_proj.weight`) and shapes `(d_out, d_in)` of the quantized weights.
     pub fn quantized_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let mut out = Vec::new();
