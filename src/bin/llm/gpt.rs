@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use llm_lessons::gpt::checkpoint::{load_model, save};
+use llm_lessons::gpt::checkpoint::save;
 use llm_lessons::gpt::generate::{generate, KvCache, Sampling};
 use llm_lessons::gpt::optim::{AdamWConfig, Decay, LrSchedule};
 use llm_lessons::gpt::run::{sequence_loss, Checkpoints, Run, RunConfig, RunOptions, TRAIN_LOG};
@@ -26,6 +26,7 @@ use llm_lessons::plot::LineChart;
 use llm_lessons::{progress, Error};
 
 use crate::bpe::PatternArg;
+use crate::quant::{load_model_or_gguf, tokens_at};
 use crate::{say, CliResult};
 
 // parsed once at start-up: the size of a variant does not matter
@@ -159,9 +160,14 @@ pub enum GptCommand {
     },
     /// Mean next-token cross-entropy (nats) of a model over a sequence
     Eval {
-        /// A model folder (from `llm gpt train`, or a Hugging Face Llama)
-        #[arg(long, value_name = "DIR")]
+        /// A model folder (from `llm gpt train`, or a Hugging Face Llama), or a GGUF file
+        /// (from `llm quant quantize`, or llama.cpp's, of architecture llama)
+        #[arg(long, value_name = "DIR|FILE")]
         model: PathBuf,
+        /// With a GGUF file: dequantize its weights to f32 (default: compute in the
+        /// file's own formats, as llama.cpp does)
+        #[arg(long)]
+        exact: bool,
         /// Token ids separated by whitespace
         #[arg(long, value_name = "FILE", required_unless_present = "text")]
         ids: Option<PathBuf>,
@@ -172,9 +178,14 @@ pub enum GptCommand {
     },
     /// Continue a prompt: print the text, or with --prompt-ids the new ids
     Generate {
-        /// A model folder (from `llm gpt train`, or a Hugging Face Llama)
-        #[arg(long, value_name = "DIR")]
+        /// A model folder (from `llm gpt train`, or a Hugging Face Llama), or a GGUF file
+        /// (from `llm quant quantize`, or llama.cpp's, of architecture llama)
+        #[arg(long, value_name = "DIR|FILE")]
         model: PathBuf,
+        /// With a GGUF file: dequantize its weights to f32 (default: compute in the
+        /// file's own formats, as llama.cpp does)
+        #[arg(long)]
+        exact: bool,
         /// Prompt text, tokenized with the folder's tokenizer.tiktoken, or as bytes
         #[arg(long, required_unless_present = "prompt_ids")]
         prompt: Option<String>,
@@ -245,7 +256,7 @@ pub fn print_cross_entropy(
             parse_ids(&llm_lessons::data::read_text(&path)?, &what)?
         }
         (None, Some(path)) => {
-            let tokens = Tokens::load(dir)?;
+            let tokens = tokens_at(dir)?;
             tokens.check_fits(&model.cfg)?;
             tokens.encode(&llm_lessons::data::read_text(&path)?)
         }
@@ -576,13 +587,19 @@ pub fn run(cmd: GptCommand) -> CliResult {
             chart.save_svg(&out)?;
             say(format!("wrote {}", out.display()))
         }
-        GptCommand::Eval { model, ids, text } => {
-            let loaded = load_model(&model)?;
+        GptCommand::Eval {
+            model,
+            exact,
+            ids,
+            text,
+        } => {
+            let loaded = load_model_or_gguf(&model, exact)?;
             print_cross_entropy(&model, &loaded, ids, text)
         }
         GptCommand::Generate {
             model,
             prompt,
+            exact,
             prompt_ids,
             max_new_tokens,
             greedy,
@@ -592,7 +609,7 @@ pub fn run(cmd: GptCommand) -> CliResult {
             seed,
         } => {
             let dir = model;
-            let model = load_model(&dir)?;
+            let model = load_model_or_gguf(&dir, exact)?;
             let sampling = if greedy {
                 Sampling::greedy()
             } else {
@@ -624,7 +641,7 @@ pub fn run(cmd: GptCommand) -> CliResult {
                     say(line.join(" "))
                 }
                 (Some(text), None) => {
-                    let tokens = Tokens::load(&dir)?;
+                    let tokens = tokens_at(&dir)?;
                     let ids = tokens.encode(&text);
                     check_ids(&ids, &model.cfg, "--prompt")?;
                     let new = generate(&model, &ids, max_new_tokens, &sampling)?;

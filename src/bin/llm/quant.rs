@@ -1,0 +1,123 @@
+//! `llm quant ...`: quantization (chapter 6). `llm quant quantize` writes a model folder
+//! as a GGUF file in one of ggml's formats, which llama.cpp loads and which `llm gpt eval`
+//! and `llm gpt generate` accept in place of a folder.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use llm_lessons::gpt::checkpoint::load_model;
+use llm_lessons::gpt::tokens::Tokens;
+use llm_lessons::gpt::Gpt;
+use llm_lessons::quant::gguf::llama::{model_from_gguf, to_gguf, tokens_from_gguf, Precision};
+use llm_lessons::quant::gguf::Gguf;
+use llm_lessons::quant::matrix::Format;
+use llm_lessons::Error;
+
+use crate::{say, CliResult};
+
+#[derive(Subcommand)]
+pub enum QuantCommand {
+    /// Write a model folder as a GGUF file (llama.cpp's container and tensor names)
+    Quantize {
+        /// A model folder (from `llm gpt train`, or a Hugging Face Llama)
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// f32, f16, q8_0, q4_0 or q4_1: the format of the matrices (norms stay f32;
+        /// a matrix whose rows are not whole 32-value blocks is stored as f16)
+        #[arg(long, value_name = "FORMAT")]
+        format: Format,
+        /// The GGUF file to write
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// general.name in the file (default: the folder's name)
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+pub fn run(cmd: QuantCommand) -> CliResult {
+    match cmd {
+        QuantCommand::Quantize {
+            model,
+            format,
+            out,
+            name,
+        } => {
+            let dir = model;
+            let model = load_model(&dir)?;
+            let tokens = Tokens::load(&dir)?;
+            let name = name.unwrap_or_else(|| {
+                dir.file_name()
+                    .map_or("model".into(), |n| n.to_string_lossy().into_owned())
+            });
+            let g = to_gguf(&model, &tokens, &name, format)?;
+            g.write(&out)?;
+            let mut by_format: Vec<(Format, usize, u64)> = Vec::new();
+            for t in &g.tensors {
+                let n = t.dims.iter().product::<u64>();
+                match by_format.iter_mut().find(|(f, ..)| *f == t.format) {
+                    Some((_, count, values)) => {
+                        *count += 1;
+                        *values += n;
+                    }
+                    None => by_format.push((t.format, 1, n)),
+                }
+            }
+            let parts: Vec<String> = by_format
+                .iter()
+                .map(|(f, count, values)| format!("{count} {f} ({values} values)"))
+                .collect();
+            let size = std::fs::metadata(&out).map_err(|e| Error::Io {
+                path: out.clone(),
+                source: e,
+            })?;
+            let weights = g
+                .tensors
+                .iter()
+                .map(|t| t.dims.iter().product::<u64>())
+                .sum::<u64>();
+            say(format!(
+                "wrote {}: {} tensors ({}), {} bytes, {:.2} bits per weight",
+                out.display(),
+                g.tensors.len(),
+                parts.join(", "),
+                size.len(),
+                8.0 * g.tensors.iter().map(|t| t.data.len() as u64).sum::<u64>() as f64
+                    / weights as f64
+            ))
+        }
+    }
+}
+
+/// A model from a folder, or from a GGUF file (a path that is a file): in the file's own
+/// formats, or dequantized to f32 with `exact`.
+pub fn load_model_or_gguf(path: &Path, exact: bool) -> llm_lessons::Result<Gpt> {
+    if !path.is_file() {
+        return load_model(path);
+    }
+    let g = Gguf::read(path)?;
+    let precision = if exact {
+        Precision::Exact
+    } else {
+        Precision::AsStored
+    };
+    model_from_gguf(&g, precision).map_err(|e| named(path, e))
+}
+
+/// The tokenizer of a model folder, or of a GGUF file.
+pub fn tokens_at(path: &Path) -> llm_lessons::Result<Tokens> {
+    if !path.is_file() {
+        return Tokens::load(path);
+    }
+    tokens_from_gguf(&Gguf::read(path)?).map_err(|e| named(path, e))
+}
+
+fn named(path: &Path, e: Error) -> Error {
+    match e {
+        Error::InvalidArgument(message) => Error::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        },
+        e => e,
+    }
+}

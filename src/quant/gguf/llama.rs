@@ -1,0 +1,628 @@
+//! A chapter 4 Llama as a GGUF file, the way llama.cpp's `convert_hf_to_gguf.py` writes
+//! one, and back.
+//!
+//! | Hugging Face (this crate) | GGUF |
+//! |---|---|
+//! | `model.embed_tokens.weight` `(V, C)` | `token_embd.weight`, dims `[C, V]` |
+//! | `model.layers.N.input_layernorm.weight` | `blk.N.attn_norm.weight` |
+//! | `…self_attn.{q,k,v,o}_proj.weight` | `blk.N.attn_{q,k,v,output}.weight` |
+//! | `…post_attention_layernorm.weight` | `blk.N.ffn_norm.weight` |
+//! | `…mlp.{gate,up,down}_proj.weight` | `blk.N.ffn_{gate,up,down}.weight` |
+//! | `model.norm.weight` | `output_norm.weight` |
+//! | `lm_head.weight` (untied only) | `output.weight` |
+//!
+//! The model's shape is `llama.*` metadata (`llama.embedding_length`, `llama.block_count`,
+//! ...). GGUF dimensions are innermost first, so a `(d_out, d_in)` weight has dims
+//! `[d_in, d_out]`; its bytes are the same rows in the same order.
+//!
+//! One real difference: RoPE. Hugging Face rotates the pairs `(x[i], x[i + hs/2])` of a
+//! head (half-split), llama.cpp the neighbours `(x[2i], x[2i+1])` (interleaved, as Meta's
+//! original code). The converter reorders the rows of `W_q` and `W_k` within each head so
+//! that the neighbour pairs of the new rows are the half-split pairs of the old:
+//! new row `2i + j` of a head is old row `j hs/2 + i` ([`permute_rows`]). Since
+//! `q · k` sums over the same pairs in both, attention is unchanged. Each row is a whole
+//! run of blocks, so the permutation moves quantized rows as they are.
+
+use super::{Gguf, GgufTensor, Value, ValueType};
+use crate::bpe::encoding::gpt2_char_to_byte;
+use crate::bpe::{Encoding, Pattern};
+use crate::gpt::tokens::Tokens;
+use crate::gpt::{
+    AttnParams, BlockParams, Gpt, GptConfig, Linear, Mlp, MlpParams, Norm, NormParams, Params,
+    Positions, Tensor, Weight,
+};
+use crate::quant::matrix::{Format, QMatrix};
+use crate::{Error, Result};
+use std::path::Path;
+
+/// llama.cpp's `llama_ftype` of a file whose matrices are mostly in `format`
+/// (`general.file_type`).
+pub fn file_type(format: Format) -> u32 {
+    match format {
+        Format::F32 => 0,
+        Format::F16 => 1,
+        Format::Q4_0 => 2,
+        Format::Q4_1 => 3,
+        Format::Q8_0 => 7,
+    }
+}
+
+/// llama.cpp's token types (`tokenizer.ggml.token_type`).
+const NORMAL: i32 = 1;
+const CONTROL: i32 = 3;
+const UNUSED: i32 = 5;
+
+/// Reorders the rows of a `(n_head * hs, ·)` projection within each head, `rows` being
+/// `n_head * hs` rows of `row_bytes` bytes. `to_gguf`: from Hugging Face's half-split
+/// order to llama.cpp's interleaved one (`w.reshape(n_head, 2, hs/2, -1).swapaxes(1, 2)`,
+/// new row `2i + j` ← old row `j hs/2 + i`); otherwise the inverse
+/// (`w.reshape(n_head, hs/2, 2, -1).swapaxes(1, 2)`).
+pub fn permute_rows(bytes: &[u8], row_bytes: usize, n_head: usize, to_gguf: bool) -> Vec<u8> {
+    let rows = bytes.len() / row_bytes.max(1);
+    let hs = rows / n_head.max(1);
+    let half = hs / 2;
+    let mut out = vec![0u8; bytes.len()];
+    for h in 0..n_head {
+        for i in 0..half {
+            for j in 0..2 {
+                let (interleaved, split) = (h * hs + 2 * i + j, h * hs + j * half + i);
+                let (dst, src) = if to_gguf {
+                    (interleaved, split)
+                } else {
+                    (split, interleaved)
+                };
+                out[dst * row_bytes..(dst + 1) * row_bytes]
+                    .copy_from_slice(&bytes[src * row_bytes..(src + 1) * row_bytes]);
+            }
+        }
+    }
+    out
+}
+
+/// The GGUF names of the projections, in `Params::visit_linears`'s order for a SwiGLU
+/// block.
+fn gguf_name(hf: &str) -> String {
+    let table = [
+        ("self_attn.q_proj", "attn_q"),
+        ("self_attn.k_proj", "attn_k"),
+        ("self_attn.v_proj", "attn_v"),
+        ("self_attn.o_proj", "attn_output"),
+        ("mlp.gate_proj", "ffn_gate"),
+        ("mlp.up_proj", "ffn_up"),
+        ("mlp.down_proj", "ffn_down"),
+    ];
+    if hf == "lm_head" {
+        return "output.weight".into();
+    }
+    let rest = hf.strip_prefix("model.layers.").unwrap_or(hf);
+    let (layer, part) = rest.split_once('.').unwrap_or((rest, ""));
+    let short = table
+        .iter()
+        .find(|(h, _)| *h == part)
+        .map_or(part, |(_, g)| g);
+    format!("blk.{layer}.{short}.weight")
+}
+
+/// A matrix in `format`, or in f16 when its rows are not whole blocks (as the converter
+/// falls back), from a `(rows, cols)` f32 weight.
+fn stored(format: Format, rows: usize, cols: usize, w: &[f32]) -> Result<QMatrix> {
+    let format = if cols % format.block_values() == 0 {
+        format
+    } else {
+        Format::F16
+    };
+    QMatrix::quantize(format, rows, cols, w)
+}
+
+/// The model as a GGUF file: `llama.*` metadata, the tokenizer's vocabulary, norms in f32,
+/// every matrix (the token embedding and head included) in `format` where its rows are
+/// whole blocks and in f16 where not (`convert_hf_to_gguf.py`'s fallback). A weight that
+/// is already quantized is stored as it is. `name` is `general.name`.
+///
+/// Errors for a GPT-2 architecture (GGUF's `llama` needs RMSNorm, RoPE, SwiGLU) and for
+/// a model with LoRA adapters (merge them first).
+pub fn to_gguf(model: &Gpt, tokens: &Tokens, name: &str, format: Format) -> Result<Gguf> {
+    let cfg = &model.cfg;
+    let (Norm::RmsNorm { eps }, Positions::Rope { theta }, Mlp::SwiGlu) =
+        (cfg.norm, cfg.positions, cfg.mlp)
+    else {
+        return Err(Error::InvalidArgument(
+            "GGUF's llama architecture needs RMSNorm, RoPE and SwiGLU: this model is GPT-2 style"
+                .into(),
+        ));
+    };
+    let mut g = Gguf::new();
+    let u32v = |v: usize| Value::U32(v as u32);
+    g.set("general.architecture", Value::String("llama".into()));
+    g.set("general.type", Value::String("model".into()));
+    g.set("general.name", Value::String(name.into()));
+    g.set("llama.block_count", u32v(cfg.n_layers));
+    g.set("llama.context_length", u32v(cfg.context));
+    g.set("llama.embedding_length", u32v(cfg.d_model));
+    g.set("llama.feed_forward_length", u32v(cfg.d_ff));
+    g.set("llama.attention.head_count", u32v(cfg.n_heads));
+    g.set("llama.attention.head_count_kv", u32v(cfg.n_kv_heads));
+    g.set("llama.rope.freq_base", Value::F32(theta));
+    g.set("llama.attention.layer_norm_rms_epsilon", Value::F32(eps));
+    g.set("general.file_type", Value::U32(file_type(format)));
+    g.set("llama.vocab_size", u32v(cfg.vocab_size));
+    g.set("llama.rope.dimension_count", u32v(cfg.head_dim()));
+    if !matches!(format, Format::F32 | Format::F16) {
+        g.set("general.quantization_version", Value::U32(2));
+    }
+    for (key, value) in tokenizer_metadata(tokens, cfg.vocab_size)? {
+        g.set(key, value);
+    }
+
+    let p = &model.params;
+    let c = cfg.d_model as u64;
+    let emb = stored(format, cfg.vocab_size, cfg.d_model, &p.tok_emb)?;
+    g.add_matrix("token_embd.weight", &emb)?;
+    let mut err = None;
+    let mut linears = Vec::new();
+    p.visit_linears(|hf, l| linears.push((hf.to_string(), l.clone())));
+    let norm = |n: &NormParams| n.weight().data.clone();
+    for (l, b) in p.blocks.iter().enumerate() {
+        g.add_f32(
+            &format!("blk.{l}.attn_norm.weight"),
+            &[c],
+            &norm(&b.attn_norm),
+        )?;
+        let prefix = format!("model.layers.{l}.");
+        for (hf, lin) in linears.iter().filter(|(n, _)| n.starts_with(&prefix)) {
+            if lin.adapter.is_some() {
+                err.get_or_insert(Error::InvalidArgument(format!(
+                    "{hf} has a LoRA adapter: merge it before writing a GGUF file"
+                )));
+                continue;
+            }
+            let mut m = match &lin.weight {
+                Weight::F32(w) => stored(format, lin.d_out, lin.d_in, w)?,
+                Weight::Quant(q) => q.clone(),
+            };
+            let heads = if hf.ends_with("q_proj") {
+                Some(cfg.n_heads)
+            } else if hf.ends_with("k_proj") {
+                Some(cfg.n_kv_heads)
+            } else {
+                None
+            };
+            if let Some(n_head) = heads {
+                let bytes = permute_rows(m.bytes(), m.row_bytes(), n_head, true);
+                m = QMatrix::from_bytes(m.format, m.rows, m.cols, bytes)?;
+            }
+            g.add_matrix(&gguf_name(hf), &m)?;
+        }
+        g.add_f32(
+            &format!("blk.{l}.ffn_norm.weight"),
+            &[c],
+            &norm(&b.mlp_norm),
+        )?;
+    }
+    if let Some(e) = err {
+        return Err(e);
+    }
+    g.add_f32("output_norm.weight", &[c], &norm(&p.final_norm))?;
+    if let Some(head) = &p.lm_head {
+        let m = match &head.weight {
+            Weight::F32(w) => stored(format, head.d_out, head.d_in, w)?,
+            Weight::Quant(q) => q.clone(),
+        };
+        g.add_matrix("output.weight", &m)?;
+    }
+    // the converter's order: embedding, output norm, head, then the blocks
+    let order = |name: &str| match name {
+        "token_embd.weight" => (0, 0),
+        "output_norm.weight" => (1, 0),
+        "output.weight" => (2, 0),
+        _ => (3, 0),
+    };
+    g.tensors.sort_by_key(|t| order(&t.name));
+    Ok(g)
+}
+
+/// Writes [`to_gguf`]'s file atomically.
+pub fn save_gguf(
+    model: &Gpt,
+    tokens: &Tokens,
+    name: &str,
+    format: Format,
+    path: &Path,
+) -> Result<()> {
+    to_gguf(model, tokens, name, format)?.write(path)
+}
+
+/// GPT-2's table from bytes to the printable characters its vocabulary files use.
+fn byte_to_char() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    for (ch, b) in gpt2_char_to_byte() {
+        table[b as usize] = ch;
+    }
+    table
+}
+
+/// The tokenizer as llama.cpp's `gpt2` (byte-level BPE) vocabulary: `tokenizer.ggml.model`,
+/// `.pre` (the split pattern: `gpt-2`, or `dbrx` for cl100k's), `.tokens` (each token's
+/// bytes in GPT-2's printable characters, by id), `.token_type`, `.merges` (`"a b"`, by
+/// the rank of the merged token) and the special ids. Ids past the tokenizer up to
+/// `vocab_size` are `[PADn]` tokens of type unused, as the converter pads.
+pub fn tokenizer_metadata(
+    tokens: &Tokens,
+    vocab_size: usize,
+) -> Result<Vec<(&'static str, Value)>> {
+    let chars = byte_to_char();
+    let text = |bytes: &[u8]| bytes.iter().map(|&b| chars[b as usize]).collect::<String>();
+    let mut texts: Vec<Option<String>> = Vec::new();
+    let mut types: Vec<i32> = Vec::new();
+    let mut merges = Vec::new();
+    let mut eos = None;
+    let pre = match tokens {
+        Tokens::Bytes => {
+            for b in 0..=255u8 {
+                texts.push(Some(text(&[b])));
+                types.push(NORMAL);
+            }
+            "gpt-2"
+        }
+        Tokens::Bpe { encoding, pattern } => {
+            let n = encoding.n_ranks();
+            for r in 0..n {
+                let bytes = encoding.token_bytes(r as u32)?;
+                texts.push(Some(text(bytes)));
+                types.push(NORMAL);
+                if bytes.len() >= 2 {
+                    if let Some((a, b)) = last_merge(encoding, bytes, r as u32) {
+                        merges.push(format!("{} {}", text(a), text(b)));
+                    }
+                }
+            }
+            for name in encoding.special_names() {
+                let id = encoding.special_token(name)? as usize;
+                if id >= texts.len() {
+                    texts.resize(id + 1, None);
+                    types.resize(id + 1, UNUSED);
+                }
+                texts[id] = Some(name.to_string());
+                types[id] = CONTROL;
+                if name == "<|endoftext|>" {
+                    eos = Some(id as u32);
+                }
+            }
+            match pattern {
+                Pattern::Gpt2 => "gpt-2",
+                Pattern::Cl100k => "dbrx",
+            }
+        }
+    };
+    if texts.len() > vocab_size {
+        return Err(Error::InvalidArgument(format!(
+            "the tokenizer has {} ids, more than the model's vocabulary of {vocab_size}",
+            texts.len()
+        )));
+    }
+    texts.resize(vocab_size, None);
+    types.resize(vocab_size, UNUSED);
+    let texts: Vec<String> = texts
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| t.unwrap_or_else(|| format!("[PAD{i}]")))
+        .collect();
+    let mut out = vec![
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre", Value::String(pre.into())),
+        ("tokenizer.ggml.tokens", Value::strings(texts)),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(ValueType::I32, types.into_iter().map(Value::I32).collect()),
+        ),
+        ("tokenizer.ggml.merges", Value::strings(merges)),
+    ];
+    if let Some(id) = eos {
+        out.push(("tokenizer.ggml.bos_token_id", Value::U32(id)));
+        out.push(("tokenizer.ggml.eos_token_id", Value::U32(id)));
+    }
+    out.push(("tokenizer.ggml.add_bos_token", Value::Bool(false)));
+    Ok(out)
+}
+
+/// The two tokens whose merge makes `bytes` (rank `rank`): BPE on its bytes with the ranks
+/// below `rank` ends in two parts. `None` if it does not (a token that tiktoken's
+/// algorithm never produces by merging).
+fn last_merge<'a>(enc: &Encoding, bytes: &'a [u8], rank: u32) -> Option<(&'a [u8], &'a [u8])> {
+    let mut bounds: Vec<usize> = (0..=bytes.len()).collect();
+    loop {
+        let best = (0..bounds.len().saturating_sub(2))
+            .filter_map(|i| {
+                enc.rank(&bytes[bounds[i]..bounds[i + 2]])
+                    .filter(|&r| r < rank)
+                    .map(|r| (r, i))
+            })
+            .min();
+        match best {
+            Some((_, i)) => {
+                bounds.remove(i + 1);
+            }
+            None => break,
+        }
+    }
+    (bounds.len() == 3).then(|| (&bytes[..bounds[1]], &bytes[bounds[1]..]))
+}
+
+/// The tokenizer of a GGUF file, when it is one this crate encodes exactly: a `gpt2`
+/// vocabulary of the 256 bytes and no merges ([`Tokens::Bytes`]), or a byte-level BPE with
+/// the `gpt-2` or `dbrx` (cl100k) split whose merges are in the order of the ids they make
+/// (so that tiktoken's rule, merge the pair of lowest id, is the file's). Any other is an
+/// error that says so: the model then takes token ids.
+pub fn tokens_from_gguf(g: &Gguf) -> Result<Tokens> {
+    let unsupported = |why: String| {
+        Error::InvalidArgument(format!(
+            "this GGUF file's tokenizer cannot be used here ({why}): give token ids instead"
+        ))
+    };
+    let model = g.get_str("tokenizer.ggml.model")?;
+    if model != "gpt2" {
+        return Err(unsupported(format!(
+            "tokenizer.ggml.model is {model:?}, not \"gpt2\""
+        )));
+    }
+    let pattern = match g.get("tokenizer.ggml.pre").and_then(Value::as_str) {
+        Some("gpt-2") | None => Pattern::Gpt2,
+        Some("dbrx") => Pattern::Cl100k,
+        Some(other) => {
+            return Err(unsupported(format!(
+                "its split, tokenizer.ggml.pre {other:?}, is not gpt-2 or dbrx"
+            )))
+        }
+    };
+    let texts = g
+        .require("tokenizer.ggml.tokens")?
+        .as_strings()
+        .ok_or_else(|| unsupported("tokenizer.ggml.tokens is not an array of strings".into()))?;
+    let types: Vec<i32> = match g.get("tokenizer.ggml.token_type") {
+        Some(Value::Array(ValueType::I32, v)) => v
+            .iter()
+            .map(|x| if let Value::I32(t) = x { *t } else { NORMAL })
+            .collect(),
+        _ => vec![NORMAL; texts.len()],
+    };
+    let merges = match g.get("tokenizer.ggml.merges") {
+        Some(v) => v.as_strings().ok_or_else(|| {
+            unsupported("tokenizer.ggml.merges is not an array of strings".into())
+        })?,
+        None => Vec::new(),
+    };
+    let to_byte = gpt2_char_to_byte();
+    let decode =
+        |t: &str| -> Option<Vec<u8>> { t.chars().map(|c| to_byte.get(&c).copied()).collect() };
+    let mut ranks = Vec::new();
+    let mut specials = Vec::new();
+    for (id, t) in texts.iter().enumerate() {
+        match types.get(id).copied().unwrap_or(NORMAL) {
+            NORMAL => {
+                if ranks.len() != id {
+                    return Err(unsupported(format!(
+                        "normal token {id} follows a special one"
+                    )));
+                }
+                ranks.push(
+                    decode(t)
+                        .ok_or_else(|| unsupported(format!("token {id} is not byte-level")))?,
+                );
+            }
+            CONTROL => specials.push((t.to_string(), id as u32)),
+            _ => {}
+        }
+    }
+    if merges.is_empty()
+        && ranks.len() == 256
+        && ranks.iter().enumerate().all(|(b, t)| t == &[b as u8])
+    {
+        return Ok(Tokens::Bytes);
+    }
+    let mut last = 0;
+    for m in &merges {
+        let joined: String = m.split(' ').collect();
+        let id = texts.iter().position(|t| *t == joined);
+        match id {
+            Some(id) if id > last => last = id,
+            _ => {
+                return Err(unsupported(format!(
+                    "its merges are not in the order of the ids they make (at {m:?})"
+                )))
+            }
+        }
+    }
+    let special: Vec<(&str, u32)> = specials.iter().map(|(t, id)| (t.as_str(), *id)).collect();
+    let encoding = Encoding::new("gguf", ranks, pattern.split(), &special)?;
+    Ok(Tokens::Bpe {
+        encoding: Box::new(encoding),
+        pattern,
+    })
+}
+
+/// The model's shape from a GGUF file's `llama.*` metadata; the vocabulary is the token
+/// embedding's. Refuses another architecture and scaled RoPE.
+pub fn config_from_gguf(g: &Gguf) -> Result<GptConfig> {
+    let arch = g.get_str("general.architecture")?;
+    if arch != "llama" {
+        return Err(Error::InvalidArgument(format!(
+            "general.architecture is {arch:?}: only \"llama\" is read"
+        )));
+    }
+    if let Some(kind) = g.get("llama.rope.scaling.type").and_then(Value::as_str) {
+        if kind != "none" {
+            return Err(Error::InvalidArgument(format!(
+                "llama.rope.scaling.type is {kind:?}: scaled RoPE is not implemented"
+            )));
+        }
+    }
+    let size = |key: &str| -> Result<usize> {
+        let v = g.get_u64(key)?;
+        usize::try_from(v)
+            .ok()
+            .filter(|&v| v <= 1 << 32)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("GGUF metadata: {key} = {v} is too large"))
+            })
+    };
+    let emb = g
+        .tensor("token_embd.weight")
+        .ok_or_else(|| Error::InvalidArgument("tensor token_embd.weight is missing".into()))?;
+    let n_heads = size("llama.attention.head_count")?;
+    let cfg = GptConfig {
+        vocab_size: emb.matrix_shape().0,
+        d_model: size("llama.embedding_length")?,
+        n_layers: size("llama.block_count")?,
+        n_heads,
+        n_kv_heads: match g.get("llama.attention.head_count_kv") {
+            Some(_) => size("llama.attention.head_count_kv")?,
+            None => n_heads,
+        },
+        d_ff: size("llama.feed_forward_length")?,
+        context: size("llama.context_length")?,
+        norm: Norm::RmsNorm {
+            eps: g.get_f64("llama.attention.layer_norm_rms_epsilon")? as f32,
+        },
+        positions: Positions::Rope {
+            theta: match g.get("llama.rope.freq_base") {
+                Some(_) => g.get_f64("llama.rope.freq_base")? as f32,
+                None => 10000.0,
+            },
+        },
+        mlp: Mlp::SwiGlu,
+        tied_head: g.tensor("output.weight").is_none(),
+    };
+    cfg.validate()?;
+    if let Some(v) = g.get("llama.rope.dimension_count") {
+        if v.as_u64() != Some(cfg.head_dim() as u64) {
+            return Err(Error::InvalidArgument(format!(
+                "llama.rope.dimension_count is {v:?}, not the head width {}: partial RoPE is not implemented",
+                cfg.head_dim()
+            )));
+        }
+    }
+    Ok(cfg)
+}
+
+/// How [`model_from_gguf`] keeps the projections' weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// In the file's own format ([`Weight::Quant`] for f16 and the blocks; f32 stays f32):
+    /// what llama.cpp computes with.
+    AsStored,
+    /// Dequantized to f32 ([`Weight::F32`]): the same values, multiplied exactly.
+    Exact,
+}
+
+/// A `Gpt` from a GGUF file of architecture `llama`: the shape from [`config_from_gguf`],
+/// every tensor checked for its name and shape (a missing, extra or mis-shaped tensor is an
+/// error naming it), `W_q` and `W_k` permuted back to Hugging Face's half-split RoPE.
+/// Norms and the token embedding are dequantized to f32 (a tied head then multiplies by
+/// those f32 values); the projections and an untied head keep the file's format or not,
+/// as `precision` says.
+pub fn model_from_gguf(g: &Gguf, precision: Precision) -> Result<Gpt> {
+    let cfg = config_from_gguf(g)?;
+    let mut used = std::collections::HashSet::new();
+    let mut get = |name: &str, rows: usize, cols: usize| -> Result<&GgufTensor> {
+        let t = g
+            .tensor(name)
+            .ok_or_else(|| Error::InvalidArgument(format!("tensor {name} is missing")))?;
+        let want: Vec<u64> = if rows == 1 {
+            vec![cols as u64]
+        } else {
+            vec![cols as u64, rows as u64]
+        };
+        if t.dims != want {
+            return Err(Error::InvalidArgument(format!(
+                "tensor {name} has dims {:?}, the metadata asks for {want:?}",
+                t.dims
+            )));
+        }
+        used.insert(name.to_string());
+        Ok(t)
+    };
+    let vector =
+        |t: &GgufTensor| -> Result<Tensor> { Tensor::from_vec(&[t.dims[0] as usize], t.to_f32()?) };
+    let linear = |t: &GgufTensor, permute_heads: Option<usize>| -> Result<Linear> {
+        let mut m = t.to_qmatrix()?;
+        if let Some(n_head) = permute_heads {
+            let bytes = permute_rows(m.bytes(), m.row_bytes(), n_head, false);
+            m = QMatrix::from_bytes(m.format, m.rows, m.cols, bytes)?;
+        }
+        let (d_out, d_in) = (m.rows, m.cols);
+        let weight = if precision == Precision::Exact || m.format == Format::F32 {
+            Weight::F32(Tensor::from_vec(&[d_out, d_in], m.dequantize())?)
+        } else {
+            Weight::Quant(m)
+        };
+        Ok(Linear {
+            d_in,
+            d_out,
+            weight,
+            adapter: None,
+        })
+    };
+    let (c, f, v, kv) = (cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.kv_dim());
+    let emb = get("token_embd.weight", v, c)?;
+    let tok_emb = Tensor::from_vec(&[v, c], emb.to_f32()?)?;
+    let mut blocks = Vec::with_capacity(cfg.n_layers);
+    for l in 0..cfg.n_layers {
+        let name = |s: &str| format!("blk.{l}.{s}.weight");
+        blocks.push(BlockParams {
+            attn_norm: NormParams::RmsNorm {
+                weight: vector(get(&name("attn_norm"), 1, c)?)?,
+            },
+            attn: AttnParams {
+                q_proj: linear(get(&name("attn_q"), c, c)?, Some(cfg.n_heads))?,
+                k_proj: linear(get(&name("attn_k"), kv, c)?, Some(cfg.n_kv_heads))?,
+                v_proj: linear(get(&name("attn_v"), kv, c)?, None)?,
+                o_proj: linear(get(&name("attn_output"), c, c)?, None)?,
+            },
+            mlp_norm: NormParams::RmsNorm {
+                weight: vector(get(&name("ffn_norm"), 1, c)?)?,
+            },
+            mlp: MlpParams::SwiGlu {
+                gate_proj: linear(get(&name("ffn_gate"), f, c)?, None)?,
+                up_proj: linear(get(&name("ffn_up"), f, c)?, None)?,
+                down_proj: linear(get(&name("ffn_down"), c, f)?, None)?,
+            },
+        });
+    }
+    let final_norm = NormParams::RmsNorm {
+        weight: vector(get("output_norm.weight", 1, c)?)?,
+    };
+    let lm_head = match cfg.tied_head {
+        true => None,
+        false => Some(linear(get("output.weight", v, c)?, None)?),
+    };
+    // rope_freqs.weight (llama 3's scaled RoPE) and other extras are not this model
+    if let Some(t) = g.tensors.iter().find(|t| !used.contains(&t.name)) {
+        return Err(Error::InvalidArgument(format!(
+            "tensor {} is not part of the llama model the metadata describes",
+            t.name
+        )));
+    }
+    let params = Params {
+        tok_emb,
+        pos_emb: None,
+        blocks,
+        final_norm,
+        lm_head,
+    };
+    Gpt::new(cfg, params)
+}
+
+/// Reads a GGUF file into a model ([`model_from_gguf`]); errors name the file.
+pub fn load_gguf(path: &Path, precision: Precision) -> Result<Gpt> {
+    let g = Gguf::read(path)?;
+    model_from_gguf(&g, precision).map_err(|e| match e {
+        Error::InvalidArgument(message) => Error::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        },
+        e => e,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+use super::*;
+use crate::gpt::config::shrunk;
+use crate::gpt::Activations;
+
+/// llama-tiny at a size whose matrices are whole blocks (d_model 64, d_ff 96), 2 layers,
+/// 4 query heads and 2 key/value heads of width 16.
+fn small() -> GptConfig {
+    shrunk(GptConfig::llama_tiny(), [300, 64, 2, 96, 32])
+}
+
+fn logits(m: &Gpt, ids: &[u32]) -> Vec<f32> {
+    let mut acts = Activations::new(&m.cfg, 1, ids.len());
+    m.forward(&mut acts, ids).unwrap();
+    acts.logits.clone()
+}
+
+fn roundtrip(m: &Gpt, tokens: &Tokens, format: Format, precision: Precision) -> Gpt {
+    let bytes = to_gguf(m, tokens, "test", format)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let g = Gguf::parse(&bytes, Path::new("t.gguf")).unwrap();
+    model_from_gguf(&g, precision).unwrap()
+}
+
+#[test]
+fn permuting_rows_is_the_converters_reshape_and_undoes_itself() {
+    // 2 heads of width 4, one byte per row: rows 0..8
+    let rows: Vec<u8> = (0..8).collect();
+    let gguf = permute_rows(&rows, 1, 2, true);
+    // w.reshape(2, 2, 2).swapaxes(1, 2): head 0 [0 1 | 2 3] -> [0 2 1 3]
+    assert_eq!(gguf, [0, 2, 1, 3, 4, 6, 5, 7]);
+    assert_eq!(permute_rows(&gguf, 1, 2, false), rows);
+    let rows: Vec<u8> = (0..24).collect(); // 1 head of width 8, 3 bytes a row
+    let there = permute_rows(&rows, 3, 1, true);
+    assert_ne!(there, rows);
+    assert_eq!(permute_rows(&there, 3, 1, false), rows);
+}
+
+#[test]
+fn f32_write_then_read_is_the_same_model() {
+    let model = Gpt::init(small(), 5).unwrap();
+    let g = to_gguf(&model, &Tokens::Bytes, "test", Format::F32).unwrap();
+    assert_eq!(g.get_str("general.architecture").unwrap(), "llama");
+    assert_eq!(g.get_u64("llama.attention.head_count_kv").unwrap(), 2);
+    assert_eq!(g.get_u64("llama.rope.dimension_count").unwrap(), 16);
+    let q = g.tensor("blk.1.attn_q.weight").unwrap();
+    assert_eq!((q.dims.as_slice(), q.format), (&[64, 64][..], Format::F32));
+    assert_eq!(g.tensor("blk.0.attn_k.weight").unwrap().dims, [64, 32]);
+    assert_eq!(g.tensor("token_embd.weight").unwrap().dims, [64, 300]);
+    assert!(g.tensor("output.weight").is_some());
+    // the stored q rows are permuted: row 1 of the file is row 8 (= hs/2) of the model
+    let w = &model.params.blocks[1].attn.q_proj;
+    let Weight::F32(w) = &w.weight else { panic!() };
+    let file = q.to_f32().unwrap();
+    assert_eq!(&file[64..128], &w[8 * 64..9 * 64]);
+    for precision in [Precision::Exact, Precision::AsStored] {
+        let back = roundtrip(&model, &Tokens::Bytes, Format::F32, precision);
+        assert_eq!(back.cfg, model.cfg);
+        assert_eq!(back.params, model.params);
+        let ids = [1, 7, 255, 3, 9, 0];
+        assert_eq!(logits(&back, &ids), logits(&model, &ids));
+    }
+    // tied
+    let mut cfg = small();
+    cfg.tied_head = true;
+    let tied = Gpt::init(cfg, 2).unwrap();
+    let back = roundtrip(&tied, &Tokens::Bytes, Format::F32, Precision::Exact);
+    assert!(back.cfg.tied_head && back.params == tied.params);
+}
+
+/// A Q8_0 file read as stored is the model quantized in memory (the same blocks: the
+/// permutation moves whole rows), with the token embedding's Q8_0 values; read exactly,
+/// it is those values in f32. The logits stay within 2% of the f32 model's.
+#[test]
+fn quantized_files_keep_their_blocks() {
+    let model = Gpt::init(small(), 6).unwrap();
+    let ids = [5, 1, 200, 44, 9];
+    let reference = logits(&model, &ids);
+    for format in [Format::F16, Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+        let back = roundtrip(&model, &Tokens::Bytes, format, Precision::AsStored);
+        let mut want = model.clone();
+        let n = want.params.quantize(format, |_| true).unwrap();
+        assert_eq!(n, 7 * 2 + 1);
+        let emb = QMatrix::quantize(format, 300, 64, &model.params.tok_emb).unwrap();
+        want.params.tok_emb.data = emb.dequantize();
+        assert_eq!(back.params, want.params, "{format}");
+        let exact = roundtrip(&model, &Tokens::Bytes, format, Precision::Exact);
+        assert!(exact.params.check_f32("test").is_ok());
+        let (a, b) = (logits(&back, &ids), logits(&exact, &ids));
+        let scale = reference.iter().map(|v| v.abs()).fold(0.0, f32::max);
+        let worst = |x: &[f32]| {
+            x.iter()
+                .zip(&reference)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max)
+        };
+        let tol = if format == Format::F16 { 0.001 } else { 0.25 };
+        assert!(
+            worst(&a) <= tol * scale && worst(&b) <= tol * scale,
+            "{format}: {} {} of {scale}",
+            worst(&a),
+            worst(&b)
+        );
+    }
+    // rows of 344 values (llama-tiny's down_proj) fall back to f16, as the converter does
+    let tiny = Gpt::init(GptConfig::llama_tiny(), 1).unwrap();
+    let g = to_gguf(&tiny, &Tokens::Bytes, "tiny", Format::Q4_0).unwrap();
+    assert_eq!(
+        g.tensor("blk.0.ffn_down.weight").unwrap().format,
+        Format::F16
+    );
+    assert_eq!(
+        g.tensor("blk.0.ffn_up.weight").unwrap().format,
+        Format::Q4_0
+    );
+    assert_eq!(g.get_u64("general.file_type").unwrap(), 2);
+}
+
+#[test]
+fn tokenizers_travel_with_the_file() {
+    let model = Gpt::init(small(), 1).unwrap();
+    let g = to_gguf(&model, &Tokens::Bytes, "t", Format::F32).unwrap();
+    let texts = g
+        .get("tokenizer.ggml.tokens")
+        .unwrap()
+        .as_strings()
+        .unwrap();
+    assert_eq!(
+        (texts.len(), texts[32], texts[65], texts[299]),
+        (300, "Ġ", "A", "[PAD299]")
+    );
+    assert!(matches!(tokens_from_gguf(&g).unwrap(), Tokens::Bytes));
+    // a BPE trained here, with <|endoftext|> after its ranks
+    let text = "the cat sat on the mat. the cat ate the rat. ".repeat(20);
+    let enc = crate::bpe::train::train(&text, 280, Pattern::Gpt2)
+        .unwrap()
+        .encoding("small")
+        .unwrap();
+    let tokens = Tokens::Bpe {
+        encoding: Box::new(enc),
+        pattern: Pattern::Gpt2,
+    };
+    let n = tokens.vocab_size().unwrap();
+    assert!(n <= 300, "{n}");
+    let g = to_gguf(&model, &tokens, "t", Format::F32).unwrap();
+    let merges = g
+        .get("tokenizer.ggml.merges")
+        .unwrap()
+        .as_strings()
+        .unwrap();
+    assert_eq!(merges.len(), n - 1 - 256);
+    assert!(
+        merges.contains(&"Ġc at")
+            || merges.contains(&"Ġ cat")
+            || merges.iter().any(|m| m.contains('Ġ'))
+    );
+    let back = tokens_from_gguf(&g).unwrap();
+    let sample = "the cat sat on the rat";
+    assert_eq!(back.encode(sample), tokens.encode(sample));
+    assert_eq!(back.vocab_size().unwrap(), n);
+    // a tokenizer this crate does not encode
+    let mut other = g.clone();
+    other.set("tokenizer.ggml.pre", Value::String("smollm".into()));
+    let Err(e) = tokens_from_gguf(&other) else {
+        panic!("the smollm split is not ours")
+    };
+    let e = e.to_string();
+    assert!(e.contains("smollm") && e.contains("token ids"), "{e}");
+}
+
+#[test]
+fn files_that_are_not_this_model_are_errors_naming_the_tensor() {
+    let model = Gpt::init(small(), 1).unwrap();
+    let g = to_gguf(&model, &Tokens::Bytes, "t", Format::F32).unwrap();
+    let err = |g: &Gguf| {
+        model_from_gguf(g, Precision::Exact)
+            .unwrap_err()
+            .to_string()
+    };
+    let mut missing = g.clone();
+    missing.tensors.retain(|t| t.name != "blk.1.ffn_up.weight");
+    assert!(err(&missing).contains("blk.1.ffn_up.weight is missing"));
+    let mut extra = g.clone();
+    extra.add_f32("rope_freqs.weight", &[8], &[1.0; 8]).unwrap();
+    assert!(err(&extra).contains("rope_freqs.weight is not part"));
+    let mut wide = g.clone();
+    wide.set("llama.feed_forward_length", Value::U32(128));
+    assert!(err(&wide).contains("blk.0.ffn_gate.weight has dims [64, 96]"));
+    let mut other = g.clone();
+    other.set("general.architecture", Value::String("qwen2".into()));
+    assert!(err(&other).contains("qwen2"));
+    let mut no_key = g.clone();
+    no_key.metadata.retain(|(k, _)| k != "llama.block_count");
+    assert!(err(&no_key).contains("llama.block_count is missing"));
+    let gpt2 = Gpt::init(GptConfig::gpt2_tiny(), 0).unwrap();
+    assert!(to_gguf(&gpt2, &Tokens::Bytes, "g", Format::F32).is_err());
+    let e = load_gguf(Path::new("/nonexistent.gguf"), Precision::Exact).unwrap_err();
+    assert!(e.to_string().contains("cannot read"));
+}
