@@ -1174,3 +1174,132 @@ fn lora_mistakes_are_clear_errors() {
     assert!(!dir.join("m").exists(), "nothing written on a failed merge");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `llm quant quantize` writes the fixture Llama as GGUF in every format; `llm gpt eval`
+/// and `generate` take the file where they take a folder. At f32 the file is the model:
+/// the same cross-entropy and the same greedy ids as the folder. A bad file is an error.
+#[test]
+fn quant_quantize_writes_gguf_that_eval_and_generate_read() {
+    let dir = temp_dir("quant");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llama-tiny");
+    let text: String = "the cat sat on the mat and the dog sat on the log. ".repeat(4);
+    let text_file = dir.join("text.txt");
+    std::fs::write(&text_file, &text).unwrap();
+    let ids: Vec<String> = text.bytes().map(|b| b.to_string()).collect();
+    let ids_file = dir.join("ids.txt");
+    std::fs::write(&ids_file, ids.join(" ")).unwrap();
+    let eval = |model: &str, extra: &[&str]| {
+        let mut args = vec![
+            "gpt",
+            "eval",
+            "--model",
+            model,
+            "--ids",
+            ids_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        figure(&ok(&args), "cross-entropy")
+    };
+    let greedy = |model: &str, extra: &[&str]| {
+        let mut args = vec![
+            "gpt",
+            "generate",
+            "--model",
+            model,
+            "--prompt-ids",
+            "116 104 101 32 99",
+            "--max-new-tokens",
+            "10",
+            "--greedy",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args).trim().to_string()
+    };
+    let (h_folder, ids_folder) = (eval(fixture, &[]), greedy(fixture, &[]));
+    for format in ["f32", "f16", "q8_0", "q4_0", "q4_1"] {
+        let file = dir.join(format!("tiny-{format}.gguf"));
+        let f = file.to_str().unwrap();
+        let out = ok(&[
+            "quant", "quantize", "--model", fixture, "--format", format, "--out", f,
+        ]);
+        assert!(
+            out.contains("wrote") && out.contains("bits per weight"),
+            "{out}"
+        );
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(&bytes[..4], b"GGUF");
+        let (h, h_exact) = (eval(f, &[]), eval(f, &["--exact"]));
+        // the same text through the file's byte tokenizer
+        let by_text = ok(&[
+            "gpt",
+            "eval",
+            "--model",
+            f,
+            "--text",
+            text_file.to_str().unwrap(),
+        ]);
+        assert_eq!(figure(&by_text, "cross-entropy"), h, "{format}");
+        match format {
+            "f32" => {
+                assert_eq!((h, h_exact), (h_folder, h_folder));
+                assert_eq!(greedy(f, &[]), ids_folder);
+            }
+            // the fixture's weights are N(0, 0.1): its loss is far from uniform's, and
+            // each format moves it by little
+            "f16" => assert!(
+                (h - h_folder).abs() < 1e-3 * h_folder,
+                "{format}: {h} vs {h_folder}"
+            ),
+            _ => assert!(
+                (h - h_folder).abs() < 0.05 * h_folder,
+                "{format}: {h} vs {h_folder}"
+            ),
+        }
+        let prompt = ok(&[
+            "gpt",
+            "generate",
+            "--model",
+            f,
+            "--prompt",
+            "the ",
+            "--max-new-tokens",
+            "5",
+            "--greedy",
+        ]);
+        assert!(prompt.starts_with("the "), "{prompt}");
+    }
+    // a truncated file and a file that is not GGUF are errors naming the file
+    let whole = std::fs::read(dir.join("tiny-q8_0.gguf")).unwrap();
+    let cut = dir.join("cut.gguf");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let e = fails(&[
+        "gpt",
+        "eval",
+        "--model",
+        cut.to_str().unwrap(),
+        "--ids",
+        ids_file.to_str().unwrap(),
+    ]);
+    assert!(e.contains("cut.gguf") && e.contains("past the end"), "{e}");
+    let e = fails(&[
+        "gpt",
+        "eval",
+        "--model",
+        text_file.to_str().unwrap(),
+        "--ids",
+        ids_file.to_str().unwrap(),
+    ]);
+    assert!(e.contains("not a GGUF file"), "{e}");
+    let e = fails(&[
+        "quant",
+        "quantize",
+        "--model",
+        dir.to_str().unwrap(),
+        "--format",
+        "q8_0",
+        "--out",
+        dir.join("x.gguf").to_str().unwrap(),
+    ]);
+    assert!(e.contains("config.json"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
