@@ -4,7 +4,7 @@
 // ids on one line, the form `llm gpt generate --prompt-ids ... --greedy` prints. It loads
 // the model as a user of llama.cpp would, through the npm package node-llama-cpp (its
 // prebuilt CPU build of llama.cpp, nothing compiled), CPU only, one sequence, temperature 0,
-// not stopping at end-of-generation tokens. The package is found in LLAMACPP_DIR (default
+// not stopping at end-of-generation tokens, flash attention off. The package is found in LLAMACPP_DIR (default
 // ~/.cache/llm-lessons-llamacpp), installed there by
 //
 //   npm install --prefix DIR --omit=optional --ignore-scripts node-llama-cpp@3.21.1 @node-llama-cpp/linux-x64@3.21.1
@@ -32,7 +32,8 @@ const llama = await nlc.getLlama({gpu: false, build: "never", logLevel: nlc.Llam
 const ids = idsText.trim().split(/\s+/).map(Number);
 const n = Number(nText);
 const model = await llama.loadModel({modelPath});
-const ctx = await model.createContext({contextSize: Math.min(model.trainContextSize, 4096), threads: 1});
+// flash attention off: llama.cpp then computes attention in the plain order (softmax, then V)
+const ctx = await model.createContext({contextSize: Math.min(model.trainContextSize, 4096), threads: 1, flashAttention: false});
 const seq = ctx.getSequence();
 const out = [];
 for await (const tok of seq.evaluate(ids, {temperature: 0, yieldEogToken: true})) {
