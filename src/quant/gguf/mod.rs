@@ -52,6 +52,8 @@ pub const MAX_DIMS: usize = 4;
 /// How deep arrays of arrays may nest (a bound so that a hostile file cannot exhaust the
 /// stack; llama.cpp's own files nest one level).
 const MAX_NESTING: usize = 8;
+/// The most items reserved up front for a count read from the file.
+const PREALLOCATE: usize = 1 << 16;
 
 /// The type of a metadata value, with GGUF's type id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -367,7 +369,9 @@ impl<'a> Reader<'a> {
                 let n = self.count(elem.min_bytes(), &|| {
                     format!("the length of the array {key}")
                 })?;
-                let mut items = Vec::with_capacity(n);
+                // grown as the items are read: a count is only checked against the
+                // bytes left, and a value in memory is larger than its smallest encoding
+                let mut items = Vec::with_capacity(n.min(PREALLOCATE));
                 for _ in 0..n {
                     items.push(self.value(elem, key, depth + 1)?);
                 }
@@ -428,8 +432,8 @@ impl Gguf {
         let n_kv = r.count(13, &|| "the metadata count".into())?;
         let mut g = Gguf {
             version,
-            metadata: Vec::with_capacity(n_kv),
-            tensors: Vec::with_capacity(n_tensors),
+            metadata: Vec::with_capacity(n_kv.min(PREALLOCATE)),
+            tensors: Vec::with_capacity(n_tensors.min(PREALLOCATE)),
         };
         let mut keys = std::collections::HashSet::new();
         for i in 0..n_kv {
@@ -457,7 +461,7 @@ impl Gguf {
                 ))
             }
         };
-        let mut infos = Vec::with_capacity(n_tensors);
+        let mut infos = Vec::with_capacity(n_tensors.min(PREALLOCATE));
         let mut names = std::collections::HashSet::new();
         for i in 0..n_tensors {
             let name = r.string(&|| format!("the name of tensor #{i}"))?;
