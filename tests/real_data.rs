@@ -447,7 +447,8 @@ fn smollm2_gguf_loads_as_a_llama_and_runs() {
 /// `node benches/peers/llamacpp_greedy.mjs SmolLM2-135M-Instruct.Q4_1.gguf "504 3575 282
 /// 4649 314" 24` (node-llama-cpp 3.21.1, llama.cpp release v0.4.0, flash attention off).
 /// All 24 agreed when this was written; at new token 15 the two best logits are so close
-/// that llama.cpp itself picks the other one with flash attention on, so the test holds
+/// that llama.cpp itself picks the other one with node-llama-cpp's default context (flash
+/// attention not switched off), so the test holds
 /// the 14 before it to equality and prints how many of the 24 agree.
 #[test]
 #[ignore = "needs the fetched GGUF model: see the module doc"]
@@ -466,7 +467,11 @@ fn smollm2_gguf_greedy_ids_are_llama_cpps() {
         7042, 30, 198, 198, 504, 1797, 1918, 553, 253, 2155, 282, 4723, 216, 35, 33, 33, 2215, 701,
         30, 198, 198, 504, 1797, 1918,
     ];
-    let agree = new.iter().zip(&llama_cpp).take_while(|(a, b)| a == b).count();
+    let agree = new
+        .iter()
+        .zip(&llama_cpp)
+        .take_while(|(a, b)| a == b)
+        .count();
     eprintln!("greedy ids: the first {agree} of 24 are llama.cpp's");
     assert_eq!(new[..14], llama_cpp[..14]);
 }

@@ -140,7 +140,6 @@ fn one_tensor(dims: &[u64], ty: u32, offset: u64, data: usize) -> Vec<u8> {
 #[test]
 fn bad_files_are_errors_that_say_what_is_wrong() {
     let err = |b: &[u8]| Gguf::parse(b, p()).unwrap_err().to_string();
-    assert!(one_tensor(&[32, 2], 8, 0, 68).len() > 0);
     Gguf::parse(&one_tensor(&[32, 2], 8, 0, 68), p()).unwrap();
     let e = err(b"GGML\x03\0\0\0");
     assert!(
