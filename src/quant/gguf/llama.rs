@@ -440,8 +440,13 @@ pub fn tokens_from_gguf(g: &Gguf) -> Result<Tokens> {
     })
 }
 
+/// The longest context [`config_from_gguf`] accepts (Llama 3.1 has 131,072): the model
+/// tabulates RoPE's angles for every position up front.
+pub const MAX_CONTEXT: usize = 1 << 20;
+
 /// The model's shape from a GGUF file's `llama.*` metadata; the vocabulary is the token
-/// embedding's. Refuses another architecture and scaled RoPE.
+/// embedding's. Refuses another architecture, scaled RoPE, a context past [`MAX_CONTEXT`]
+/// and more blocks than the file has tensors for.
 pub fn config_from_gguf(g: &Gguf) -> Result<GptConfig> {
     let arch = g.get_str("general.architecture")?;
     if arch != "llama" {
@@ -493,6 +498,21 @@ pub fn config_from_gguf(g: &Gguf) -> Result<GptConfig> {
         tied_head: g.tensor("output.weight").is_none(),
     };
     cfg.validate()?;
+    // the other sizes are checked against the tensors' shapes; these two allocate first
+    if cfg.context > MAX_CONTEXT {
+        return Err(Error::InvalidArgument(format!(
+            "llama.context_length {} is more than the {MAX_CONTEXT} positions this model \
+             precomputes RoPE angles for",
+            cfg.context
+        )));
+    }
+    if cfg.n_layers.saturating_mul(9) > g.tensors.len() {
+        return Err(Error::InvalidArgument(format!(
+            "llama.block_count is {}, but the file has {} tensors (a block has 9)",
+            cfg.n_layers,
+            g.tensors.len()
+        )));
+    }
     if let Some(v) = g.get("llama.rope.dimension_count") {
         if v.as_u64() != Some(cfg.head_dim() as u64) {
             return Err(Error::InvalidArgument(format!(

@@ -190,6 +190,13 @@ fn files_that_are_not_this_model_are_errors_naming_the_tensor() {
     let mut other = g.clone();
     other.set("general.architecture", Value::String("qwen2".into()));
     assert!(err(&other).contains("qwen2"));
+    // corrupted sizes that would allocate before any tensor is looked at
+    let mut deep = g.clone();
+    deep.set("llama.block_count", Value::U32(1_000_000_000));
+    assert!(err(&deep).contains("llama.block_count is 1000000000"));
+    let mut long = g.clone();
+    long.set("llama.context_length", Value::U64(1 << 32));
+    assert!(err(&long).contains("llama.context_length 4294967296"));
     let mut no_key = g.clone();
     no_key.metadata.retain(|(k, _)| k != "llama.block_count");
     assert!(err(&no_key).contains("llama.block_count is missing"));
@@ -197,4 +204,40 @@ fn files_that_are_not_this_model_are_errors_naming_the_tensor() {
     assert!(to_gguf(&gpt2, &Tokens::Bytes, "g", Format::F32).is_err());
     let e = load_gguf(Path::new("/nonexistent.gguf"), Precision::Exact).unwrap_err();
     assert!(e.to_string().contains("cannot read"));
+}
+
+/// Corrupted model files (bytes changed at random, seeded) give a model or an error, and
+/// never a panic, in the reader and in the mapping.
+#[test]
+fn corrupted_model_files_are_errors_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let model = Gpt::init(shrunk(GptConfig::llama_tiny(), [256, 32, 1, 32, 16]), 3).unwrap();
+    let g = to_gguf(&model, &Tokens::Bytes, "t", Format::Q8_0).unwrap();
+    let bytes = g.to_bytes().unwrap();
+    // change the header, metadata and tensor infos: the bytes before the tensors' data
+    let data: usize = g.tensors.iter().map(|t| t.data.len()).sum();
+    let head = bytes.len() - data;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut loaded = 0;
+    for _ in 0..400 {
+        let mut b = bytes.clone();
+        for _ in 0..rng.gen_range(1..3) {
+            let i = rng.gen_range(0..head);
+            b[i] = if rng.gen() {
+                rng.gen()
+            } else {
+                b[i] ^ (1 << rng.gen_range(0..8))
+            };
+        }
+        let r = std::panic::catch_unwind(|| {
+            Gguf::parse(&b, Path::new("t.gguf"))
+                .and_then(|g| model_from_gguf(&g, Precision::AsStored))
+        });
+        match r {
+            Ok(Ok(_)) => loaded += 1,
+            Ok(Err(_)) => {}
+            Err(_) => panic!("a corrupted model file made the reader panic"),
+        }
+    }
+    assert!(loaded > 10, "{loaded}");
 }
