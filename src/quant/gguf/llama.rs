@@ -52,6 +52,7 @@ const NORMAL: i32 = 1;
 const CONTROL: i32 = 3;
 const UNUSED: i32 = 5;
 
+// ANCHOR: permute_rows
 /// Reorders the rows of a `(n_head * hs, ·)` projection within each head, `rows` being
 /// `n_head * hs` rows of `row_bytes` bytes. `to_gguf`: from Hugging Face's half-split
 /// order to llama.cpp's interleaved one (`w.reshape(n_head, 2, hs/2, -1).swapaxes(1, 2)`,
@@ -78,6 +79,7 @@ pub fn permute_rows(bytes: &[u8], row_bytes: usize, n_head: usize, to_gguf: bool
     }
     out
 }
+// ANCHOR_END: permute_rows
 
 /// The GGUF names of the projections, in `Params::visit_linears`'s order for a SwiGLU
 /// block.

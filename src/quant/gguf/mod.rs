@@ -15,6 +15,9 @@
 //! dimensions are ggml's `ne`, innermost first: a `(rows, cols)` row-major matrix has
 //! `ne = [cols, rows]`.
 //!
+//! [`llama`] maps a chapter 4 Llama to and from this container as llama.cpp's converter
+//! does.
+//!
 //! [`Gguf::parse`] checks everything against the file's length before it allocates or
 //! slices, so a truncated or corrupted file is an [`Error::Checkpoint`] naming the
 //! problem (the key or tensor, the offset), never a panic. [`Gguf::to_bytes`] writes what
@@ -674,6 +677,7 @@ impl Gguf {
     }
 }
 
+// ANCHOR: tensor_bytes
 /// The bytes of a tensor of `dims` in `format`, or why the shape is impossible.
 fn tensor_bytes(name: &str, dims: &[u64], format: Format) -> std::result::Result<u64, String> {
     if dims.is_empty() || dims.len() > MAX_DIMS {
@@ -700,6 +704,7 @@ fn tensor_bytes(name: &str, dims: &[u64], format: Format) -> std::result::Result
         .checked_mul(format.block_bytes() as u64)
         .ok_or_else(|| format!("tensor {name}: dims {dims:?} are too large"))
 }
+// ANCHOR_END: tensor_bytes
 
 fn put_string(out: &mut Vec<u8>, s: &str) {
     out.extend((s.len() as u64).to_le_bytes());
