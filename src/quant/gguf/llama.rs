@@ -58,10 +58,18 @@ const UNUSED: i32 = 5;
 /// order to llama.cpp's interleaved one (`w.reshape(n_head, 2, hs/2, -1).swapaxes(1, 2)`,
 /// new row `2i + j` ← old row `j hs/2 + i`); otherwise the inverse
 /// (`w.reshape(n_head, hs/2, 2, -1).swapaxes(1, 2)`).
+///
+/// # Panics
+/// If `bytes` is not `n_head` heads of an even number of rows of `row_bytes`.
 pub fn permute_rows(bytes: &[u8], row_bytes: usize, n_head: usize, to_gguf: bool) -> Vec<u8> {
     let rows = bytes.len() / row_bytes.max(1);
     let hs = rows / n_head.max(1);
     let half = hs / 2;
+    assert!(
+        row_bytes > 0 && n_head > 0 && rows * row_bytes == bytes.len() && n_head * 2 * half == rows,
+        "permute_rows: {} bytes are not {n_head} heads of an even number of {row_bytes}-byte rows",
+        bytes.len()
+    );
     let mut out = vec![0u8; bytes.len()];
     for h in 0..n_head {
         for i in 0..half {
@@ -81,8 +89,8 @@ pub fn permute_rows(bytes: &[u8], row_bytes: usize, n_head: usize, to_gguf: bool
 }
 // ANCHOR_END: permute_rows
 
-/// The GGUF names of the projections, in `Params::visit_linears`'s order for a SwiGLU
-/// block.
+/// The GGUF name of a projection from its Hugging Face name (`model.layers.3.mlp.up_proj`
+/// is `blk.3.ffn_up.weight`).
 fn gguf_name(hf: &str) -> String {
     let table = [
         ("self_attn.q_proj", "attn_q"),
