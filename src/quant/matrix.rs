@@ -364,13 +364,12 @@ impl QMatrix {
         // buffer (r1 - r0, n), copied into y after
         let task = |r0: usize, out: &mut [f32]| {
             let r1 = (r0 + per).min(rows);
-            let mut w_f32 = Vec::new();
-            for r in r0..r1 {
-                let w = self.row(r);
-                let o = &mut out[(r - r0) * n..(r - r0 + 1) * n];
-                match format {
-                    Format::F32 | Format::F16 => {
-                        let w = f32_row(format, w, &mut w_f32);
+            match format {
+                Format::F32 | Format::F16 => {
+                    let mut w_f32 = Vec::new();
+                    for r in r0..r1 {
+                        let w = f32_row(format, self.row(r), &mut w_f32);
+                        let o = &mut out[(r - r0) * n..(r - r0 + 1) * n];
                         for (o, a) in o.iter_mut().zip(&acts) {
                             let Activation::F32(a) = a else {
                                 unreachable!()
@@ -378,34 +377,58 @@ impl QMatrix {
                             *o = f.dot(w, a);
                         }
                     }
-                    Format::Q8_0 => {
-                        let w: &[BlockQ8_0] = bytemuck::cast_slice(w);
-                        for (o, a) in o.iter_mut().zip(&acts) {
-                            let Activation::Q8_0(a) = a else {
-                                unreachable!()
-                            };
-                            *o = q.q8_0_q8_0(w, a);
-                        }
-                    }
-                    Format::Q4_0 => {
-                        let w: &[BlockQ4_0] = bytemuck::cast_slice(w);
-                        for (o, a) in o.iter_mut().zip(&acts) {
-                            let Activation::Q8_0(a) = a else {
-                                unreachable!()
-                            };
-                            *o = q.q4_0_q8_0(w, a);
-                        }
-                    }
-                    Format::Q4_1 => {
-                        let w: &[BlockQ4_1] = bytemuck::cast_slice(w);
-                        for (o, a) in o.iter_mut().zip(&acts) {
-                            let Activation::Q8_1(a) = a else {
-                                unreachable!()
-                            };
-                            *o = q.q4_1_q8_1(w, a);
-                        }
-                    }
                 }
+                Format::Q8_0 => self.rows_by_four(
+                    r0,
+                    r1,
+                    n,
+                    out,
+                    |w, a| match a {
+                        Activation::Q8_0(a) => {
+                            q.q8_0_q8_0_x4(w.map(|w| bytemuck::cast_slice(w)), a)
+                        }
+                        _ => unreachable!(),
+                    },
+                    |w, a| match a {
+                        Activation::Q8_0(a) => q.q8_0_q8_0(bytemuck::cast_slice(w), a),
+                        _ => unreachable!(),
+                    },
+                    &acts,
+                ),
+                Format::Q4_0 => self.rows_by_four(
+                    r0,
+                    r1,
+                    n,
+                    out,
+                    |w, a| match a {
+                        Activation::Q8_0(a) => {
+                            q.q4_0_q8_0_x4(w.map(|w| bytemuck::cast_slice(w)), a)
+                        }
+                        _ => unreachable!(),
+                    },
+                    |w, a| match a {
+                        Activation::Q8_0(a) => q.q4_0_q8_0(bytemuck::cast_slice(w), a),
+                        _ => unreachable!(),
+                    },
+                    &acts,
+                ),
+                Format::Q4_1 => self.rows_by_four(
+                    r0,
+                    r1,
+                    n,
+                    out,
+                    |w, a| match a {
+                        Activation::Q8_1(a) => {
+                            q.q4_1_q8_1_x4(w.map(|w| bytemuck::cast_slice(w)), a)
+                        }
+                        _ => unreachable!(),
+                    },
+                    |w, a| match a {
+                        Activation::Q8_1(a) => q.q4_1_q8_1(bytemuck::cast_slice(w), a),
+                        _ => unreachable!(),
+                    },
+                    &acts,
+                ),
             }
         };
         if n == 1 {
@@ -427,6 +450,41 @@ impl QMatrix {
     }
 }
 // ANCHOR_END: matmul
+
+impl QMatrix {
+    /// Weight rows `r0..r1` times every activation row into `out`, `(r1 - r0, n)`: four
+    /// weight rows at a time (`four`: they stay in L1 while each activation row passes by,
+    /// and the kernel interleaves their sums), the last few one at a time (`one`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn rows_by_four(
+        &self,
+        r0: usize,
+        r1: usize,
+        n: usize,
+        out: &mut [f32],
+        four: impl Fn([&[u8]; 4], &Activation) -> [f32; 4],
+        one: impl Fn(&[u8], &Activation) -> f32,
+        acts: &[Activation],
+    ) {
+        let mut r = r0;
+        while r + 4 <= r1 {
+            let w: [&[u8]; 4] = std::array::from_fn(|i| self.row(r + i));
+            for (t, a) in acts.iter().enumerate() {
+                for (i, y) in four(w, a).into_iter().enumerate() {
+                    out[(r + i - r0) * n + t] = y;
+                }
+            }
+            r += 4;
+        }
+        for r in r..r1 {
+            let w = self.row(r);
+            for (t, a) in acts.iter().enumerate() {
+                out[(r - r0) * n + t] = one(w, a);
+            }
+        }
+    }
+}
 
 /// An f32 or f16 row's bytes as f32 values: in place when they are aligned f32, else
 /// converted into `buf`.
