@@ -384,9 +384,7 @@ impl QMatrix {
                     n,
                     out,
                     |w, a| match a {
-                        Activation::Q8_0(a) => {
-                            q.q8_0_q8_0_x4(w.map(|w| bytemuck::cast_slice(w)), a)
-                        }
+                        Activation::Q8_0(a) => q.q8_0_q8_0_x4(w.map(bytemuck::cast_slice), a),
                         _ => unreachable!(),
                     },
                     |w, a| match a {
@@ -401,9 +399,7 @@ impl QMatrix {
                     n,
                     out,
                     |w, a| match a {
-                        Activation::Q8_0(a) => {
-                            q.q4_0_q8_0_x4(w.map(|w| bytemuck::cast_slice(w)), a)
-                        }
+                        Activation::Q8_0(a) => q.q4_0_q8_0_x4(w.map(bytemuck::cast_slice), a),
                         _ => unreachable!(),
                     },
                     |w, a| match a {
@@ -418,9 +414,7 @@ impl QMatrix {
                     n,
                     out,
                     |w, a| match a {
-                        Activation::Q8_1(a) => {
-                            q.q4_1_q8_1_x4(w.map(|w| bytemuck::cast_slice(w)), a)
-                        }
+                        Activation::Q8_1(a) => q.q4_1_q8_1_x4(w.map(bytemuck::cast_slice), a),
                         _ => unreachable!(),
                     },
                     |w, a| match a {
@@ -469,6 +463,11 @@ impl QMatrix {
     ) {
         let mut r = r0;
         while r + 4 <= r1 {
+            prefetch(
+                self.bytes(),
+                (r + PREFETCH_ROWS) * self.row_bytes(),
+                4 * self.row_bytes(),
+            );
             let w: [&[u8]; 4] = std::array::from_fn(|i| self.row(r + i));
             for (t, a) in acts.iter().enumerate() {
                 for (i, y) in four(w, a).into_iter().enumerate() {
@@ -484,6 +483,30 @@ impl QMatrix {
             }
         }
     }
+}
+
+/// How far ahead of the four rows being multiplied [`QMatrix::rows_by_four`] asks for
+/// rows to be fetched into cache. Four rows of a few hundred bytes each, taken together,
+/// are four short streams that the hardware prefetcher does not follow well: on the
+/// 2-core EPYC of `benches/quant.rs`, asking for the rows 8 ahead took Q8_0's 49152 x 576
+/// matrix-vector product from 5.1 to 3.5 ms (16 ahead was no better).
+const PREFETCH_ROWS: usize = 8;
+
+/// Asks the CPU to start loading `bytes[start .. start + len]` (clipped to `bytes`) into
+/// cache: a hint, which changes no result.
+#[inline(always)]
+fn prefetch(bytes: &[u8], start: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let end = (start + len).min(bytes.len());
+        for i in (start..end).step_by(64) {
+            // SAFETY: i < bytes.len(); prefetching never faults, and reads nothing.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(i).cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, start, len);
 }
 
 /// An f32 or f16 row's bytes as f32 values: in place when they are aligned f32, else
