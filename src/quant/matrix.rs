@@ -321,8 +321,9 @@ impl QMatrix {
     /// `y = x W^T` for `n` activation rows (prefill: a prompt's tokens). Each row of `x`
     /// is quantized once (to Q8_0, or Q8_1 for a Q4_1 weight), then every output is one
     /// integer dot product ([`super::kernels`]). The threads split the weight's rows; each
-    /// takes a weight row once from memory and multiplies it with all `n` activation rows
-    /// while it sits in the L1 cache (the activations, `n` quantized rows, stay in L2).
+    /// takes four weight rows at a time once from memory and multiplies them with all `n`
+    /// activation rows while they sit in the L1 cache (the activations, `n` quantized rows,
+    /// stay in L2); the four sums run interleaved, each in the order of the one-row kernel.
     ///
     /// # Shapes
     /// `x: (n, cols)`, `y: (n, rows)` (overwritten).
