@@ -30,6 +30,23 @@ pub trait QDot: Copy + Send + Sync {
     fn q4_0_q8_0(self, w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32;
     /// Σ (d_w d_x Σ q_w q_x + m_w s_x) over the blocks.
     fn q4_1_q8_1(self, w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32;
+
+    /// [`QDot::q8_0_q8_0`] of four weight rows with one activation row, the same bits as
+    /// four calls. A kernel may interleave the rows: four independent sums keep the core
+    /// busy where one waits on each add, and each activation block is loaded once.
+    fn q8_0_q8_0_x4(self, w: [&[BlockQ8_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
+        w.map(|w| self.q8_0_q8_0(w, x))
+    }
+
+    /// [`QDot::q4_0_q8_0`] of four weight rows, as [`QDot::q8_0_q8_0_x4`].
+    fn q4_0_q8_0_x4(self, w: [&[BlockQ4_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
+        w.map(|w| self.q4_0_q8_0(w, x))
+    }
+
+    /// [`QDot::q4_1_q8_1`] of four weight rows, as [`QDot::q8_0_q8_0_x4`].
+    fn q4_1_q8_1_x4(self, w: [&[BlockQ4_1]; 4], x: &[BlockQ8_1]) -> [f32; 4] {
+        w.map(|w| self.q4_1_q8_1(w, x))
+    }
 }
 
 /// ggml's `hsum_float_8`: (a0 + a4) + (a2 + a6) + ((a1 + a5) + (a3 + a7)).
@@ -146,6 +163,24 @@ impl QDot for Avx2 {
         // SAFETY: as above.
         unsafe { avx2::q4_1_q8_1(w, x) }
     }
+
+    fn q8_0_q8_0_x4(self, w: [&[BlockQ8_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
+        w.iter().for_each(|w| same_len(w.len(), x.len()));
+        // SAFETY: as above, for each of the four rows.
+        unsafe { avx2::q8_0_q8_0_x4(w, x) }
+    }
+
+    fn q4_0_q8_0_x4(self, w: [&[BlockQ4_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
+        w.iter().for_each(|w| same_len(w.len(), x.len()));
+        // SAFETY: as above.
+        unsafe { avx2::q4_0_q8_0_x4(w, x) }
+    }
+
+    fn q4_1_q8_1_x4(self, w: [&[BlockQ4_1]; 4], x: &[BlockQ8_1]) -> [f32; 4] {
+        w.iter().for_each(|w| same_len(w.len(), x.len()));
+        // SAFETY: as above.
+        unsafe { avx2::q4_1_q8_1_x4(w, x) }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -156,13 +191,42 @@ mod avx2 {
     // Safety of every function here: the CPU has AVX2 and F16C, and `w` and `x` have the
     // same length.
 
-    /// An f16 scale, exactly, with F16C.
+    /// Four f16 scales, exactly, with F16C, in lanes 0..4 (the rest 0). The four are put
+    /// together in a general-purpose register and moved in whole (`vmovq` clears the rest
+    /// of the vector): inserting them one by one, the compiler merges into whatever
+    /// register it likes (once an accumulator, which chained every row's sum onto that
+    /// one's adds).
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
-    unsafe fn half(h: Half) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
-            u16::from_le_bytes(h.0) as i32
-        )))
+    unsafe fn halves(h: [Half; 4]) -> __m128 {
+        let bits = h
+            .iter()
+            .rev()
+            .fold(0u64, |acc, h| (acc << 16) | u16::from_le_bytes(h.0) as u64);
+        _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+    }
+
+    /// `d_w d_x` of one block, in every lane (the f32 product, rounded once, as the
+    /// portable kernel's).
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn scale(dw: Half, dx: Half) -> __m256 {
+        let v = halves([dw, dx, dw, dx]);
+        _mm256_broadcastss_ps(_mm_mul_ps(v, _mm_movehdup_ps(v)))
+    }
+
+    /// The products of four weight scales with one activation scale: lane i is `w_i x`.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn scales4(w: [Half; 4], x: Half) -> __m128 {
+        _mm_mul_ps(halves(w), halves([x; 4]))
+    }
+
+    /// Lane `i` (of 4) of `v`, in every lane.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn lane(v: __m128, i: i32) -> __m256 {
+        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(i))
     }
 
     /// ggml's `hsum_float_8`, the same order as [`super::hsum8`].
@@ -208,7 +272,7 @@ mod avx2 {
     pub unsafe fn q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (w, x) in w.iter().zip(x) {
-            let d = _mm256_set1_ps(half(w.d) * half(x.d));
+            let d = scale(w.d, x.d);
             let qw = _mm256_loadu_si256(w.qs.as_ptr().cast());
             let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
             acc = _mm256_add_ps(acc, _mm256_mul_ps(d, lanes_i8(qw, qx)));
@@ -221,7 +285,7 @@ mod avx2 {
         let mut acc = _mm256_setzero_ps();
         let eight = _mm256_set1_epi8(8);
         for (w, x) in w.iter().zip(x) {
-            let d = _mm256_set1_ps(half(w.d) * half(x.d));
+            let d = scale(w.d, x.d);
             let qw = _mm256_sub_epi8(nibbles(&w.qs), eight);
             let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
             acc = _mm256_add_ps(acc, _mm256_mul_ps(d, lanes_i8(qw, qx)));
@@ -234,12 +298,96 @@ mod avx2 {
         let mut acc = _mm256_setzero_ps();
         let mut minimums = 0.0f32;
         for (w, x) in w.iter().zip(x) {
-            minimums += half(w.m) * half(x.s);
-            let d = _mm256_set1_ps(half(w.d) * half(x.d));
+            minimums += _mm256_cvtss_f32(scale(w.m, x.s)); // the f32 product m_w s_x
+            let d = scale(w.d, x.d);
             let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
             acc = _mm256_add_ps(acc, _mm256_mul_ps(d, lanes_u8(nibbles(&w.qs), qx)));
         }
         hsum8(acc) + minimums
+    }
+
+    // The four-row kernels: each row's sum takes the same steps in the same order as the
+    // one-row kernel above (so the same bits); only the rows are interleaved, written out
+    // (`four!`) so that the four accumulators stay in registers. Safety, in addition: all
+    // four rows have the length of `x`.
+
+    /// Runs `$body` for rows 0..4 with `$i` the row's index (a constant).
+    macro_rules! four {
+        ($i:ident => $body:expr) => {
+            [
+                {
+                    const $i: i32 = 0;
+                    $body
+                },
+                {
+                    const $i: i32 = 1;
+                    $body
+                },
+                {
+                    const $i: i32 = 2;
+                    $body
+                },
+                {
+                    const $i: i32 = 3;
+                    $body
+                },
+            ]
+        };
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn q8_0_q8_0_x4(w: [&[BlockQ8_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (b, x) in x.iter().enumerate() {
+            let w = w.map(|w| w.get_unchecked(b));
+            let d = scales4(w.map(|w| w.d), x.d);
+            let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
+            acc = four!(I => {
+                let qw = _mm256_loadu_si256(w[I as usize].qs.as_ptr().cast());
+                _mm256_add_ps(acc[I as usize], _mm256_mul_ps(lane(d, I), lanes_i8(qw, qx)))
+            });
+        }
+        acc.map(|a| hsum8(a))
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn q4_0_q8_0_x4(w: [&[BlockQ4_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let eight = _mm256_set1_epi8(8);
+        for (b, x) in x.iter().enumerate() {
+            let w = w.map(|w| w.get_unchecked(b));
+            let d = scales4(w.map(|w| w.d), x.d);
+            let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
+            acc = four!(I => {
+                let qw = _mm256_sub_epi8(nibbles(&w[I as usize].qs), eight);
+                _mm256_add_ps(acc[I as usize], _mm256_mul_ps(lane(d, I), lanes_i8(qw, qx)))
+            });
+        }
+        acc.map(|a| hsum8(a))
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn q4_1_q8_1_x4(w: [&[BlockQ4_1]; 4], x: &[BlockQ8_1]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        // lane i: row i's Σ m_w s_x, each a multiply then an add, as the one-row kernel's
+        let mut minimums = _mm_setzero_ps();
+        for (b, x) in x.iter().enumerate() {
+            let w = w.map(|w| w.get_unchecked(b));
+            let d = scales4(w.map(|w| w.d), x.d);
+            minimums = _mm_add_ps(minimums, scales4(w.map(|w| w.m), x.s));
+            let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
+            acc = four!(I => {
+                let p = lanes_u8(nibbles(&w[I as usize].qs), qx);
+                _mm256_add_ps(acc[I as usize], _mm256_mul_ps(lane(d, I), p))
+            });
+        }
+        let mut m = [0.0f32; 4];
+        _mm_storeu_ps(m.as_mut_ptr(), minimums);
+        let mut out = [0.0f32; 4];
+        for ((o, a), m) in out.iter_mut().zip(acc).zip(m) {
+            *o = hsum8(a) + m;
+        }
+        out
     }
 }
 
@@ -368,6 +516,33 @@ mod tests {
             for (a, b) in pairs {
                 assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}, {n}");
             }
+            // four rows at once: each the one-row kernel's bits (the portable one's)
+            let rows: Vec<Vec<f32>> = (0..4).map(|i| row(n, 0.4 + i as f32)).collect();
+            let mut r80: Vec<Vec<BlockQ8_0>> = rows.iter().map(|r| quantize_row(r)).collect();
+            r80[2][0].qs[0] = -128;
+            let r40: Vec<Vec<BlockQ4_0>> = rows.iter().map(|r| quantize_row(r)).collect();
+            let r41: Vec<Vec<BlockQ4_1>> = rows.iter().map(|r| quantize_row(r)).collect();
+            let got = [
+                k.q8_0_q8_0_x4(std::array::from_fn(|i| r80[i].as_slice()), &x8),
+                k.q4_0_q8_0_x4(std::array::from_fn(|i| r40[i].as_slice()), &x8),
+                k.q4_1_q8_1_x4(std::array::from_fn(|i| r41[i].as_slice()), &x81),
+            ];
+            let want: [[f32; 4]; 3] = [
+                std::array::from_fn(|i| Portable.q8_0_q8_0(&r80[i], &x8)),
+                std::array::from_fn(|i| Portable.q4_0_q8_0(&r40[i], &x8)),
+                std::array::from_fn(|i| Portable.q4_1_q8_1(&r41[i], &x81)),
+            ];
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(
+                    g.map(f32::to_bits),
+                    w.map(f32::to_bits),
+                    "{g:?} vs {w:?}, {n}"
+                );
+            }
+            assert_eq!(
+                Portable.q8_0_q8_0_x4(std::array::from_fn(|i| r80[i].as_slice()), &x8),
+                want[0]
+            );
         }
     }
 }

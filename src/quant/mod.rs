@@ -7,6 +7,7 @@
 //! - [`kernels`]: integer dot products of a row of weight blocks with an activation row
 //!   quantized on the fly, portable and AVX2.
 //! - [`absmax`]: int8 with one scale per tensor (symmetric or with a zero point) or per row;
+//! - [`speed`]: memory bandwidth, the products' speed at SmolLM2's shapes, bytes per token;
 //! - [`stats`]: a quantization's error, measured and predicted (Δ²/12, 6.02 dB per bit);
 //! - [`outliers`]: LLM.int8's mixed-precision decomposition for outlier features;
 //! - [`gguf`]: the GGUF container llama.cpp reads, and ([`gguf::llama`]) a chapter 4 Llama
@@ -19,4 +20,5 @@ pub mod gguf;
 pub mod kernels;
 pub mod matrix;
 pub mod outliers;
+pub mod speed;
 pub mod stats;

@@ -1,0 +1,311 @@
+//! Chapter 6's kernels at a real model's shapes: `y = x W^T` for SmolLM2-135M's MLP
+//! (1536 x 576, 576 x 1536) and output head (49152 x 576), one row of `x` (generation) and
+//! `--n` rows (prefill), in f32 (every f32 product we have) and Q8_0, Q4_0, Q4_1; next to
+//! the memory-read bandwidth measured in the same run, and SmolLM2's bytes per token. Not a
+//! test: it prints the tables and writes them as CSV files under `--out`.
+//!
+//! usage: cargo bench --bench quant -- [--threads 1,2] [--reps 100] [--prefill-reps 7]
+//!        [--n 128] [--bandwidth-mib 512] [--residency memory|cache|both] [--out DIR]
+//!        [--bandwidth-only]
+//! (`--n 0`: generation only)
+//!
+//! The weights are timed "in memory" by default: the calls cycle through copies of the
+//! weight totalling 256 MiB, as generation cycles through a model far larger than the
+//! caches (one 576 x 1536 matrix in Q8_0, 0.9 MB, would otherwise sit in the L2 cache).
+//! The machine may be shared: each call is timed alone, and the figures are over the calls
+//! during which no thread of this process was preempted ("clean": how many of the calls;
+//! all of them if fewer than 5 were). "x f32" is the speed-up over the fastest f32 method at that shape, threads and `n`;
+//! "of bw" is the weight bytes read per second over the read bandwidth at the same
+//! number of threads.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use llm_lessons::data::write_atomic;
+use llm_lessons::quant::speed::{
+    read_bandwidth, time_product, Bandwidth, Machine, Method, ModelShape, Residency, Timing,
+    SMOLLM2_SCHEMES, SMOLLM2_SHAPES,
+};
+
+struct Options {
+    threads: Vec<usize>,
+    reps: usize,
+    prefill_reps: usize,
+    n: usize,
+    bandwidth_mib: usize,
+    residencies: Vec<Residency>,
+    out: PathBuf,
+    bandwidth_only: bool,
+}
+
+fn options() -> Result<Options, Box<dyn std::error::Error>> {
+    let mut o = Options {
+        threads: vec![1, 2],
+        reps: 100,
+        prefill_reps: 7,
+        n: 128,
+        bandwidth_mib: 512,
+        residencies: vec![Residency::Memory],
+        out: PathBuf::from("target/bench-quant"),
+        bandwidth_only: false,
+    };
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--threads" => {
+                o.threads = value()?
+                    .split(',')
+                    .map(|t| t.trim().parse())
+                    .collect::<Result<_, _>>()?
+            }
+            "--reps" => o.reps = value()?.parse()?,
+            "--prefill-reps" => o.prefill_reps = value()?.parse()?,
+            "--n" => o.n = value()?.parse()?,
+            "--bandwidth-mib" => o.bandwidth_mib = value()?.parse()?,
+            "--residency" => {
+                o.residencies = match value()?.as_str() {
+                    "memory" => vec![Residency::Memory],
+                    "cache" => vec![Residency::Cache],
+                    "both" => vec![Residency::Memory, Residency::Cache],
+                    r => return Err(format!("--residency memory|cache|both, not {r}").into()),
+                }
+            }
+            "--out" => o.out = PathBuf::from(value()?),
+            "--bandwidth-only" => o.bandwidth_only = true,
+            _ => {
+                return Err(format!("unknown option {a} (see the top of benches/quant.rs)").into())
+            }
+        }
+    }
+    Ok(o)
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let o = options()?;
+    let machine = Machine::detect();
+    println!("machine: {machine}");
+    let load_before = load();
+    println!("load average before: {load_before}");
+
+    let mut bandwidth: Vec<Bandwidth> = Vec::new();
+    let mut bw_csv =
+        String::from("threads,buffer_bytes,bytes_per_pass,median_gb_s,low_gb_s,high_gb_s,avx2,uninterrupted,reps,median_all_gb_s\n");
+    for &t in &o.threads {
+        let b = read_bandwidth(o.bandwidth_mib << 20, t, 200)?;
+        let (lo, hi) = b.gb_per_s_range();
+        println!(
+            "read bandwidth, {t} thread{}: {:.1} GB/s ({lo:.1} to {hi:.1}; sums of {} MiB in turn from {} MiB, {} loads, median of the {} of 200 passes not preempted)",
+            if t == 1 { "" } else { "s" },
+            b.gb_per_s(),
+            b.bytes_per_pass >> 20,
+            b.buffer_bytes >> 20,
+            if b.avx2 { "AVX2" } else { "portable" },
+            b.uninterrupted
+        );
+        writeln!(
+            bw_csv,
+            "{t},{},{},{:.3},{lo:.3},{hi:.3},{},{},{},{:.3}",
+            b.buffer_bytes,
+            b.bytes_per_pass,
+            b.gb_per_s(),
+            b.avx2,
+            b.uninterrupted,
+            b.reps,
+            b.bytes_per_pass as f64 / b.seconds_all.median / 1e9
+        )?;
+        bandwidth.push(b);
+    }
+    if o.bandwidth_only {
+        return Ok(());
+    }
+
+    let mut timings: Vec<Timing> = Vec::new();
+    for &residency in &o.residencies {
+        for &t in &o.threads {
+            for &(rows, cols) in &SMOLLM2_SHAPES {
+                for (n, reps) in [(1, o.reps), (o.n, o.prefill_reps)] {
+                    if n == 0 {
+                        continue;
+                    }
+                    for m in Method::ALL {
+                        timings.push(time_product(m, rows, cols, n, t, reps, residency)?);
+                    }
+                }
+            }
+        }
+    }
+
+    let mut csv = String::from(
+        "residency,threads,rows,cols,n,method,weight_bytes,copies,median_s,min_s,max_s,\
+         gb_s,gflop_s,speedup_vs_fastest_f32,fastest_f32,fraction_of_bandwidth,bandwidth_gb_s,\
+         uninterrupted,reps,median_all_s,min_all_s,max_all_s\n",
+    );
+    for &residency in &o.residencies {
+        for (&t, bw) in o.threads.iter().zip(&bandwidth) {
+            println!(
+                "\n{t} thread{}, weights in {} (read bandwidth {:.1} GB/s):",
+                if t == 1 { "" } else { "s" },
+                residency.name(),
+                bw.gb_per_s()
+            );
+            println!(
+                "{:>11} {:>4} {:<10} {:>10} {:>21} {:>7} {:>7} {:>8} {:>6} {:>6}",
+                "W",
+                "n",
+                "method",
+                "median",
+                "min..max",
+                "clean",
+                "GB/s",
+                "GFLOP/s",
+                "x f32",
+                "of bw"
+            );
+            for &(rows, cols) in &SMOLLM2_SHAPES {
+                for n in [1, o.n] {
+                    if n == 0 {
+                        continue;
+                    }
+                    let group: Vec<&Timing> = timings
+                        .iter()
+                        .filter(|x| {
+                            (x.residency, x.threads, x.rows, x.cols, x.n)
+                                == (residency, t, rows, cols, n)
+                        })
+                        .collect();
+                    let fastest_f32 = group
+                        .iter()
+                        .filter(|x| x.method.is_f32())
+                        .min_by(|a, b| a.seconds.median.total_cmp(&b.seconds.median))
+                        .expect("f32 timings");
+                    for x in &group {
+                        let speedup = fastest_f32.seconds.median / x.seconds.median;
+                        let of_bw = x.gb_per_s() / bw.gb_per_s();
+                        println!(
+                            "{:>11} {:>4} {:<10} {:>10} {:>21} {:>7} {:>7.1} {:>8.1} {:>6.2} {:>5.0}%",
+                            format!("{rows}x{cols}"),
+                            n,
+                            x.method.name(),
+                            micros(x.seconds.median),
+                            format!("{}..{}", micros(x.seconds.min), micros(x.seconds.max)),
+                            format!("{}/{}", x.uninterrupted, x.reps),
+                            x.gb_per_s(),
+                            x.gflop_per_s(),
+                            speedup,
+                            100.0 * of_bw
+                        );
+                        writeln!(
+                            csv,
+                            "{},{t},{rows},{cols},{n},{},{},{},{:.9},{:.9},{:.9},{:.3},{:.3},{:.3},{},{:.4},{:.3},{},{},{:.9},{:.9},{:.9}",
+                            residency.name(),
+                            x.method.name(),
+                            x.weight_bytes,
+                            x.copies,
+                            x.seconds.median,
+                            x.seconds.min,
+                            x.seconds.max,
+                            x.gb_per_s(),
+                            x.gflop_per_s(),
+                            speedup,
+                            fastest_f32.method.name(),
+                            of_bw,
+                            bw.gb_per_s(),
+                            x.uninterrupted,
+                            x.reps,
+                            x.seconds_all.median,
+                            x.seconds_all.min,
+                            x.seconds_all.max
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+
+    let model = ModelShape::SMOLLM2_135M;
+    println!("\nSmolLM2-135M, bytes read per generated token (first position, weights only) and the tokens/s the measured bandwidth allows:");
+    let mut tok_csv = String::from("scheme,layers_bytes,head_bytes,norms_bytes,weights_bytes");
+    for b in &bandwidth {
+        write!(tok_csv, ",tokens_per_s_limit_{}_threads", b.threads)?;
+    }
+    tok_csv.push('\n');
+    for (name, layers, head) in SMOLLM2_SCHEMES {
+        let tb = model.bytes_per_token(layers, head, 0);
+        let limits: Vec<String> = bandwidth
+            .iter()
+            .map(|b| {
+                format!(
+                    "{:.1} tokens/s at {} thread{}",
+                    tb.tokens_per_s(b.gb_per_s() * 1e9),
+                    b.threads,
+                    if b.threads == 1 { "" } else { "s" }
+                )
+            })
+            .collect();
+        println!(
+            "  {name:<22} {:>7.1} MB (layers {:.1}, head {:.1}): {}",
+            tb.weights as f64 / 1e6,
+            tb.layers as f64 / 1e6,
+            tb.head as f64 / 1e6,
+            limits.join(", ")
+        );
+        write!(
+            tok_csv,
+            "{name},{},{},{},{}",
+            tb.layers, tb.head, tb.norms, tb.weights
+        )?;
+        for b in &bandwidth {
+            write!(tok_csv, ",{:.2}", tb.tokens_per_s(b.gb_per_s() * 1e9))?;
+        }
+        tok_csv.push('\n');
+    }
+    let kv = model
+        .bytes_per_token(
+            llm_lessons::quant::matrix::Format::F32,
+            llm_lessons::quant::matrix::Format::F32,
+            1024,
+        )
+        .kv_cache;
+    println!(
+        "  (the f32 key/value cache adds {:.1} MB per token at position 1024)",
+        kv as f64 / 1e6
+    );
+
+    let load_after = load();
+    println!("load average after: {load_after}");
+    std::fs::create_dir_all(&o.out)?;
+    let machine_txt = format!(
+        "{machine}\nload average before: {load_before}\nload average after: {load_after}\n"
+    );
+    for (name, text) in [
+        ("machine.txt", &machine_txt),
+        ("bandwidth.csv", &bw_csv),
+        ("products.csv", &csv),
+        ("tokens.csv", &tok_csv),
+    ] {
+        write_atomic(&o.out.join(name), text.as_bytes())?;
+    }
+    println!(
+        "wrote {}/{{machine.txt,bandwidth.csv,products.csv,tokens.csv}}",
+        o.out.display()
+    );
+    Ok(())
+}
+
+/// A time in µs or ms, 4 significant figures or so.
+fn micros(s: f64) -> String {
+    if s >= 1e-2 {
+        format!("{:.1} ms", s * 1e3)
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.1} µs", s * 1e6)
+    }
+}

@@ -1,0 +1,711 @@
+//! Why generation is memory-bound, measured: how fast this machine reads memory, how fast
+//! each weight format's product runs at a real model's shapes, and how many bytes a token
+//! of SmolLM2-135M reads.
+//!
+//! Generating one token multiplies every weight matrix by one activation row: each weight
+//! is read once and used for one multiply-add. A core does many multiply-adds per
+//! nanosecond but memory delivers only some bytes per nanosecond, so the time per token is
+//! at least (bytes of weights) / (memory bandwidth), and fewer bytes per weight is the way
+//! to go faster. Prefill (many rows of activations) reuses each weight row across the rows,
+//! and there compute, not memory, is the limit.
+//!
+//! - [`read_bandwidth`]: GB/s of summing a buffer far larger than the last-level cache, on
+//!   1 or more threads (one core alone often cannot saturate the memory, so the limit
+//!   depends on the thread count: compare a product with the bandwidth at its own threads);
+//! - [`time_product`]: `y = x W^T` at a shape, for `n` rows of `x` (1: generation), in
+//!   each [`Method`]: the f32 products we have and the quantized formats;
+//! - [`ModelShape::bytes_per_token`]: bytes one generated token reads, at a weight format.
+//!
+//! ```
+//! use llm_lessons::quant::matrix::Format;
+//! use llm_lessons::quant::speed::ModelShape;
+//! let m = ModelShape::SMOLLM2_135M;
+//! assert_eq!(m.parameters(), 134_515_008);
+//! let f32 = m.bytes_per_token(Format::F32, Format::F32, 0);
+//! assert_eq!(f32.weights, 4 * m.parameters()); // every weight, once
+//! // Q8_0: 34 bytes per 32 weights
+//! let q8 = m.bytes_per_token(Format::Q8_0, Format::Q8_0, 0);
+//! assert_eq!(q8.layers * 32, f32.layers / 4 * 34);
+//! // at 10 GB/s, f32 allows about 18.6 tokens/s and Q8_0 about 70
+//! assert_eq!((f32.tokens_per_s(10e9) * 10.0).round(), 186.0);
+//! assert_eq!(q8.tokens_per_s(10e9).round(), 70.0);
+//! ```
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use super::matrix::{Format, QMatrix};
+use crate::gpt::linear::{linear_forward, mat, mat_mut, matmul, Threads};
+use crate::{Error, Result};
+use rayon::prelude::*;
+
+/// The shapes `(rows, cols)` = `(d_out, d_in)` of SmolLM2-135M's products: the MLP's gate
+/// and up projections, its down projection, and the output head (tied to the embedding).
+pub const SMOLLM2_SHAPES: [(usize, usize); 3] = [(1536, 576), (576, 1536), (49152, 576)];
+
+/// The median, smallest and largest of some timings, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Seconds {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Seconds {
+    /// Of `samples` (the upper middle one of an even count).
+    ///
+    /// # Panics
+    /// If there are none.
+    pub fn of(samples: &mut [f64]) -> Seconds {
+        assert!(!samples.is_empty(), "no timings");
+        samples.sort_by(f64::total_cmp);
+        Seconds {
+            median: samples[samples.len() / 2],
+            min: samples[0],
+            max: samples[samples.len() - 1],
+        }
+    }
+
+    /// Of the samples whose `interrupted` flag is false if there are at least
+    /// [`MIN_UNINTERRUPTED`] of them, else of all: `(seconds, how many were uninterrupted)`.
+    pub fn of_uninterrupted(samples: &[(f64, bool)]) -> (Seconds, usize) {
+        let mut clean: Vec<f64> = samples.iter().filter(|s| !s.1).map(|s| s.0).collect();
+        let count = clean.len();
+        if count >= MIN_UNINTERRUPTED {
+            return (Seconds::of(&mut clean), count);
+        }
+        let mut all: Vec<f64> = samples.iter().map(|s| s.0).collect();
+        (Seconds::of(&mut all), count)
+    }
+
+    /// `amount / time` at the median, the slowest and the fastest time: `(median, low, high)`.
+    pub fn rate(&self, amount: f64) -> (f64, f64, f64) {
+        (amount / self.median, amount / self.max, amount / self.min)
+    }
+}
+
+/// The fewest calls that ran without being preempted for [`Seconds::of_uninterrupted`] to
+/// keep only those.
+pub const MIN_UNINTERRUPTED: usize = 5;
+
+/// Times in which some thread of this process was made to leave its core for another
+/// (Linux's `nonvoluntary_ctxt_switches`, summed over `/proc/self/task/*/status`), or 0
+/// where that is not available. On a shared machine a call during which the count moves
+/// has measured the other programs too; waiting for work (a voluntary switch) is fine.
+pub fn preemptions() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// Runs `f` `reps` times, timing each: `(seconds, whether some thread was preempted)`.
+fn timed(reps: usize, mut f: impl FnMut(usize)) -> Vec<(f64, bool)> {
+    let mut samples = Vec::with_capacity(reps);
+    for i in 0..reps {
+        let before = preemptions();
+        let t0 = Instant::now();
+        f(i);
+        let t = t0.elapsed().as_secs_f64();
+        samples.push((t, preemptions() != before));
+    }
+    samples
+}
+
+/// A memory-read bandwidth measurement: `threads` threads each summing its own contiguous
+/// part of a slice of `bytes_per_pass` bytes, the slices taken in turn from a buffer of
+/// `buffer_bytes` (far larger than the caches, so each slice comes from memory).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bandwidth {
+    pub threads: usize,
+    pub buffer_bytes: usize,
+    pub bytes_per_pass: usize,
+    /// Per pass, over the passes no thread was preempted in (if at least
+    /// [`MIN_UNINTERRUPTED`]; else over all).
+    pub seconds: Seconds,
+    /// Per pass, over all of them.
+    pub seconds_all: Seconds,
+    /// How many passes ran uninterrupted, of `reps`.
+    pub uninterrupted: usize,
+    pub reps: usize,
+    /// Whether the sum used AVX2 loads (32 bytes each).
+    pub avx2: bool,
+}
+
+impl Bandwidth {
+    /// GB/s (10^9 bytes per second) at the median time.
+    pub fn gb_per_s(&self) -> f64 {
+        self.bytes_per_pass as f64 / self.seconds.median / 1e9
+    }
+
+    /// GB/s at the slowest and the fastest time.
+    pub fn gb_per_s_range(&self) -> (f64, f64) {
+        let (_, lo, hi) = self.seconds.rate(self.bytes_per_pass as f64 / 1e9);
+        (lo, hi)
+    }
+}
+
+/// Bytes per timed pass of [`read_bandwidth`]: a pass takes about a millisecond, like
+/// one product at SmolLM2's shapes, so that on a shared machine most passes run
+/// uninterrupted (a pass over the whole buffer would almost always share the core).
+pub const BANDWIDTH_PASS: usize = 16 << 20;
+
+/// Sums `x` as 64-bit integers. The sum is only there so that the loads cannot be left
+/// out; what is measured is the time to bring the bytes in from memory.
+fn sum_words(x: &[u64]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { avx2_sum(x) };
+    }
+    // four independent sums, so the adds are not one long chain
+    let mut acc = [0u64; 4];
+    let chunks = x.chunks_exact(4);
+    let tail: u64 = chunks.remainder().iter().fold(0, |a, &v| a.wrapping_add(v));
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.wrapping_add(v);
+        }
+    }
+    acc.iter().fold(tail, |a, &v| a.wrapping_add(v))
+}
+
+/// 128 bytes per step into four 256-bit accumulators: one add per 32 bytes loaded, far
+/// below what a core can do, so the loads are what takes the time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2_sum(x: &[u64]) -> u64 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_setzero_si256(); 4];
+    let steps = x.len() / 16;
+    let p = x.as_ptr();
+    for i in 0..steps {
+        for (k, a) in acc.iter_mut().enumerate() {
+            // SAFETY: words 16 i + 4 k .. + 4 lie below 16 steps <= x.len().
+            let v = unsafe { _mm256_loadu_si256(p.add(16 * i + 4 * k).cast()) };
+            *a = _mm256_add_epi64(*a, v);
+        }
+    }
+    let s = _mm256_add_epi64(
+        _mm256_add_epi64(acc[0], acc[1]),
+        _mm256_add_epi64(acc[2], acc[3]),
+    );
+    let mut lanes = [0u64; 4];
+    // SAFETY: `lanes` holds 32 bytes.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), s) };
+    x[16 * steps..]
+        .iter()
+        .chain(&lanes)
+        .fold(0, |a, &v| a.wrapping_add(v))
+}
+
+/// Read bandwidth: on a rayon pool of `threads` threads, `reps` timed passes, each over
+/// the next [`BANDWIDTH_PASS`] bytes of a buffer of `bytes` (make it many times the
+/// last-level cache, e.g. 512 MiB), after one untimed pass over the whole buffer. The
+/// threads split each pass into contiguous parts, as the products split a weight's rows.
+pub fn read_bandwidth(bytes: usize, threads: usize, reps: usize) -> Result<Bandwidth> {
+    if threads == 0 || reps == 0 || bytes < 64 * threads {
+        return Err(Error::InvalidArgument(format!(
+            "read_bandwidth: {bytes} bytes, {threads} threads, {reps} repetitions: need at \
+             least one thread and repetition and 64 bytes per thread"
+        )));
+    }
+    let words = bytes / 8;
+    // written with distinct values, so that every page is really there
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let pass_words = (BANDWIDTH_PASS / 8).min(words);
+    let passes = words / pass_words;
+    let part = pass_words.div_ceil(threads);
+    let pool = pool(threads)?;
+    let times = pool.install(|| {
+        let sum = |slice: &[u64]| -> u64 {
+            slice
+                .par_chunks(part)
+                .map(sum_words)
+                .reduce(|| 0, u64::wrapping_add)
+        };
+        black_box(sum(&buf));
+        timed(reps, |i| {
+            let start = (i % passes) * pass_words;
+            black_box(sum(&buf[start..start + pass_words]));
+        })
+    });
+    let (seconds, uninterrupted) = Seconds::of_uninterrupted(&times);
+    Ok(Bandwidth {
+        threads,
+        buffer_bytes: words * 8,
+        bytes_per_pass: pass_words * 8,
+        seconds,
+        seconds_all: Seconds::of(&mut times.iter().map(|s| s.0).collect::<Vec<_>>()),
+        uninterrupted,
+        reps,
+        avx2: Machine::detect().avx2,
+    })
+}
+
+/// A rayon pool of `threads` threads.
+fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("a pool of {threads} threads: {e}")))
+}
+
+/// What the measurements ran on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// The CPU's model name (`/proc/cpuinfo`), or "unknown".
+    pub cpu: String,
+    pub avx2: bool,
+    pub fma: bool,
+    pub f16c: bool,
+    pub avx512f: bool,
+    /// Threads this process may run at once.
+    pub threads: usize,
+    /// The last-level cache, as the kernel reports it (`/sys/.../cache/index3/size`).
+    pub l3: Option<String>,
+}
+
+impl Machine {
+    pub fn detect() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or("unknown".to_string(), |(_, v)| v.trim().to_string());
+        let l3 = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index3/size")
+            .ok()
+            .map(|s| s.trim().to_string());
+        #[cfg(target_arch = "x86_64")]
+        let (avx2, fma, f16c, avx512f) = (
+            is_x86_feature_detected!("avx2"),
+            is_x86_feature_detected!("fma"),
+            is_x86_feature_detected!("f16c"),
+            is_x86_feature_detected!("avx512f"),
+        );
+        #[cfg(not(target_arch = "x86_64"))]
+        let (avx2, fma, f16c, avx512f) = (false, false, false, false);
+        Machine {
+            cpu,
+            avx2,
+            fma,
+            f16c,
+            avx512f,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            l3,
+        }
+    }
+}
+
+impl std::fmt::Display for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        write!(
+            f,
+            "{}, {} threads, AVX2 {}, FMA {}, F16C {}, AVX-512 {}, last-level cache {}",
+            self.cpu,
+            self.threads,
+            yes(self.avx2),
+            yes(self.fma),
+            yes(self.f16c),
+            yes(self.avx512f),
+            self.l3.as_deref().unwrap_or("unknown")
+        )
+    }
+}
+
+/// One way of computing `y = x W^T`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// The model's f32 path today, [`linear_forward`]: one thread of dot products for up to
+    /// 4 rows of `x`, the `gemm` crate (all threads) above.
+    F32Linear,
+    /// The `gemm` crate on all threads ([`matmul`]); for one row of `x` gemm switches to its
+    /// own matrix-vector kernel, which runs on one thread.
+    F32Gemm,
+    /// A [`QMatrix`] of f32: the threads split the weight's rows, each output one AVX2 + FMA
+    /// dot product (the same loop as the quantized formats, minus the integers).
+    F32Rows,
+    /// A quantized [`QMatrix`] (Q8_0, Q4_0, Q4_1, or F16), [`QMatrix::matmul`].
+    Quant(Format),
+}
+
+impl Method {
+    /// The f32 methods, then Q8_0, Q4_0, Q4_1.
+    pub const ALL: [Method; 6] = [
+        Method::F32Linear,
+        Method::F32Gemm,
+        Method::F32Rows,
+        Method::Quant(Format::Q8_0),
+        Method::Quant(Format::Q4_0),
+        Method::Quant(Format::Q4_1),
+    ];
+
+    /// "f32 linear", "f32 gemm", "f32 rows", or the format's name ("q8_0").
+    pub fn name(self) -> String {
+        match self {
+            Method::F32Linear => "f32 linear".into(),
+            Method::F32Gemm => "f32 gemm".into(),
+            Method::F32Rows => "f32 rows".into(),
+            Method::Quant(f) => f.name().into(),
+        }
+    }
+
+    /// How the weight is stored.
+    pub fn format(self) -> Format {
+        match self {
+            Method::Quant(f) => f,
+            _ => Format::F32,
+        }
+    }
+
+    /// Whether the weight is f32.
+    pub fn is_f32(self) -> bool {
+        self.format() == Format::F32
+    }
+}
+
+/// Where the weight is when a product starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Residency {
+    /// In memory: the timed calls cycle through copies of the weight that together exceed
+    /// the caches many times over, as generation cycles through a model's layers.
+    Memory,
+    /// In cache (as far as it fits): every call uses the same copy.
+    Cache,
+}
+
+impl Residency {
+    pub fn name(self) -> &'static str {
+        match self {
+            Residency::Memory => "memory",
+            Residency::Cache => "cache",
+        }
+    }
+}
+
+/// The least total size of the copies of a weight timed at [`Residency::Memory`]: eight
+/// times a 32 MiB last-level cache.
+pub const COLD_BYTES: usize = 256 << 20;
+
+/// The timing of `y = x W^T` for one method at one shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timing {
+    pub method: Method,
+    /// `W`: `(rows, cols)`.
+    pub rows: usize,
+    pub cols: usize,
+    /// Rows of `x` (1: one token of generation).
+    pub n: usize,
+    pub threads: usize,
+    pub residency: Residency,
+    /// Bytes of `W`, read once per call.
+    pub weight_bytes: usize,
+    /// How many copies of `W` the calls cycled through.
+    pub copies: usize,
+    /// Per call, over the calls no thread was preempted in (if at least
+    /// [`MIN_UNINTERRUPTED`]; else over all).
+    pub seconds: Seconds,
+    /// Per call, over all of them.
+    pub seconds_all: Seconds,
+    /// How many calls ran uninterrupted, of `reps`.
+    pub uninterrupted: usize,
+    pub reps: usize,
+}
+
+impl Timing {
+    /// GB/s of weight bytes read, at the median time.
+    pub fn gb_per_s(&self) -> f64 {
+        self.weight_bytes as f64 / self.seconds.median / 1e9
+    }
+
+    /// GFLOP/s at the median time, counting 2 rows cols flops (a multiply and an add) per
+    /// row of `x`.
+    pub fn gflop_per_s(&self) -> f64 {
+        self.flops() / self.seconds.median / 1e9
+    }
+
+    /// 2 n rows cols.
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.n * self.rows * self.cols) as f64
+    }
+}
+
+/// A weight in one method's storage.
+enum Stored {
+    F32(Vec<f32>),
+    Q(QMatrix),
+}
+
+/// Times `y = x W^T` with `W` of `(rows, cols)` and `n` rows of `x`, on a rayon pool of
+/// `threads` threads: `reps` calls, each timed alone (see [`preemptions`]), after a pass over every copy of the
+/// weight (which also wakes the threads). `W` and `x` hold fixed pseudo-random values in
+/// [-1, 1); quantized formats quantize `W` once, before any timing.
+pub fn time_product(
+    method: Method,
+    rows: usize,
+    cols: usize,
+    n: usize,
+    threads: usize,
+    reps: usize,
+    residency: Residency,
+) -> Result<Timing> {
+    if rows == 0 || cols == 0 || n == 0 || threads == 0 || reps == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "time_product: {rows} x {cols}, n {n}, {threads} threads, {reps} repetitions: \
+             all must be positive"
+        )));
+    }
+    let format = method.format();
+    format.row_bytes(cols)?;
+    let w = pseudo_random(rows * cols, 1);
+    let x = pseudo_random(n * cols, 2);
+    let first = match method {
+        Method::F32Linear | Method::F32Gemm => Stored::F32(w),
+        Method::F32Rows | Method::Quant(_) => Stored::Q(QMatrix::quantize(format, rows, cols, &w)?),
+    };
+    let weight_bytes = match &first {
+        Stored::F32(w) => w.len() * 4,
+        Stored::Q(q) => q.bytes().len(),
+    };
+    let copies = match residency {
+        Residency::Cache => 1,
+        Residency::Memory => COLD_BYTES.div_ceil(weight_bytes).max(2),
+    };
+    let mut weights = Vec::with_capacity(copies);
+    for _ in 1..copies {
+        weights.push(match &first {
+            Stored::F32(w) => Stored::F32(w.clone()),
+            Stored::Q(q) => Stored::Q(QMatrix::from_bytes(
+                q.format,
+                rows,
+                cols,
+                q.bytes().to_vec(),
+            )?),
+        });
+    }
+    weights.push(first);
+    let pool = pool(threads)?;
+    let mut y = vec![0.0f32; n * rows];
+    let call = |w: &Stored, y: &mut [f32]| match (method, w) {
+        (Method::F32Linear, Stored::F32(w)) => linear_forward(y, &x, w, n, cols, rows),
+        (Method::F32Gemm, Stored::F32(w)) => matmul(
+            1.0,
+            &mat(&x, n, cols),
+            &mat(w, rows, cols).t(),
+            0.0,
+            &mut mat_mut(y, n, rows),
+            Threads::All,
+        ),
+        (_, Stored::Q(q)) => q.matmul(y, &x, n),
+        (_, Stored::F32(_)) => unreachable!("f32 storage is for the f32 methods"),
+    };
+    let times = pool.install(|| {
+        for w in &weights {
+            call(w, &mut y);
+        }
+        timed(reps, |i| {
+            call(&weights[i % copies], &mut y);
+            black_box(&y);
+        })
+    });
+    let (seconds, uninterrupted) = Seconds::of_uninterrupted(&times);
+    Ok(Timing {
+        method,
+        rows,
+        cols,
+        n,
+        threads,
+        residency,
+        weight_bytes,
+        copies,
+        seconds,
+        seconds_all: Seconds::of(&mut times.iter().map(|s| s.0).collect::<Vec<_>>()),
+        uninterrupted,
+        reps,
+    })
+}
+
+/// `len` values in [-1, 1) from a fixed sequence (a linear congruential generator).
+fn pseudo_random(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// A Llama's dimensions: what fixes the bytes a generated token reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelShape {
+    pub layers: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub d_ff: usize,
+    pub vocab: usize,
+    /// Whether the output head is the token embedding (read whole for every token's
+    /// logits either way; tied, it is stored once).
+    pub tied_head: bool,
+}
+
+/// Bytes one generated token reads, by part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenBytes {
+    /// The layers' projections: q, k, v, o, gate, up, down.
+    pub layers: usize,
+    /// The output head (the embedding, if tied), read whole for the logits, plus the token's
+    /// embedding row (again, if the head is not tied).
+    pub head: usize,
+    /// The norms' gains, f32.
+    pub norms: usize,
+    /// Keys and values of the earlier positions, f32.
+    pub kv_cache: usize,
+    /// The weights: layers, head, norms.
+    pub weights: usize,
+    /// Everything.
+    pub total: usize,
+}
+
+impl TokenBytes {
+    /// The most tokens per second a memory delivering `bytes_per_s` allows.
+    pub fn tokens_per_s(&self, bytes_per_s: f64) -> f64 {
+        bytes_per_s / self.total as f64
+    }
+}
+
+impl ModelShape {
+    /// SmolLM2-135M (HuggingFaceTB/SmolLM2-135M, its config.json).
+    pub const SMOLLM2_135M: ModelShape = ModelShape {
+        layers: 30,
+        d_model: 576,
+        n_heads: 9,
+        n_kv_heads: 3,
+        head_dim: 64,
+        d_ff: 1536,
+        vocab: 49152,
+        tied_head: true,
+    };
+
+    /// One layer's projections `(rows, cols)`: q, k, v, o, gate, up, down.
+    pub fn layer_matrices(&self) -> [(usize, usize); 7] {
+        let (d, q, kv, f) = (
+            self.d_model,
+            self.n_heads * self.head_dim,
+            self.n_kv_heads * self.head_dim,
+            self.d_ff,
+        );
+        [(q, d), (kv, d), (kv, d), (d, q), (f, d), (f, d), (d, f)]
+    }
+
+    /// Every weight: the projections, the embedding (and head, if untied), the norms' gains
+    /// (two per layer and the final one).
+    pub fn parameters(&self) -> usize {
+        let per_layer: usize = self.layer_matrices().iter().map(|(r, c)| r * c).sum();
+        let embeddings = if self.tied_head { 1 } else { 2 };
+        self.layers * per_layer
+            + embeddings * self.vocab * self.d_model
+            + (2 * self.layers + 1) * self.d_model
+    }
+
+    /// The bytes generating the token at `position` (0: the first) reads, with the layers'
+    /// projections in `layers` and the embedding / head in `head` (the norms f32, the key
+    /// and value cache f32). A quantized file often keeps the embedding at more bits than
+    /// the layers (SmolLM2's Q4_1 file has it in Q8_0).
+    ///
+    /// # Panics
+    /// If a row is not a whole number of the format's blocks.
+    pub fn bytes_per_token(&self, layers: Format, head: Format, position: usize) -> TokenBytes {
+        let bytes = |f: Format, r: usize, c: usize| r * f.row_bytes(c).expect("whole blocks");
+        let layer_bytes: usize = self
+            .layer_matrices()
+            .iter()
+            .map(|&(r, c)| bytes(layers, r, c))
+            .sum();
+        let head_matrix = bytes(head, self.vocab, self.d_model);
+        let row = bytes(head, 1, self.d_model);
+        let head_bytes = if self.tied_head {
+            head_matrix
+        } else {
+            head_matrix + row
+        };
+        let layers_total = self.layers * layer_bytes;
+        let norms = (2 * self.layers + 1) * self.d_model * 4;
+        let kv_cache = self.layers * 2 * position * self.n_kv_heads * self.head_dim * 4;
+        let weights = layers_total + head_bytes + norms;
+        TokenBytes {
+            layers: layers_total,
+            head: head_bytes,
+            norms,
+            kv_cache,
+            weights,
+            total: weights + kv_cache,
+        }
+    }
+}
+
+/// The three ways SmolLM2 is stored in the book: `(name, layers' format, head's format)`.
+pub const SMOLLM2_SCHEMES: [(&str, Format, Format); 3] = [
+    ("f32", Format::F32, Format::F32),
+    ("q8_0", Format::Q8_0, Format::Q8_0),
+    ("q4_1 (embedding q8_0)", Format::Q4_1, Format::Q8_0),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smollm2_reads_its_parameters_per_token() {
+        let m = ModelShape::SMOLLM2_135M;
+        // 134,515,008 in the model card's count
+        assert_eq!(m.parameters(), 134_515_008);
+        let f = m.bytes_per_token(Format::F32, Format::F32, 0);
+        assert_eq!(f.weights, m.parameters() * 4);
+        assert_eq!(f.total, f.weights);
+        let q = m.bytes_per_token(Format::Q4_1, Format::Q8_0, 10);
+        assert_eq!(q.layers * 32, m.layers * 3_538_944 * 20);
+        assert_eq!(q.head * 32, 49152 * 576 * 34);
+        assert_eq!(q.kv_cache, 30 * 2 * 10 * 192 * 4);
+    }
+
+    #[test]
+    fn bandwidth_and_products_run_and_refuse_nonsense() {
+        let b = read_bandwidth(1 << 20, 2, 2).unwrap();
+        assert!(b.gb_per_s() > 0.0 && b.buffer_bytes == 1 << 20);
+        assert!(read_bandwidth(1 << 20, 0, 1).is_err());
+        // the sums are exact: every path gives n (n - 1) / 2 for 0..n
+        let words: Vec<u64> = (0..1001).collect();
+        assert_eq!(sum_words(&words), 1000 * 1001 / 2);
+        for m in Method::ALL {
+            let t = time_product(m, 64, 64, 2, 2, 3, Residency::Cache).unwrap();
+            assert_eq!(t.weight_bytes, m.format().row_bytes(64).unwrap() * 64);
+            assert!(t.gflop_per_s() > 0.0);
+        }
+        assert!(time_product(Method::F32Rows, 0, 64, 1, 1, 1, Residency::Cache).is_err());
+        assert!(time_product(
+            Method::Quant(Format::Q8_0),
+            4,
+            48,
+            1,
+            1,
+            1,
+            Residency::Cache
+        )
+        .is_err());
+    }
+}
