@@ -8,7 +8,10 @@
 //!   quantized on the fly, portable and AVX2.
 //! - [`absmax`]: int8 with one scale per tensor (symmetric or with a zero point) or per row;
 //! - [`stats`]: a quantization's error, measured and predicted (Δ²/12, 6.02 dB per bit);
-//! - [`outliers`]: LLM.int8's mixed-precision decomposition for outlier features.
+//! - [`outliers`]: LLM.int8's mixed-precision decomposition for outlier features;
+//! - [`report`]: a trained model in every format, its bytes, its weights' error and its
+//!   cross-entropy, and the bytes a generated token reads;
+//! - [`tour`]: the chapter's step of the tour, on chapter 4's toy-world model.
 
 pub mod absmax;
 pub mod blocks;
@@ -16,4 +19,6 @@ pub mod f16;
 pub mod kernels;
 pub mod matrix;
 pub mod outliers;
+pub mod report;
 pub mod stats;
+pub mod tour;

@@ -4,7 +4,7 @@
 //!
 //! The logic lives in the library; this file parses arguments and prints. Each chapter's
 //! subcommand lives in its own file next to this one (`ngram.rs`, `word2vec.rs`, `bpe.rs`,
-//! `gpt.rs`, `lora.rs`): its clap enum and the function that runs it; here it is one variant and one
+//! `gpt.rs`, `lora.rs`, `quant.rs`): its clap enum and the function that runs it; here it is one variant and one
 //! match arm, and the helpers they share (`say`, `load_corpus`). Every failure is an
 //! `error: ...` line on stderr and exit code 1, never a panic.
 
@@ -12,6 +12,7 @@ mod bpe;
 mod gpt;
 mod lora;
 mod ngram;
+mod quant;
 mod word2vec;
 
 use std::error::Error as StdError;
@@ -74,6 +75,9 @@ enum Command {
     /// LoRA: fine-tune a saved model through low-rank adapters, eval, merge (chapter 5)
     #[command(subcommand)]
     Lora(lora::LoraCommand),
+    /// Quantization: a model in every format, its size, error and cross-entropy (chapter 6)
+    #[command(subcommand)]
+    Quant(quant::QuantReportCommand),
     /// Corpora
     #[command(subcommand)]
     Data(DataCommand),
@@ -163,6 +167,7 @@ fn run(cli: Cli) -> CliResult {
         Some(Command::Bpe(cmd)) => bpe::run(cmd),
         Some(Command::Gpt(cmd)) => gpt::run(cmd),
         Some(Command::Lora(cmd)) => lora::run(cmd),
+        Some(Command::Quant(cmd)) => quant::run(cmd),
         Some(Command::Data(DataCommand::ToyWorld {
             sentences,
             seed,
