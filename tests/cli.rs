@@ -264,7 +264,10 @@ fn tour_writes_its_files() {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     assert!(out.contains("after the LoRA fine-tune"), "{out}");
-    assert!(out.contains("why blocks, at 8 bits") && out.contains("q4_1"), "{out}");
+    assert!(
+        out.contains("why blocks, at 8 bits") && out.contains("q4_1"),
+        "{out}"
+    );
     // Even 20 steps take llama-tiny well below the uniform guess, ln 276 = 5.6 nats/word.
     let nats: f64 = out
         .split("test cross-entropy, nats/word:   llama-tiny ")
@@ -1212,13 +1215,11 @@ fn quant_report_prints_every_format() {
     let h = num(&f32_row, 7);
     // the same cross-entropy llm gpt eval prints
     let eval = ok(&["gpt", "eval", "--model", &model, "--ids", ids_s]);
-    assert!((figure(&eval, "cross-entropy") - h).abs() < 1e-4, "{eval}\n{out}");
-    for (format, bits) in [
-        ("f16", 16.0),
-        ("q8_0", 8.5),
-        ("q4_1", 5.0),
-        ("q4_0", 4.5),
-    ] {
+    assert!(
+        (figure(&eval, "cross-entropy") - h).abs() < 1e-4,
+        "{eval}\n{out}"
+    );
+    for (format, bits) in [("f16", 16.0), ("q8_0", 8.5), ("q4_1", 5.0), ("q4_0", 4.5)] {
         let row = quant_row(&out, format);
         assert_eq!(num(&row, 1), bits, "{out}");
         assert!(num(&row, 3) > 0.0, "{format}: a rounding error");
@@ -1226,25 +1227,48 @@ fn quant_report_prints_every_format() {
         assert!(num(&row, 2) < num(&f32_row, 2), "{out}");
     }
     // 8 bits and a 4-byte step per tensor, or per row of 32 or 64 values (8 + 32/d_in)
-    assert!((num(&quant_row(&out, "int8/tensor"), 1) - 8.0).abs() < 0.1, "{out}");
+    assert!(
+        (num(&quant_row(&out, "int8/tensor"), 1) - 8.0).abs() < 0.1,
+        "{out}"
+    );
     let per_row = num(&quant_row(&out, "int8/row"), 1);
     assert!(per_row > 8.5 && per_row <= 9.0, "{out}");
     // 8 bits barely move the cross-entropy; blocks err less than one step per tensor
     let q8 = quant_row(&out, "q8_0");
     assert!((num(&q8, 7) - h).abs() < 0.01 * h, "{out}");
-    assert!(num(&q8, 5) > num(&quant_row(&out, "int8/tensor"), 5), "{out}");
-    assert!(!out.contains("keeps"), "no projection stays f32 here:\n{out}");
+    assert!(
+        num(&q8, 5) > num(&quant_row(&out, "int8/tensor"), 5),
+        "{out}"
+    );
+    assert!(
+        !out.contains("keeps"),
+        "no projection stays f32 here:\n{out}"
+    );
 
     // clap's own usage error (exit code 2)
     let usage = llm(&["quant", "report", "--model", &model]);
     assert!(!usage.status.success());
     assert!(String::from_utf8_lossy(&usage.stderr).contains("--ids"));
     let missing = dir.join("nothing");
-    let e = fails(&["quant", "report", "--model", missing.to_str().unwrap(), "--ids", ids_s]);
+    let e = fails(&[
+        "quant",
+        "report",
+        "--model",
+        missing.to_str().unwrap(),
+        "--ids",
+        ids_s,
+    ]);
     assert!(e.contains("nothing"), "{e}");
     let bad = dir.join("bad.txt");
     std::fs::write(&bad, "1 2 9999").unwrap();
-    let e = fails(&["quant", "report", "--model", &model, "--ids", bad.to_str().unwrap()]);
+    let e = fails(&[
+        "quant",
+        "report",
+        "--model",
+        &model,
+        "--ids",
+        bad.to_str().unwrap(),
+    ]);
     assert!(e.contains("9999"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -134,7 +134,10 @@ pub fn predicted_noise(q: &QMatrix, x: &[f32]) -> f64 {
         Format::F16 => x
             .iter()
             .map(|&v| {
-                let e = (v.abs().max(f32::MIN_POSITIVE) as f64).log2().floor().max(-14.0);
+                let e = (v.abs().max(f32::MIN_POSITIVE) as f64)
+                    .log2()
+                    .floor()
+                    .max(-14.0);
                 rounding_noise_variance((e - 10.0).exp2())
             })
             .sum(),
@@ -173,8 +176,7 @@ pub fn normalized_errors(q: &QMatrix, x: &[f32]) -> Result<Vec<f32>> {
         )));
     }
     let back = q.dequantize();
-    Ok(q
-        .bytes()
+    Ok(q.bytes()
         .chunks_exact(q.format.block_bytes())
         .zip(x.chunks_exact(QK).zip(back.chunks_exact(QK)))
         .flat_map(|(b, (xs, ys))| {
@@ -250,7 +252,9 @@ pub fn quantize_model(model: &Gpt, scheme: Scheme) -> Result<QuantizedModel> {
                 if !scheme.takes(l.d_in) {
                     return;
                 }
-                let Weight::F32(w) = &mut l.weight else { return };
+                let Weight::F32(w) = &mut l.weight else {
+                    return;
+                };
                 let x = w.data.clone();
                 let (y, scales, steps) = if scheme == Scheme::PerTensorInt8 {
                     let t = AbsmaxInt8::quantize(&x);
@@ -441,7 +445,11 @@ mod tests {
         assert_eq!(f32m.error.max_abs, 0.0);
         assert_eq!(f32m.bits_per_weight(), 32.0);
         assert!(by(Scheme::Ggml(Format::F16)).kept_f32.is_empty());
-        for (f, bits) in [(Format::Q8_0, 8.5), (Format::Q4_1, 5.0), (Format::Q4_0, 4.5)] {
+        for (f, bits) in [
+            (Format::Q8_0, 8.5),
+            (Format::Q4_1, 5.0),
+            (Format::Q4_0, 4.5),
+        ] {
             let x = by(Scheme::Ggml(f));
             assert_eq!(x.bits_per_weight(), bits);
             assert_eq!(x.kept_f32.len(), m.cfg.n_layers, "{f}: the down_projs");
@@ -451,7 +459,10 @@ mod tests {
             assert_eq!(x.weight_bytes(), kept + x.quantized_bytes);
         }
         let t = by(Scheme::PerTensorInt8);
-        assert_eq!(t.quantized_bytes, t.quantized_values + 4 * t.quantized.len());
+        assert_eq!(
+            t.quantized_bytes,
+            t.quantized_values + 4 * t.quantized.len()
+        );
         let snr = |s: Scheme| by(s).error.snr_db;
         assert!(snr(Scheme::Ggml(Format::F16)) > snr(Scheme::Ggml(Format::Q8_0)));
         assert!(snr(Scheme::Ggml(Format::Q8_0)) > snr(Scheme::PerRowInt8));

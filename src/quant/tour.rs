@@ -22,7 +22,11 @@ use crate::Result;
 /// The largest |x| entering any projection of `model` (the normed inputs of attention and
 /// MLP) over the first `context` tokens of `ids`, and how many of the `(layer, norm,
 /// column)` features reach `threshold` anywhere: LLM.int8's outlier features, if any.
-pub fn activation_outliers(model: &Gpt, ids: &[u32], threshold: f32) -> Result<(f32, usize, usize)> {
+pub fn activation_outliers(
+    model: &Gpt,
+    ids: &[u32],
+    threshold: f32,
+) -> Result<(f32, usize, usize)> {
     let t = model.cfg.context.min(ids.len().saturating_sub(1)).max(1);
     let mut acts = Activations::new(&model.cfg, 1, t);
     model.forward(&mut acts, &ids[..t])?;
@@ -31,7 +35,11 @@ pub fn activation_outliers(model: &Gpt, ids: &[u32], threshold: f32) -> Result<(
     for layer in &acts.layers {
         for x in [&layer.ln1, &layer.ln2] {
             for col in 0..c {
-                let m = x.iter().skip(col).step_by(c).fold(0.0f32, |m, v| m.max(v.abs()));
+                let m = x
+                    .iter()
+                    .skip(col)
+                    .step_by(c)
+                    .fold(0.0f32, |m, v| m.max(v.abs()));
                 max = max.max(m);
                 outliers += usize::from(m >= threshold);
                 features += 1;
@@ -220,7 +228,10 @@ fn charts(
         .into_iter()
         .filter(|p| p.2 % 32 == 0)
         .collect();
-    let all: Vec<f32> = projections.iter().flat_map(|p| p.3.iter().copied()).collect();
+    let all: Vec<f32> = projections
+        .iter()
+        .flat_map(|p| p.3.iter().copied())
+        .collect();
     let h = Histogram::of(&all, 81)?;
     let weights = LineChart::new(
         format!("llama-tiny's projection weights ({} values)", all.len()),
@@ -242,11 +253,18 @@ fn charts(
     for f in [Format::Q8_0, Format::Q4_1, Format::Q4_0] {
         let mut e = Vec::new();
         for (_, rows, cols, w) in &projections {
-            e.extend(normalized_errors(&QMatrix::quantize(f, *rows, *cols, w)?, w)?);
+            e.extend(normalized_errors(
+                &QMatrix::quantize(f, *rows, *cols, w)?,
+                w,
+            )?);
         }
         let h = super::stats::Histogram::new(&e, 40, -0.6, 0.6)?;
         let width = (h.hi - h.lo) as f64 / h.counts.len() as f64;
-        errors = errors.series(histogram_series(f.name(), &h, 1.0 / (e.len() as f64 * width)));
+        errors = errors.series(histogram_series(
+            f.name(),
+            &h,
+            1.0 / (e.len() as f64 * width),
+        ));
     }
     let path = dir.join("rounding_error.svg");
     errors.save_svg(&path)?;
@@ -263,7 +281,9 @@ fn charts(
     ))
     .series(Series::new(
         "predicted, Δ²/12",
-        snr.iter().map(|r| (r.bits as f64, r.predicted_db)).collect(),
+        snr.iter()
+            .map(|r| (r.bits as f64, r.predicted_db))
+            .collect(),
     ));
     let path = dir.join("snr_by_bits.svg");
     bits.save_svg(&path)?;
