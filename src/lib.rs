@@ -56,3 +56,8 @@ pub struct BookChapter04;
 #[cfg(doctest)]
 #[doc = include_str!("../book/src/ch05_lora.md")]
 pub struct BookChapter05;
+
+/// Chapter 6's Rust snippets, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../book/src/ch06_quantization.md")]
+pub struct BookChapter06;

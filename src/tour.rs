@@ -54,6 +54,10 @@ pub fn steps() -> Vec<Step> {
             title: "Chapter 5: LoRA",
             run: crate::lora::tour::chapter_5,
         },
+        Step {
+            title: "Chapter 6: quantization",
+            run: crate::quant::tour::chapter_6,
+        },
     ]
 }
 

@@ -254,10 +254,20 @@ fn tour_writes_its_files() {
         "ch05/cross_entropy.csv",
         "ch05/adapter/adapter_config.json",
         "ch05/adapter/adapter_model.safetensors",
+        "ch06/formats.csv",
+        "ch06/weights.svg",
+        "ch06/rounding_error.svg",
+        "ch06/snr_by_bits.svg",
+        "ch06/bits_vs_cross_entropy.svg",
+        "ch06/test_ids.txt",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     assert!(out.contains("after the LoRA fine-tune"), "{out}");
+    assert!(
+        out.contains("why blocks, at 8 bits") && out.contains("q4_1"),
+        "{out}"
+    );
     // Even 20 steps take llama-tiny well below the uniform guess, ln 276 = 5.6 nats/word.
     let nats: f64 = out
         .split("test cross-entropy, nats/word:   llama-tiny ")
@@ -1301,5 +1311,93 @@ fn quant_quantize_writes_gguf_that_eval_and_generate_read() {
         dir.join("x.gguf").to_str().unwrap(),
     ]);
     assert!(e.contains("config.json"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The columns of the row of `llm quant report`'s table that starts with `format`.
+fn quant_row(stdout: &str, format: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .find(|cols| cols.first().map(String::as_str) == Some(format))
+        .unwrap_or_else(|| panic!("no row {format:?} in:\n{stdout}"))
+}
+
+#[test]
+fn quant_report_prints_every_format() {
+    let dir = temp_dir("quant");
+    let corpus = toy_corpus(&dir, "toy.txt", 400, 1);
+    // d_model 32 and d_ff 64: every projection's rows are whole 32-value blocks
+    let (model, _) = gpt_train(&dir, &corpus, "llama-tiny", &["--steps", "10"]);
+    let text: String = std::fs::read_to_string(&corpus).unwrap()[..300].to_string();
+    let ids: Vec<String> = text.bytes().map(|b| b.to_string()).collect();
+    let ids_file = dir.join("ids.txt");
+    std::fs::write(&ids_file, ids.join(" ")).unwrap();
+    let ids_s = ids_file.to_str().unwrap();
+    let out = ok(&["quant", "report", "--model", &model, "--ids", ids_s]);
+    // columns: format, bits/wt, weight bytes, max |e|, RMS e, SNR dB, Δ²/12 dB, nats, tokens/s
+    let num = |row: &[String], k: usize| -> f64 { row[k].parse().unwrap() };
+    let f32_row = quant_row(&out, "f32");
+    assert_eq!(num(&f32_row, 1), 32.0);
+    assert_eq!(num(&f32_row, 3), 0.0);
+    assert_eq!(f32_row[5], "exact");
+    let h = num(&f32_row, 7);
+    // the same cross-entropy llm gpt eval prints
+    let eval = ok(&["gpt", "eval", "--model", &model, "--ids", ids_s]);
+    assert!(
+        (figure(&eval, "cross-entropy") - h).abs() < 1e-4,
+        "{eval}\n{out}"
+    );
+    for (format, bits) in [("f16", 16.0), ("q8_0", 8.5), ("q4_1", 5.0), ("q4_0", 4.5)] {
+        let row = quant_row(&out, format);
+        assert_eq!(num(&row, 1), bits, "{out}");
+        assert!(num(&row, 3) > 0.0, "{format}: a rounding error");
+        // the weight bytes shrink with the bits
+        assert!(num(&row, 2) < num(&f32_row, 2), "{out}");
+    }
+    // 8 bits and a 4-byte step per tensor, or per row of 32 or 64 values (8 + 32/d_in)
+    assert!(
+        (num(&quant_row(&out, "int8/tensor"), 1) - 8.0).abs() < 0.1,
+        "{out}"
+    );
+    let per_row = num(&quant_row(&out, "int8/row"), 1);
+    assert!(per_row > 8.5 && per_row <= 9.0, "{out}");
+    // 8 bits barely move the cross-entropy; blocks err less than one step per tensor
+    let q8 = quant_row(&out, "q8_0");
+    assert!((num(&q8, 7) - h).abs() < 0.01 * h, "{out}");
+    assert!(
+        num(&q8, 5) > num(&quant_row(&out, "int8/tensor"), 5),
+        "{out}"
+    );
+    assert!(
+        !out.contains("keeps"),
+        "no projection stays f32 here:\n{out}"
+    );
+
+    // clap's own usage error (exit code 2)
+    let usage = llm(&["quant", "report", "--model", &model]);
+    assert!(!usage.status.success());
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("--ids"));
+    let missing = dir.join("nothing");
+    let e = fails(&[
+        "quant",
+        "report",
+        "--model",
+        missing.to_str().unwrap(),
+        "--ids",
+        ids_s,
+    ]);
+    assert!(e.contains("nothing"), "{e}");
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, "1 2 9999").unwrap();
+    let e = fails(&[
+        "quant",
+        "report",
+        "--model",
+        &model,
+        "--ids",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(e.contains("9999"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -360,6 +360,25 @@ pub fn tour_config(size: TourSize) -> ToyWorldConfig {
     }
 }
 
+/// Chapter 4's model and its word vocabulary, for the chapters after it: the one the tour
+/// saved in `out_dir/ch04/model` when it is there and has the run's shape, else trained
+/// again with the same settings (the run is deterministic, so both are the same model).
+pub fn chapter_4_model(out_dir: &Path, config: &ToyWorldConfig) -> Result<(Gpt, WordVocab)> {
+    let train = Grammar::toy_world().generate(config.train.0, config.train.1);
+    let vocab = WordVocab::new(&train);
+    let mut want = config.model.clone();
+    want.vocab_size = vocab.len();
+    if let Ok(model) = super::checkpoint::load_model(&out_dir.join("ch04").join("model")) {
+        if model.cfg == want {
+            return Ok((model, vocab));
+        }
+    }
+    let bar = progress::bar(config.steps as u64, "training chapter 4's llama-tiny");
+    let run = toy_world_run(config, |_| bar.inc(1))?;
+    bar.finish_and_clear();
+    Ok((run.model, run.vocab))
+}
+
 /// Chapter 4's step of the tour: `llama-tiny` on the toy world, its loss against the
 /// n-gram models and the grammar, samples, and `out/ch04/{loss.svg,model/}`.
 pub fn chapter_4(out_dir: &Path, size: TourSize) -> Result<StepReport> {

@@ -11,11 +11,8 @@ use std::time::Instant;
 use super::finetune::{finetune, FinetuneConfig, HeldOut};
 use crate::data::grammar::{true_cross_entropy, Grammar};
 use crate::data::write_atomic;
-use crate::gpt::checkpoint::load_model;
 use crate::gpt::lora::LoraConfig;
-use crate::gpt::tour::{
-    sentence_cross_entropy, tour_config, toy_world_run, ToyWorldConfig, WordVocab,
-};
+use crate::gpt::tour::{chapter_4_model, sentence_cross_entropy, tour_config};
 use crate::gpt::Gpt;
 use crate::plot::LineChart;
 use crate::report::{StepReport, TourSize};
@@ -59,25 +56,6 @@ fn sizes(size: TourSize) -> Sizes {
             steps: 10,
         },
     )
-}
-
-/// Chapter 4's model and its word vocabulary: the one the tour saved in
-/// `out_dir/ch04/model` when it is there and has the run's shape, else trained again
-/// with the same settings (the run is deterministic, so both are the same model).
-fn chapter_4_model(out_dir: &Path, config: &ToyWorldConfig) -> Result<(Gpt, WordVocab)> {
-    let train = Grammar::toy_world().generate(config.train.0, config.train.1);
-    let vocab = WordVocab::new(&train);
-    let mut want = config.model.clone();
-    want.vocab_size = vocab.len();
-    if let Ok(model) = load_model(&out_dir.join("ch04").join("model")) {
-        if model.cfg == want {
-            return Ok((model, vocab));
-        }
-    }
-    let bar = progress::bar(config.steps as u64, "training chapter 4's llama-tiny");
-    let run = toy_world_run(config, |_| bar.inc(1))?;
-    bar.finish_and_clear();
-    Ok((run.model, run.vocab))
 }
 
 /// Chapter 5's step of the tour: the fine-tune, its cross-entropies against both

@@ -12,6 +12,9 @@
 //! - [`outliers`]: LLM.int8's mixed-precision decomposition for outlier features;
 //! - [`gguf`]: the GGUF container llama.cpp reads, and ([`gguf::llama`]) a chapter 4 Llama
 //!   written and read as llama.cpp's converter does.
+//! - [`report`]: a trained model in every format, its bytes, its weights' error and its
+//!   cross-entropy, and the bytes a generated token reads;
+//! - [`tour`]: the chapter's step of the tour, on chapter 4's toy-world model.
 
 pub mod absmax;
 pub mod blocks;
@@ -20,5 +23,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod matrix;
 pub mod outliers;
+pub mod report;
 pub mod speed;
 pub mod stats;
+pub mod tour;

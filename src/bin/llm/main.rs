@@ -4,9 +4,9 @@
 //!
 //! The logic lives in the library; this file parses arguments and prints. Each chapter's
 //! subcommand lives in its own file next to this one (`ngram.rs`, `word2vec.rs`, `bpe.rs`,
-//! `gpt.rs`, `lora.rs`, `quant.rs`): its clap enum and the function that runs it; here it is one variant and one
-//! match arm, and the helpers they share (`say`, `load_corpus`). Every failure is an
-//! `error: ...` line on stderr and exit code 1, never a panic.
+//! `gpt.rs`, `lora.rs`, `quant.rs`): its clap enum and the function that runs it; here it
+//! is one variant and one match arm, and the helpers they share (`say`, `load_corpus`).
+//! Every failure is an `error: ...` line on stderr and exit code 1, never a panic.
 
 mod bpe;
 mod gpt;
@@ -75,7 +75,7 @@ enum Command {
     /// LoRA: fine-tune a saved model through low-rank adapters, eval, merge (chapter 5)
     #[command(subcommand)]
     Lora(lora::LoraCommand),
-    /// Quantization: write a model as a GGUF file in ggml's formats (chapter 6)
+    /// Quantization: write a model as GGUF in ggml's formats, report every format's size, error and cross-entropy (chapter 6)
     #[command(subcommand)]
     Quant(quant::QuantCommand),
     /// Corpora
