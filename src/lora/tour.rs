@@ -34,15 +34,15 @@ pub fn tour_lora() -> LoraConfig {
 
 /// Sentences and seeds of the shifted grammar's training, held-out and test corpora, and
 /// of the first grammar's test corpus (the forgetting), with the fine-tune's steps.
-struct Sizes {
-    train: (usize, u64),
-    heldout: (usize, u64),
-    target_test: (usize, u64),
-    source_test: (usize, u64),
-    steps: usize,
+pub(crate) struct Sizes {
+    pub(crate) train: (usize, u64),
+    pub(crate) heldout: (usize, u64),
+    pub(crate) target_test: (usize, u64),
+    pub(crate) source_test: (usize, u64),
+    pub(crate) steps: usize,
 }
 
-fn sizes(size: TourSize) -> Sizes {
+pub(crate) fn sizes(size: TourSize) -> Sizes {
     size.pick(
         Sizes {
             train: (5_000, 11),
@@ -64,7 +64,7 @@ fn sizes(size: TourSize) -> Sizes {
 /// Chapter 4's model and its word vocabulary: the one the tour saved in
 /// `out_dir/ch04/model` when it is there and has the run's shape, else trained again
 /// with the same settings (the run is deterministic, so both are the same model).
-fn chapter_4_model(out_dir: &Path, config: &ToyWorldConfig) -> Result<(Gpt, WordVocab)> {
+pub(crate) fn chapter_4_model(out_dir: &Path, config: &ToyWorldConfig) -> Result<(Gpt, WordVocab)> {
     let train = Grammar::toy_world().generate(config.train.0, config.train.1);
     let vocab = WordVocab::new(&train);
     let mut want = config.model.clone();
