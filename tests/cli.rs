@@ -1186,9 +1186,7 @@ fn lora_checkpoints_and_resumes() {
     let (base, _) = gpt_train(&dir, &corpus, "llama-tiny", &["--steps", "3"]);
     let tune = toy_corpus(&dir, "tune.txt", 200, 2);
     let train = |out: &str, extra: &[&str]| {
-        let mut args = vec![
-            "lora", "train", "--model", &base, "--corpus", &tune, "--batch", "2",
-        ];
+        let mut args = vec!["lora", "train", "--model", &base, "--corpus", &tune];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["--out", out]);
         ok(&args)
