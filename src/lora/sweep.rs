@@ -207,10 +207,7 @@ pub fn run_plan(plan: &Plan, data: &SweepData) -> Result<Outcome> {
             let mut run = Run::from_model(model, train, 0.0, &data.train_ids)?;
             let options = RunOptions::default();
             run.train(&data.train_ids, &data.held_ids, &options, &mut on_step)?;
-            // the end of the run as a LoRA fine-tune ends (its held-out loss), so that the
-            // peak RSS counts the same work
-            let done = run.finish(&data.held_ids, &options)?;
-            (done.model, trainable, trainable)
+            (run.model, trainable, trainable)
         }
     };
     let (target, source) = data.score(&model)?;
