@@ -236,6 +236,9 @@ mod reference {
     pub fn crate_adapter(ad: &Adapter) -> LoraAdapter {
         LoraAdapter {
             scale: ad.s,
+            // the alpha whose alpha / r is s: only `scale` enters the numbers
+            alpha: ad.s * ad.r as f32,
+            rslora: false,
             a: Tensor::from_vec(&[ad.r, ad.d_in], ad.a.clone()).unwrap(),
             b: Tensor::from_vec(&[ad.d_out, ad.r], ad.b.clone()).unwrap(),
             dropout: Default::default(),

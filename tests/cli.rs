@@ -1401,3 +1401,93 @@ fn quant_report_prints_every_format() {
     assert!(e.contains("9999"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `llm lora train --checkpoint-every 3` for 6 steps with dropout, then `--resume` from its
+/// step-3 checkpoint in a new process: the same adapters and log as the run never stopped.
+/// Resuming on another base, or with a LoRA setting, is an error.
+#[test]
+fn lora_checkpoints_and_resumes() {
+    let dir = temp_dir("lora-resume");
+    let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let corpus = toy_corpus(&dir, "toy.txt", 300, 1);
+    let (base, _) = gpt_train(&dir, &corpus, "llama-tiny", &["--steps", "3"]);
+    let tune = toy_corpus(&dir, "tune.txt", 200, 2);
+    let train = |out: &str, extra: &[&str]| {
+        let mut args = vec!["lora", "train", "--model", &base, "--corpus", &tune];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", out]);
+        ok(&args)
+    };
+    let straight = d("straight");
+    train(
+        &straight,
+        &[
+            "--rank",
+            "2",
+            "--dropout",
+            "0.2",
+            "--steps",
+            "6",
+            "--checkpoint-every",
+            "3",
+        ],
+    );
+    let step3 = Path::new(&straight).join("checkpoints/step-0000003");
+    for f in [
+        "adapter_config.json",
+        "trainer.safetensors",
+        "model.safetensors",
+    ] {
+        assert!(step3.join(f).exists(), "{f}");
+    }
+    let step3 = step3.to_str().unwrap();
+    let resumed = d("resumed");
+    let out = train(&resumed, &["--resume", step3]);
+    assert!(
+        out.contains("resuming") && out.contains("at step 3 of 6"),
+        "{out}"
+    );
+    let read = |d: &str, f: &str| std::fs::read(Path::new(d).join(f)).unwrap();
+    assert!(
+        read(&straight, "adapter_model.safetensors") == read(&resumed, "adapter_model.safetensors")
+    );
+    assert_eq!(
+        read(&straight, "train_log.csv"),
+        read(&resumed, "train_log.csv")
+    );
+
+    let (other, _) = gpt_train(&dir.join("other"), &corpus, "llama-tiny", &["--steps", "2"]);
+    let err = fails(&[
+        "lora",
+        "train",
+        "--model",
+        &other,
+        "--corpus",
+        &tune,
+        "--resume",
+        step3,
+        "--out",
+        &d("x"),
+    ]);
+    assert!(err.contains("another base model"), "{err}");
+    let out = llm(&[
+        "lora",
+        "train",
+        "--model",
+        &base,
+        "--corpus",
+        &tune,
+        "--resume",
+        step3,
+        "--rank",
+        "4",
+        "--out",
+        &d("x"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "clap refuses --rank with --resume"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -47,11 +47,26 @@ pub fn save(dir: &Path, model: &Gpt, trainer: Option<&Trainer>) -> Result<()> {
         )
         .expect("a config serialises"),
     };
-    write_atomic(
-        &dir.join("model.safetensors"),
-        &super::hf::params_to_safetensors(&model.cfg, &model.params)?,
-    )?;
+    // with LoRA adapters (chapter 5): the base as the model, the adapters as PEFT saves
+    // them beside it, so that the folder is both a model and an adapter on that model
+    let lora = model.params.lora_config()?;
+    let weights = match &lora {
+        None => super::hf::params_to_safetensors(&model.cfg, &model.params)?,
+        Some(_) => {
+            let mut base = Vec::new();
+            model.params.visit(|s, t| {
+                if !is_adapter_tensor(&s.name) {
+                    base.push((s.name, s.shape, &t.data[..]));
+                }
+            });
+            tensors_to_safetensors(base)?
+        }
+    };
+    write_atomic(&dir.join("model.safetensors"), &weights)?;
     write_atomic(&dir.join("config.json"), config.as_bytes())?;
+    if let Some(lora) = &lora {
+        super::peft::save_adapter(dir, &model.params, lora, ".")?;
+    }
     if let Some(t) = trainer {
         let specs = model.params.param_specs();
         let mut moments = Vec::with_capacity(2 * specs.len());
@@ -99,6 +114,21 @@ pub fn load_model(dir: &Path) -> Result<Gpt> {
     let weights = dir.join("model.safetensors");
     let params = params_from_tensors(&cfg, read_safetensors(&weights)?, &weights)?;
     Gpt::new(cfg, params)
+}
+
+fn is_adapter_tensor(name: &str) -> bool {
+    name.contains(".lora_A.") || name.contains(".lora_B.")
+}
+
+/// The model of a run's checkpoint in `dir`: [`load_model`], with the LoRA adapters saved
+/// beside it (`adapter_config.json`, `adapter_model.safetensors`) put back on when there
+/// are, and the base frozen as their run froze it.
+pub fn load_run_model(dir: &Path) -> Result<Gpt> {
+    let mut model = load_model(dir)?;
+    if dir.join(super::peft::ADAPTER_CONFIG).exists() {
+        super::peft::load_adapter(dir, &mut model.params)?;
+    }
+    Ok(model)
 }
 
 /// The training run saved in `dir` with `model`, ready to continue.
@@ -208,7 +238,17 @@ pub fn average(models: &[Gpt]) -> Result<Gpt> {
             first.cfg, other.cfg
         )));
     }
-    let mut mean = Params::zeros(&first.cfg);
+    let names =
+        |m: &Gpt| -> Vec<String> { m.params.param_specs().into_iter().map(|s| s.name).collect() };
+    if let Some(other) = models.iter().find(|m| names(m) != names(first)) {
+        return Err(Error::InvalidArgument(format!(
+            "checkpoints with other tensors (adapters) cannot be averaged: {} vs {} tensors",
+            names(first).len(),
+            names(other).len()
+        )));
+    }
+    // the first model's structure (adapters included), every value then replaced
+    let mut mean = first.params.clone();
     let k = models.len() as f64;
     let sources: Vec<Vec<&[f32]>> = models.iter().map(|m| m.params.tensors()).collect();
     for (i, acc) in mean.tensors_mut().into_iter().enumerate() {
@@ -226,7 +266,7 @@ pub fn average(models: &[Gpt]) -> Result<Gpt> {
 pub fn load_average(dirs: &[std::path::PathBuf]) -> Result<Gpt> {
     let models = dirs
         .iter()
-        .map(|d| load_model(d))
+        .map(|d| load_run_model(d))
         .collect::<Result<Vec<_>>>()?;
     average(&models)
 }

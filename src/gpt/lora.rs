@@ -163,6 +163,10 @@ impl Dropout {
 pub struct LoraAdapter {
     /// `s`: `alpha / r`, or `alpha / sqrt(r)` with rsLoRA.
     pub scale: f32,
+    /// `lora_alpha` and `use_rslora`, which gave `scale`: kept so that a model with
+    /// adapters can say its [`LoraConfig`] ([`Params::lora_config`]) when a run saves it.
+    pub alpha: f32,
+    pub rslora: bool,
     /// `(r, d_in)`
     pub a: Tensor,
     /// `(d_out, r)`
@@ -179,6 +183,8 @@ impl LoraAdapter {
         a.iter_mut().for_each(|x| *x = rng.gen_range(-bound..bound));
         LoraAdapter {
             scale: cfg.scale(),
+            alpha: cfg.alpha,
+            rslora: cfg.rslora,
             a,
             b: Tensor::zeros(&[d_out, cfg.rank]),
             dropout: Dropout {
@@ -383,6 +389,50 @@ impl Params {
     }
     // ANCHOR_END: add_lora
 
+    /// The [`LoraConfig`] of the adapters on the model, `None` without adapters: their rank,
+    /// alpha, rsLoRA switch and dropout, and the modules that carry one (in [`TARGETS`]'
+    /// order). Errors if the adapters differ in any of these (one config cannot say them).
+    pub fn lora_config(&self) -> Result<Option<LoraConfig>> {
+        let mut found: Option<LoraConfig> = None;
+        let mut clash = None;
+        self.visit_linears(|name, linear| {
+            let Some(ad) = &linear.adapter else { return };
+            let module = module_of(name).to_string();
+            match &mut found {
+                None => {
+                    found = Some(LoraConfig {
+                        rank: ad.rank(),
+                        alpha: ad.alpha,
+                        rslora: ad.rslora,
+                        targets: vec![module],
+                        dropout: ad.dropout.p,
+                    })
+                }
+                Some(cfg) => {
+                    let same = (cfg.rank, cfg.alpha, cfg.rslora, cfg.dropout)
+                        == (ad.rank(), ad.alpha, ad.rslora, ad.dropout.p);
+                    if !same && clash.is_none() {
+                        clash = Some(name.to_string());
+                    }
+                    if !cfg.targets.contains(&module) {
+                        cfg.targets.push(module);
+                    }
+                }
+            }
+        });
+        if let Some(name) = clash {
+            return Err(Error::InvalidArgument(format!(
+                "the adapter on {name} has another rank, alpha or dropout than the first: \
+                 one LoRA config cannot describe these adapters"
+            )));
+        }
+        if let Some(cfg) = &mut found {
+            cfg.targets
+                .sort_by_key(|t| TARGETS.iter().position(|k| k == t).unwrap_or(TARGETS.len()));
+        }
+        Ok(found)
+    }
+
     /// Tells every adapter whether a training step is running: `Some((seed, step))` turns
     /// their dropout on with that step's masks, `None` turns it off (evaluation,
     /// generation). [`crate::gpt::train::Trainer::step`] calls it around each step.
@@ -459,6 +509,8 @@ mod tests {
         let mut rng = Rng::new(3);
         let make = |a: Vec<f32>, b: Vec<f32>| LoraAdapter {
             scale: 1.5,
+            alpha: 4.5,
+            rslora: false,
             a: Tensor::from_vec(&[r, d_in], a).unwrap(),
             b: Tensor::from_vec(&[d_out, r], b).unwrap(),
             dropout,
@@ -488,26 +540,38 @@ mod tests {
     }
 
     /// A Llama with adapters on every projection: the loss's gradient with respect to
-    /// every `A` and `B` against finite differences, and none for the frozen base.
+    /// every `A` and `B` against finite differences, and none for the frozen base; without
+    /// dropout, with dropout set outside a training step (nothing dropped), and with
+    /// dropout on in a step at p = 0.15, 0.3 and 0.5 (the same masks in every evaluation).
     #[test]
     fn model_gradients_reach_the_adapters_only() {
         model_gradients_with(0.0, None);
-        // dropout set but no training step: nothing is dropped
         model_gradients_with(0.3, None);
-        // dropout on, in a training step: the same masks in every finite difference
-        // (kept small here: this bold model's five-point differences drift past the
-        // tolerance at p >= 0.15; the adapter's own check above runs at p = 0.4)
-        model_gradients_with(0.05, Some((4, 1)));
+        for p in [0.15, 0.3, 0.5] {
+            model_gradients_with(p, Some((4, 1)));
+        }
     }
 
-    fn model_gradients_with(dropout: f32, step: Option<(u64, u64)>) {
-        let cfg = small();
+    /// The model of the gradient checks: `small()` with bold weights (so that attention is
+    /// not uniform; the norms stay at 1), adapters of rank 2 (s = 2) on every projection
+    /// whose `A` and `B` are drawn from N(0, 0.5^2) (B at zero would hide A's gradient),
+    /// dropout `p` and the trainer's `step`; and 10 (input, target) pairs.
+    fn bold_adapted(dropout: f32, step: Option<(u64, u64)>) -> (Gpt, usize, Vec<u32>) {
+        scaled_adapted(dropout, step, 20.0, 0.5)
+    }
+
+    /// [`bold_adapted`] with the base weights scaled by `bold` and `A`, `B` of deviation `ab`.
+    fn scaled_adapted(
+        dropout: f32,
+        step: Option<(u64, u64)>,
+        bold: f32,
+        ab: f32,
+    ) -> (Gpt, usize, Vec<u32>) {
         let mut rng = Rng::new(8);
-        let mut model = Gpt::init(cfg.clone(), 2).unwrap();
-        // bold weights, so that attention is not uniform (the norms stay at 1)
+        let mut model = Gpt::init(small(), 2).unwrap();
         model.params.visit_mut(|s, t| {
             if s.decay {
-                t.iter_mut().for_each(|x| *x = on_grid(*x * 20.0))
+                t.iter_mut().for_each(|x| *x = on_grid(*x * bold))
             }
         });
         let lora = LoraConfig {
@@ -516,38 +580,48 @@ mod tests {
         };
         let n = model.params.add_lora(&lora, 5).unwrap();
         model.params.set_lora_step(step);
-        // B at zero would hide A's gradient: give both random values
         model.params.visit_mut(|s, t| {
             if s.trainable {
-                t.iter_mut().for_each(|x| *x = on_grid(0.5 * rng.normal()));
+                t.iter_mut().for_each(|x| *x = on_grid(ab * rng.normal()));
             }
         });
-        let lora = |p: &Params| {
-            let mut out = Vec::new();
-            p.visit(|s, t| {
-                if s.trainable {
-                    out.push(t.to_vec())
-                }
-            });
-            out
-        };
         let ids: Vec<u32> = (0..11).map(|_| rng.below(11) as u32).collect();
-        let (inputs, targets) = (&ids[..10], &ids[1..]);
-        let loss_of = |tensors: &[Vec<f32>]| -> f64 {
-            let mut m = model.clone();
-            let mut i = 0;
-            m.params.visit_mut(|s, t| {
-                if s.trainable {
-                    t.copy_from_slice(&tensors[i]);
-                    i += 1;
-                }
-            });
-            let mut acts = Activations::new(&cfg, 2, 5);
-            m.forward_loss(&mut acts, inputs, targets).unwrap();
-            acts.losses.iter().map(|&l| l as f64).sum::<f64>() / 10.0
-        };
-        let mut acts = Activations::new(&cfg, 2, 5);
-        model.forward_loss(&mut acts, inputs, targets).unwrap();
+        (model, n, ids)
+    }
+
+    /// The mean loss of `model` on `ids` (10 predictions, 2 x 5) with its trainable tensors
+    /// replaced by `tensors`, in [`Params::visit`] order.
+    fn loss_with(model: &Gpt, ids: &[u32], tensors: &[Vec<f32>]) -> f64 {
+        let mut m = model.clone();
+        let mut i = 0;
+        m.params.visit_mut(|s, t| {
+            if s.trainable {
+                t.copy_from_slice(&tensors[i]);
+                i += 1;
+            }
+        });
+        let mut acts = Activations::new(&m.cfg, 2, 5);
+        m.forward_loss(&mut acts, &ids[..10], &ids[1..]).unwrap();
+        acts.losses.iter().map(|&l| l as f64).sum::<f64>() / 10.0
+    }
+
+    fn trainable_of(p: &Params) -> Vec<Vec<f32>> {
+        let mut out = Vec::new();
+        p.visit(|s, t| {
+            if s.trainable {
+                out.push(t.to_vec())
+            }
+        });
+        out
+    }
+
+    /// The analytic gradient of the trainable tensors, after checking that the frozen base
+    /// received no gradient values.
+    fn adapter_gradients_of(model: &Gpt, n: usize, ids: &[u32]) -> Vec<Vec<f32>> {
+        let mut acts = Activations::new(&model.cfg, 2, 5);
+        model
+            .forward_loss(&mut acts, &ids[..10], &ids[1..])
+            .unwrap();
         let mut grads = model.params.grads();
         model.backward(&mut acts, &mut grads).unwrap();
         let (trainable, all) = grads.count_trainable();
@@ -557,10 +631,62 @@ mod tests {
             held, n,
             "no gradient values for the frozen base ({all} in all)"
         );
-        let flat = lora(&model.params);
-        if let Err(e) = try_check(&flat, &lora(&grads), loss_of, EPS, 3e-3) {
+        trainable_of(&grads)
+    }
+
+    /// The five-point difference of `loss_with` in coordinate `(j, i)` with step `eps`.
+    fn five_point(model: &Gpt, ids: &[u32], x: &[Vec<f32>], j: usize, i: usize, eps: f32) -> f64 {
+        let at = |k: f32| {
+            let mut y = x.to_vec();
+            y[j][i] += k * eps;
+            assert_eq!(y[j][i] - x[j][i], k * eps, "the step is exact on the grid");
+            loss_with(model, ids, &y)
+        };
+        (8.0 * (at(1.0) - at(-1.0)) - (at(2.0) - at(-2.0))) / (12.0 * eps as f64)
+    }
+
+    /// Every trainable tensor against five-point differences at the usual step and
+    /// tolerance (2^-7, 1e-3 of the tensor's largest gradient). `A` and `B` are drawn from
+    /// N(0, 0.1^2) here, so that the update `s B A` is smaller than the base weights: with
+    /// [`bold_adapted`]'s 0.5 the update outweighs the base, and along some adapter
+    /// coordinates the loss turns within less than the differences' span
+    /// ([`finite_differences_converge_where_they_failed`]).
+    fn model_gradients_with(dropout: f32, step: Option<(u64, u64)>) {
+        let (model, n, ids) = scaled_adapted(dropout, step, 20.0, 0.1);
+        let x = trainable_of(&model.params);
+        let grads = adapter_gradients_of(&model, n, &ids);
+        if let Err(e) = try_check(&x, &grads, |t| loss_with(&model, &ids, t), EPS, 1e-3) {
             panic!("dropout {dropout}, step {step:?}: {e}");
         }
+    }
+
+    /// Why the check above draws small adapters. With [`bold_adapted`]'s (0.5), the
+    /// whole-model check at 2^-7 failed at p = 0.15 and 0.3 (errors 4e-3 to 2e-2, and up to
+    /// 6x the largest gradient at some coordinates). Not the masks, nor dropout's backward:
+    /// along the worst coordinate (layer 0's `q_proj.lora_A[10]`, p = 0.3 in a step) the
+    /// differences go to the analytic value as the step shrinks: -17.4 at 2^-7, -22.1 at
+    /// 2^-8, then 3.11, 2.70, 2.327 and 2.3071 at 2^-12, against 2.3058. (Sampled every
+    /// 2^-12, the loss along its neighbour `lora_A[15]` is smooth but falls by 0.23 within
+    /// about 2^-9: a softmax near the point where it switches, as bold weights make it.) A mask that
+    /// differed between the forward and the backward, or a wrong backward, would leave an
+    /// error that no step removes; the same model without dropout has such coordinates too
+    /// (other ones: the masks move the inputs).
+    #[test]
+    fn finite_differences_converge_where_they_failed() {
+        let (model, n, ids) = bold_adapted(0.3, Some((4, 1)));
+        let x = trainable_of(&model.params);
+        let g = adapter_gradients_of(&model, n, &ids)[0][10] as f64;
+        let err = |k: i32| (five_point(&model, &ids, &x, 0, 10, (-(k as f32)).exp2()) - g).abs();
+        let errors: Vec<f64> = (7..=12).map(err).collect();
+        assert!(errors[0] > 1.0, "far off at 2^-7: {errors:?}");
+        assert!(
+            errors[5] < 1e-3 * g.abs(),
+            "within 1e-3 at 2^-12: {errors:?}"
+        );
+        assert!(
+            errors[2..].windows(2).all(|w| w[1] < w[0]),
+            "falling from 2^-9 on: {errors:?}"
+        );
     }
 
     /// Training moves `A` and `B` and leaves every base tensor as it was, bit for bit.
@@ -767,6 +893,107 @@ mod tests {
             "the adapters, bit for bit"
         );
         assert_eq!(eval(&resumed), eval(&straight));
+    }
+
+    /// Chapter 4's `Run` on adapters with dropout: checkpointed (the base as the model, the
+    /// adapters in PEFT's files beside it, AdamW's moments for the adapters alone), stopped
+    /// at step 4 and resumed from that folder alone, it ends with the log and the weights of
+    /// the run that never stopped, to the bit.
+    #[test]
+    fn a_lora_run_checkpoints_and_resumes_through_run() {
+        use crate::gpt::checkpoint::step_dir_name;
+        use crate::gpt::run::{Checkpoints, Run, RunOptions};
+        let mut model = Gpt::init(small(), 1).unwrap();
+        let lora = LoraConfig {
+            dropout: 0.2,
+            ..config(2, &["q_proj", "v_proj", "down_proj"])
+        };
+        model.params.add_lora(&lora, 5).unwrap();
+        let ids: Vec<u32> = (0..400).map(|i| ((i * 7 + i / 5) % 11) as u32).collect();
+        let train = TrainConfig {
+            batch: 2,
+            seq_len: 8,
+            // 9 steps at a constant rate
+            schedule: crate::gpt::optim::LrSchedule {
+                total: 9,
+                ..crate::gpt::optim::LrSchedule::constant(1e-2)
+            },
+            adamw: Default::default(),
+            clip: Some(1.0),
+            seed: 3,
+        };
+        let root =
+            std::env::temp_dir().join(format!("llm-lessons-lora-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let options = |name: &str| RunOptions {
+            eval_every: 3,
+            eval_windows: 4,
+            checkpoints: Some(Checkpoints {
+                dir: root.join(name),
+                every: 100,
+                keep: 2,
+                average_last: 0,
+            }),
+            stop_at: None,
+        };
+        let mut straight = Run::from_model(model.clone(), train.clone(), 0.2, &ids).unwrap();
+        let (tr, held) = straight.split(&ids);
+        straight
+            .train(tr, held, &options("straight"), |_, _| {})
+            .unwrap();
+
+        let mut first = Run::from_model(model, train, 0.2, &ids).unwrap();
+        let stop = RunOptions {
+            stop_at: Some(4),
+            ..options("halves")
+        };
+        first.train(tr, held, &stop, |_, _| {}).unwrap();
+        let dir = root.join("halves").join(step_dir_name(4));
+        for f in [
+            "model.safetensors",
+            crate::gpt::peft::ADAPTER_CONFIG,
+            crate::gpt::peft::ADAPTER_WEIGHTS,
+        ] {
+            assert!(dir.join(f).exists(), "{f}");
+        }
+        let moments = crate::gpt::hf::read_safetensors(&dir.join("trainer.safetensors")).unwrap();
+        assert_eq!(
+            moments.len(),
+            2 * 2 * 3 * 2,
+            "m and v of A and B, 3 modules, 2 layers"
+        );
+        assert!(moments.iter().all(|t| t.name.contains(".lora_")));
+        drop(first);
+        let mut second = Run::resume(&dir, &ids).unwrap();
+        assert_eq!(second.model.params.lora_config().unwrap(), Some(lora));
+        second
+            .train(tr, held, &options("halves"), |_, _| {})
+            .unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(second.log, straight.log);
+        assert!(second.model.params == straight.model.params, "to the bit");
+    }
+
+    /// The config read back from a model's adapters, and an error when they disagree.
+    #[test]
+    fn lora_config_reads_the_adapters() {
+        let mut p = Params::zeros(&small());
+        assert_eq!(p.lora_config().unwrap(), None);
+        let cfg = LoraConfig {
+            rslora: true,
+            dropout: 0.1,
+            ..config(3, &["v_proj", "q_proj"])
+        };
+        p.add_lora(&cfg, 0).unwrap();
+        let back = p.lora_config().unwrap().unwrap();
+        assert_eq!(back.targets, ["q_proj", "v_proj"], "in TARGETS' order");
+        assert_eq!(
+            (back.rank, back.alpha, back.rslora, back.dropout),
+            (3, 6.0, true, 0.1)
+        );
+        p.blocks[1].attn.v_proj.adapter.as_mut().unwrap().alpha = 1.0;
+        let err = p.lora_config().unwrap_err().to_string();
+        assert!(err.contains("model.layers.1.self_attn.v_proj"), "{err}");
     }
 
     #[test]

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::checkpoint::{
-    frozen_in, load_average, load_model, load_trainer, save, save_checkpoint_dir, step_dir_name,
-    step_dirs,
+    frozen_in, load_average, load_run_model, load_trainer, save, save_checkpoint_dir,
+    step_dir_name, step_dirs,
 };
 use super::model::{Activations, Gpt};
 use super::train::{eval_loss, split_held_out, LossLog, StepLog, TrainConfig, Trainer};
@@ -269,7 +269,7 @@ impl Run {
     /// The run saved in the checkpoint folder `dir`, to continue on `ids`: the same token
     /// ids it was started on, or [`Error::OtherData`]. The tensors it froze stay frozen.
     pub fn resume(dir: &Path, ids: &[u32]) -> Result<Run> {
-        let mut model = load_model(dir)?;
+        let mut model = load_run_model(dir)?;
         let frozen = frozen_in(dir)?;
         model
             .params
@@ -481,7 +481,7 @@ pub fn sequence_loss(model: &Gpt, ids: &[u32]) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpt::checkpoint::average;
+    use crate::gpt::checkpoint::{average, load_model};
     use crate::gpt::config::shrunk;
     use crate::gpt::optim::{AdamWConfig, Decay, LrSchedule};
 

@@ -19,8 +19,8 @@ use crate::data::write_atomic;
 use crate::gpt::lora::LoraConfig;
 use crate::gpt::optim::{AdamWConfig, Decay, LrSchedule};
 use crate::gpt::peft::save_adapter;
-use crate::gpt::run::{Run, RunOptions, Timing, TRAIN_LOG};
-use crate::gpt::train::{split_held_out, LossLog, StepLog, TrainConfig};
+use crate::gpt::run::{Checkpoints, Run, RunOptions, Timing, TRAIN_LOG};
+use crate::gpt::train::{LossLog, StepLog, TrainConfig};
 use crate::gpt::Gpt;
 use crate::{Error, Result};
 
@@ -47,6 +47,9 @@ pub struct FinetuneConfig {
     pub eval_every: usize,
     /// Most held-out windows per evaluation.
     pub eval_windows: usize,
+    /// Save the run (adapters, base, AdamW's moments, sampler, log) as chapter 4's runs are
+    /// saved, to resume it ([`run_to_end`]); `None`: never.
+    pub checkpoints: Option<Checkpoints>,
 }
 
 impl FinetuneConfig {
@@ -66,6 +69,17 @@ impl FinetuneConfig {
             seed: 1,
             eval_every: 0,
             eval_windows: 64,
+            checkpoints: None,
+        }
+    }
+
+    /// How the run is watched and kept: its evaluations and checkpoints.
+    pub fn run_options(&self) -> RunOptions {
+        RunOptions {
+            eval_every: self.eval_every,
+            eval_windows: self.eval_windows,
+            checkpoints: self.checkpoints.clone(),
+            stop_at: None,
         }
     }
 
@@ -131,34 +145,48 @@ pub fn finetune(
     on_step: impl FnMut(&StepLog, Option<f32>),
 ) -> Result<Finetuned> {
     let mut model = base;
-    let trainable = model.params.add_lora(&cfg.lora, cfg.seed)?;
+    model.params.add_lora(&cfg.lora, cfg.seed)?;
     let fraction = match held_out {
         HeldOut::Fraction(f) => f,
         HeldOut::Ids(_) => 0.0,
     };
     let train = cfg.train_config(model.cfg.context);
+    let run = Run::from_model(model, train, fraction, ids)?;
+    run_to_end(run, ids, held_out, &cfg.run_options(), on_step)
+}
+
+/// Trains `run`, a model with adapters, to the end of its schedule and scores it: the
+/// second half of [`finetune`], and how a fine-tune saved with `checkpoints` continues,
+/// from `Run::resume(dir, ids)` on the same `ids` (and the same `held_out`). The adapters,
+/// the frozen base, AdamW's moments and the sampler are the checkpoint's, so the run ends
+/// as the run that never stopped ends, to the bit. Errors if the model has no adapters.
+pub fn run_to_end(
+    mut run: Run,
+    ids: &[u32],
+    held_out: HeldOut,
+    options: &RunOptions,
+    on_step: impl FnMut(&StepLog, Option<f32>),
+) -> Result<Finetuned> {
+    let lora = run.model.params.lora_config()?.ok_or_else(|| {
+        Error::InvalidArgument("the run's model has no LoRA adapters to fine-tune".into())
+    })?;
     let (train_ids, held_ids) = match held_out {
-        HeldOut::Fraction(f) => split_held_out(ids, f),
+        HeldOut::Fraction(_) => run.split(ids),
         HeldOut::Ids(h) => (ids, h),
     };
-    let mut run = Run::from_model(model, train, fraction, ids)?;
     if train_ids.len() < 2 {
         return Err(Error::InvalidArgument(format!(
             "{} tokens to train on: a fine-tune needs at least 2",
             train_ids.len()
         )));
     }
+    let trainable = run.model.params.count_trainable().0;
     let state_bytes = run.trainer.state_bytes();
-    let options = RunOptions {
-        eval_every: cfg.eval_every,
-        eval_windows: cfg.eval_windows,
-        ..RunOptions::default()
-    };
-    let timing = run.train(train_ids, held_ids, &options, on_step)?;
-    let done = run.finish(held_ids, &options)?;
+    let timing = run.train(train_ids, held_ids, options, on_step)?;
+    let done = run.finish(held_ids, options)?;
     Ok(Finetuned {
         model: done.model,
-        lora: cfg.lora.clone(),
+        lora,
         log: done.log,
         trainable,
         state_bytes,

@@ -10,12 +10,15 @@
 //!   training run on them alone, the PEFT files and the loss log saved;
 //! - [`tour`]: the tour's step, chapter 4's toy-world model fine-tuned to a second grammar
 //!   that differs in known ways ([`crate::data::grammar::Grammar::toy_world_shifted`]),
-//!   scored against both grammars' true entropies.
+//!   scored against both grammars' true entropies;
+//! - [`sweep`]: the book's rank sweep on the same task: a full fine-tune, LoRA at five
+//!   ranks on two sets of projections, and the head alone (`llm lora sweep` runs each in a
+//!   process of its own, for its peak RSS).
 //!
-//! Not here: QLoRA's quantized base (chapter 6 brings the formats), DoRA, and the rank
-//! sweep of the book (the notebook runs it).
+//! Not here: QLoRA's quantized base (chapter 6 brings the formats) and DoRA.
 
 pub mod finetune;
+pub mod sweep;
 pub mod tour;
 
-pub use finetune::{finetune, FinetuneConfig, Finetuned, HeldOut};
+pub use finetune::{finetune, run_to_end, FinetuneConfig, Finetuned, HeldOut};

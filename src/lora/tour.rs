@@ -31,15 +31,15 @@ pub fn tour_lora() -> LoraConfig {
 
 /// Sentences and seeds of the shifted grammar's training, held-out and test corpora, and
 /// of the first grammar's test corpus (the forgetting), with the fine-tune's steps.
-struct Sizes {
-    train: (usize, u64),
-    heldout: (usize, u64),
-    target_test: (usize, u64),
-    source_test: (usize, u64),
-    steps: usize,
+pub(crate) struct Sizes {
+    pub(crate) train: (usize, u64),
+    pub(crate) heldout: (usize, u64),
+    pub(crate) target_test: (usize, u64),
+    pub(crate) source_test: (usize, u64),
+    pub(crate) steps: usize,
 }
 
-fn sizes(size: TourSize) -> Sizes {
+pub(crate) fn sizes(size: TourSize) -> Sizes {
     size.pick(
         Sizes {
             train: (5_000, 11),

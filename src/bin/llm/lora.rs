@@ -12,10 +12,11 @@ use clap::Subcommand;
 use llm_lessons::gpt::checkpoint::{load_model, save};
 use llm_lessons::gpt::lora::LoraConfig;
 use llm_lessons::gpt::peft::{load_adapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
-use llm_lessons::gpt::run::TRAIN_LOG;
+use llm_lessons::gpt::run::{Checkpoints, Run, RunOptions, TRAIN_LOG};
 use llm_lessons::gpt::tokens::{check_ids, Tokens, TOKENIZER_META, TOKENIZER_RANKS};
 use llm_lessons::gpt::Gpt;
-use llm_lessons::lora::{finetune, FinetuneConfig, HeldOut};
+use llm_lessons::lora::sweep::{self, run_plan, Outcome, SweepData};
+use llm_lessons::lora::{finetune, run_to_end, FinetuneConfig, HeldOut};
 use llm_lessons::{progress, Error};
 
 use crate::bpe::PatternArg;
@@ -93,6 +94,20 @@ pub enum LoraCommand {
         /// The adapter folder to write
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Save the run (adapters, AdamW's moments, sampler, log, and the base beside them)
+        /// every N steps and at the end, in OUT/checkpoints/step-NNNNNNN (0: no checkpoints)
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        checkpoint_every: usize,
+        /// Checkpoints to keep; older ones are deleted
+        #[arg(long, default_value_t = 3, value_name = "K")]
+        keep_checkpoints: usize,
+        /// Continue the fine-tune saved in this checkpoint folder; give the same --model,
+        /// --corpus and --tokenizer: the adapters and training settings are the checkpoint's
+        #[arg(long, value_name = "DIR", conflicts_with_all = [
+            "rank", "alpha", "rslora", "dropout", "targets", "steps", "batch", "context", "lr",
+            "warmup", "weight_decay", "clip", "seed", "held_out",
+        ])]
+        resume: Option<PathBuf>,
     },
     /// Mean next-token cross-entropy (nats) of a model with its adapters over a sequence
     Eval {
@@ -108,6 +123,27 @@ pub enum LoraCommand {
         /// UTF-8 text, tokenized with the base folder's tokenizer (or as bytes)
         #[arg(long, value_name = "FILE", conflicts_with = "ids")]
         text: Option<PathBuf>,
+    },
+    /// The chapter's sweep: chapter 4's toy-world model fine-tuned to the shifted grammar
+    /// in full, through LoRA at r = 1, 2, 4, 8, 16 on q,v and on all seven projections, and
+    /// by the head alone, each in a process of its own; writes the table and the chart
+    Sweep {
+        /// Folder for the base model (trained there first if it is not, about 400 steps)
+        /// and the results (sweep.md, sweep.csv, sweep.svg)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Only these fine-tunes, comma-separated (full, qv-r1 ... qv-r16, all-r1 ...
+        /// all-r16, head); default: all twelve
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        only: Vec<String>,
+    },
+    /// One fine-tune of `llm lora sweep`, in this process: prints its figures as JSON
+    #[command(hide = true)]
+    SweepOne {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        plan: String,
     },
     /// Merge the adapters into the weights (W + s B A) and write a plain model folder
     Merge {
@@ -153,6 +189,9 @@ pub fn run(cmd: LoraCommand) -> CliResult {
             held_out,
             eval_every,
             out,
+            checkpoint_every,
+            keep_checkpoints,
+            resume,
         } => {
             let base_dir = model;
             let base = load_model(&base_dir)?;
@@ -176,36 +215,99 @@ pub fn run(cmd: LoraCommand) -> CliResult {
                 ))
                 .into());
             }
-            let lora = LoraConfig {
-                rank,
-                alpha,
-                rslora,
-                targets: targets.iter().map(|t| t.trim().to_string()).collect(),
-                dropout,
+            let checkpoints = (checkpoint_every > 0).then(|| Checkpoints {
+                dir: out.join("checkpoints"),
+                every: checkpoint_every,
+                keep: keep_checkpoints,
+                average_last: 0,
+            });
+            let (done, bar) = match &resume {
+                Some(dir) => {
+                    let run = Run::resume(dir, &ids).map_err(|e| match e {
+                        Error::OtherData { trained, given, .. } => Error::InvalidArgument(format!(
+                            "--corpus and --tokenizer give other token ids than the fine-tune in {} was trained on ({} ids, fingerprint {:016x}; now {} ids, fingerprint {:016x}): give the same files",
+                            dir.display(), trained.0, trained.1, given.0, given.1
+                        )),
+                        e => e,
+                    })?;
+                    // the checkpoint holds its base: it must be the --model given
+                    let mut saved_base = run.model.params.clone();
+                    saved_base.visit_linears_mut(|_, l| l.adapter = None);
+                    if saved_base.tensors() != base.params.tensors() {
+                        return Err(Error::InvalidArgument(format!(
+                            "the fine-tune in {} was made on another base model than {}",
+                            dir.display(),
+                            base_dir.display()
+                        ))
+                        .into());
+                    }
+                    let lora = run.model.params.lora_config()?.ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "{} holds no LoRA adapters: resume a chapter 4 run with `llm gpt train --resume`",
+                            dir.display()
+                        ))
+                    })?;
+                    let planned = run.planned_steps();
+                    say(format!(
+                        "resuming {} at step {} of {planned}; LoRA r = {}, alpha {}, on {}",
+                        dir.display(),
+                        run.trainer.step,
+                        lora.rank,
+                        lora.alpha,
+                        lora.targets.join(", ")
+                    ))?;
+                    let config = &run.trainer.config;
+                    let tokens_per_step = config.batch * config.seq_len;
+                    let bar = progress::bar(planned as u64, "LoRA fine-tune");
+                    bar.set_position(run.trainer.step as u64);
+                    let (t0, first) = (std::time::Instant::now(), run.trainer.step);
+                    let show =
+                        crate::gpt::show_steps(&bar, "LoRA fine-tune", t0, first, tokens_per_step);
+                    let options = RunOptions {
+                        eval_every,
+                        eval_windows: 64,
+                        checkpoints,
+                        stop_at: None,
+                    };
+                    let done = run_to_end(run, &ids, HeldOut::Fraction(held_out), &options, show)?;
+                    (done, bar)
+                }
+                None => {
+                    let lora = LoraConfig {
+                        rank,
+                        alpha,
+                        rslora,
+                        targets: targets.iter().map(|t| t.trim().to_string()).collect(),
+                        dropout,
+                    };
+                    let mut cfg = FinetuneConfig::new(lora, steps);
+                    cfg.batch = batch;
+                    cfg.seq_len = context;
+                    cfg.lr = lr;
+                    if let Some(w) = warmup {
+                        cfg.warmup = w;
+                    }
+                    cfg.weight_decay = weight_decay;
+                    cfg.clip = (clip > 0.0).then_some(clip);
+                    cfg.seed = seed;
+                    cfg.eval_every = eval_every;
+                    cfg.checkpoints = checkpoints;
+                    say(format!(
+                        "base: {} ({} parameters, frozen); LoRA r = {rank}, alpha {alpha}, s = {} on {}, dropout {dropout}",
+                        base_dir.display(),
+                        base.cfg.n_params(),
+                        cfg.lora.scale(),
+                        cfg.lora.targets.join(", ")
+                    ))?;
+                    let tokens_per_step = batch * context.unwrap_or(base.cfg.context);
+                    let bar = progress::bar(steps as u64, "LoRA fine-tune");
+                    let t0 = std::time::Instant::now();
+                    let show =
+                        crate::gpt::show_steps(&bar, "LoRA fine-tune", t0, 0, tokens_per_step);
+                    let done = finetune(base, &cfg, &ids, HeldOut::Fraction(held_out), show)?;
+                    (done, bar)
+                }
             };
-            let mut cfg = FinetuneConfig::new(lora, steps);
-            cfg.batch = batch;
-            cfg.seq_len = context;
-            cfg.lr = lr;
-            if let Some(w) = warmup {
-                cfg.warmup = w;
-            }
-            cfg.weight_decay = weight_decay;
-            cfg.clip = (clip > 0.0).then_some(clip);
-            cfg.seed = seed;
-            cfg.eval_every = eval_every;
-            say(format!(
-                "base: {} ({} parameters, frozen); LoRA r = {rank}, alpha {alpha}, s = {} on {}, dropout {dropout}",
-                base_dir.display(),
-                base.cfg.n_params(),
-                cfg.lora.scale(),
-                cfg.lora.targets.join(", ")
-            ))?;
-            let tokens_per_step = batch * context.unwrap_or(base.cfg.context);
-            let bar = progress::bar(steps as u64, "LoRA fine-tune");
-            let t0 = std::time::Instant::now();
-            let show = crate::gpt::show_steps(&bar, "LoRA fine-tune", t0, 0, tokens_per_step);
-            let done = finetune(base, &cfg, &ids, HeldOut::Fraction(held_out), show)?;
             bar.finish_and_clear();
             let n = done.model.cfg.n_params();
             say(format!(
@@ -240,6 +342,13 @@ pub fn run(cmd: LoraCommand) -> CliResult {
                 "wrote {} ({ADAPTER_CONFIG}, {ADAPTER_WEIGHTS}, {TRAIN_LOG}, loss.svg)",
                 out.display()
             ))
+        }
+        LoraCommand::Sweep { out, only } => sweep(&out, &only),
+        LoraCommand::SweepOne { dir, plan } => {
+            let data = SweepData::load_or_train(&dir, || {})?;
+            let mut outcome = run_plan(&sweep::plan(&plan)?, &data)?;
+            outcome.peak_rss_kib = sweep::peak_rss_kib();
+            say(outcome.to_json())
         }
         LoraCommand::Eval {
             model,
@@ -281,4 +390,91 @@ pub fn run(cmd: LoraCommand) -> CliResult {
             ))
         }
     }
+}
+
+/// `llm lora sweep`: the base once, then each fine-tune in a child process (this program's
+/// hidden `lora sweep-one`), so that each peak RSS is that fine-tune's alone.
+fn sweep(out: &Path, only: &[String]) -> CliResult {
+    let plans = match only {
+        [] => sweep::plans(),
+        names => names
+            .iter()
+            .map(|n| sweep::plan(n.trim()))
+            .collect::<llm_lessons::Result<_>>()?,
+    };
+    let data = SweepData::load_or_train(out, || {
+        let _ =
+            say("training chapter 4's llama-tiny on the toy world first (the tour's 400 steps)");
+    })?;
+    let before = data.score(&data.base)?;
+    say(format!(
+        "base {}: test cross-entropy {:.3} on the shifted grammar, {:.3} on the toy world (true: {:.3}, {:.3}); {} steps per fine-tune",
+        out.join("ch04/model").display(),
+        before.0,
+        before.1,
+        data.truth.0,
+        data.truth.1,
+        data.steps
+    ))?;
+    let exe = std::env::current_exe().map_err(|e| Error::Io {
+        path: PathBuf::from("the llm program"),
+        source: e,
+    })?;
+    let mut outcomes = Vec::new();
+    for plan in &plans {
+        let dir = out
+            .to_str()
+            .ok_or_else(|| Error::InvalidArgument(format!("{} is not UTF-8", out.display())))?;
+        let child = std::process::Command::new(&exe)
+            .args(["lora", "sweep-one", "--dir", dir, "--plan", &plan.name])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| Error::Io {
+                path: exe.clone(),
+                source: e,
+            })?;
+        let stdout = String::from_utf8_lossy(&child.stdout);
+        if !child.status.success() {
+            return Err(Error::InvalidArgument(format!(
+                "the fine-tune {} failed ({}): {stdout}",
+                plan.name, child.status
+            ))
+            .into());
+        }
+        let line = stdout.lines().last().unwrap_or("");
+        let o = Outcome::from_json(line)?;
+        say(format!(
+            "{:<24} {:>9} trainable  {:>7.1} ms/step  peak RSS {:>6.1} MiB  target {:.3}  source {:.3}",
+            sweep::label(&o.name),
+            o.trainable,
+            o.step_ms,
+            o.peak_rss_kib.unwrap_or(0) as f64 / 1024.0,
+            o.target,
+            o.source
+        ))?;
+        outcomes.push(o);
+    }
+    let table = sweep::table(before, data.truth, &outcomes);
+    llm_lessons::data::write_atomic(&out.join("sweep.md"), table.as_bytes())?;
+    let mut csv =
+        String::from("name,trainable,optimizer_bytes,peak_rss_kib,step_ms,target,source\n");
+    for o in &outcomes {
+        csv.push_str(&format!(
+            "{},{},{},{},{:.3},{:.6},{:.6}\n",
+            o.name,
+            o.trainable,
+            o.optimizer_bytes,
+            o.peak_rss_kib.map_or(String::new(), |k| k.to_string()),
+            o.step_ms,
+            o.target,
+            o.source
+        ));
+    }
+    llm_lessons::data::write_atomic(&out.join("sweep.csv"), csv.as_bytes())?;
+    sweep::chart(before, data.truth, &outcomes).save_svg(out.join("sweep.svg"))?;
+    say(table)?;
+    say(format!(
+        "wrote {} (sweep.md, sweep.csv, sweep.svg)",
+        out.display()
+    ))
 }
