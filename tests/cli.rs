@@ -1325,7 +1325,7 @@ fn quant_row(stdout: &str, format: &str) -> Vec<String> {
 
 #[test]
 fn quant_report_prints_every_format() {
-    let dir = temp_dir("quant");
+    let dir = temp_dir("quant-report");
     let corpus = toy_corpus(&dir, "toy.txt", 400, 1);
     // d_model 32 and d_ff 64: every projection's rows are whole 32-value blocks
     let (model, _) = gpt_train(&dir, &corpus, "llama-tiny", &["--steps", "10"]);
