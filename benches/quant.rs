@@ -22,9 +22,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use llm_lessons::data::write_atomic;
+use llm_lessons::quant::report::{bytes_per_token, kv_bytes_per_token, smollm2_135m};
 use llm_lessons::quant::speed::{
-    read_bandwidth, time_product, Bandwidth, Machine, Method, ModelShape, Residency, Timing,
-    SMOLLM2_SCHEMES, SMOLLM2_SHAPES,
+    read_bandwidth, time_product, Bandwidth, Machine, Method, Residency, Timing, SMOLLM2_SCHEMES,
+    SMOLLM2_SHAPES,
 };
 
 struct Options {
@@ -229,53 +230,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let model = ModelShape::SMOLLM2_135M;
+    let model = smollm2_135m();
     println!("\nSmolLM2-135M, bytes read per generated token (first position, weights only) and the tokens/s the measured bandwidth allows:");
-    let mut tok_csv = String::from("scheme,layers_bytes,head_bytes,norms_bytes,weights_bytes");
+    let mut tok_csv = String::from("scheme,weights_bytes");
     for b in &bandwidth {
         write!(tok_csv, ",tokens_per_s_limit_{}_threads", b.threads)?;
     }
     tok_csv.push('\n');
     for (name, layers, head) in SMOLLM2_SCHEMES {
-        let tb = model.bytes_per_token(layers, head, 0);
+        let bytes = bytes_per_token(&model, layers, head);
+        let limit = |b: &Bandwidth| b.gb_per_s() * 1e9 / bytes as f64;
         let limits: Vec<String> = bandwidth
             .iter()
             .map(|b| {
                 format!(
                     "{:.1} tokens/s at {} thread{}",
-                    tb.tokens_per_s(b.gb_per_s() * 1e9),
+                    limit(b),
                     b.threads,
                     if b.threads == 1 { "" } else { "s" }
                 )
             })
             .collect();
         println!(
-            "  {name:<22} {:>7.1} MB (layers {:.1}, head {:.1}): {}",
-            tb.weights as f64 / 1e6,
-            tb.layers as f64 / 1e6,
-            tb.head as f64 / 1e6,
+            "  {name:<22} {:>7.1} MB: {}",
+            bytes as f64 / 1e6,
             limits.join(", ")
         );
-        write!(
-            tok_csv,
-            "{name},{},{},{},{}",
-            tb.layers, tb.head, tb.norms, tb.weights
-        )?;
+        write!(tok_csv, "{name},{bytes}")?;
         for b in &bandwidth {
-            write!(tok_csv, ",{:.2}", tb.tokens_per_s(b.gb_per_s() * 1e9))?;
+            write!(tok_csv, ",{:.2}", limit(b))?;
         }
         tok_csv.push('\n');
     }
-    let kv = model
-        .bytes_per_token(
-            llm_lessons::quant::matrix::Format::F32,
-            llm_lessons::quant::matrix::Format::F32,
-            1024,
-        )
-        .kv_cache;
     println!(
         "  (the f32 key/value cache adds {:.1} MB per token at position 1024)",
-        kv as f64 / 1e6
+        kv_bytes_per_token(&model, 1024) as f64 / 1e6
     );
 
     let load_after = load();

@@ -208,7 +208,10 @@ pub fn run_plan(plan: &Plan, data: &SweepData) -> Result<Outcome> {
             let mut run = Run::from_model(model, train, 0.0, &data.train_ids)?;
             let options = RunOptions::default();
             run.train(&data.train_ids, &data.held_ids, &options, &mut on_step)?;
-            (run.model, trainable, trainable)
+            // as `finetune` does for the LoRA rows: the same final held-out evaluation, so
+            // that every row's peak RSS covers the same work
+            let done = run.finish(&data.held_ids, &options)?;
+            (done.model, trainable, trainable)
         }
     };
     let (target, source) = data.score(&model)?;

@@ -14,22 +14,8 @@
 //!   depends on the thread count: compare a product with the bandwidth at its own threads);
 //! - [`time_product`]: `y = x W^T` at a shape, for `n` rows of `x` (1: generation), in
 //!   each [`Method`]: the f32 products we have and the quantized formats;
-//! - [`ModelShape::bytes_per_token`]: bytes one generated token reads, at a weight format.
-//!
-//! ```
-//! use llm_lessons::quant::matrix::Format;
-//! use llm_lessons::quant::speed::ModelShape;
-//! let m = ModelShape::SMOLLM2_135M;
-//! assert_eq!(m.parameters(), 134_515_008);
-//! let f32 = m.bytes_per_token(Format::F32, Format::F32, 0);
-//! assert_eq!(f32.weights, 4 * m.parameters()); // every weight, once
-//! // Q8_0: 34 bytes per 32 weights
-//! let q8 = m.bytes_per_token(Format::Q8_0, Format::Q8_0, 0);
-//! assert_eq!(q8.layers * 32, f32.layers / 4 * 34);
-//! // at 10 GB/s, f32 allows about 18.6 tokens/s and Q8_0 about 70
-//! assert_eq!((f32.tokens_per_s(10e9) * 10.0).round(), 186.0);
-//! assert_eq!(q8.tokens_per_s(10e9).round(), 70.0);
-//! ```
+//! - the bytes a generated token reads, the other half of the bound, are
+//!   [`crate::quant::report::bytes_per_token`]'s, from the model's [`crate::gpt::GptConfig`].
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -548,116 +534,6 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// A Llama's dimensions: what fixes the bytes a generated token reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ModelShape {
-    pub layers: usize,
-    pub d_model: usize,
-    pub n_heads: usize,
-    pub n_kv_heads: usize,
-    pub head_dim: usize,
-    pub d_ff: usize,
-    pub vocab: usize,
-    /// Whether the output head is the token embedding (read whole for every token's
-    /// logits either way; tied, it is stored once).
-    pub tied_head: bool,
-}
-
-/// Bytes one generated token reads, by part.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TokenBytes {
-    /// The layers' projections: q, k, v, o, gate, up, down.
-    pub layers: usize,
-    /// The output head (the embedding, if tied), read whole for the logits, plus the token's
-    /// embedding row (again, if the head is not tied).
-    pub head: usize,
-    /// The norms' gains, f32.
-    pub norms: usize,
-    /// Keys and values of the earlier positions, f32.
-    pub kv_cache: usize,
-    /// The weights: layers, head, norms.
-    pub weights: usize,
-    /// Everything.
-    pub total: usize,
-}
-
-impl TokenBytes {
-    /// The most tokens per second a memory delivering `bytes_per_s` allows.
-    pub fn tokens_per_s(&self, bytes_per_s: f64) -> f64 {
-        bytes_per_s / self.total as f64
-    }
-}
-
-impl ModelShape {
-    /// SmolLM2-135M (HuggingFaceTB/SmolLM2-135M, its config.json).
-    pub const SMOLLM2_135M: ModelShape = ModelShape {
-        layers: 30,
-        d_model: 576,
-        n_heads: 9,
-        n_kv_heads: 3,
-        head_dim: 64,
-        d_ff: 1536,
-        vocab: 49152,
-        tied_head: true,
-    };
-
-    /// One layer's projections `(rows, cols)`: q, k, v, o, gate, up, down.
-    pub fn layer_matrices(&self) -> [(usize, usize); 7] {
-        let (d, q, kv, f) = (
-            self.d_model,
-            self.n_heads * self.head_dim,
-            self.n_kv_heads * self.head_dim,
-            self.d_ff,
-        );
-        [(q, d), (kv, d), (kv, d), (d, q), (f, d), (f, d), (d, f)]
-    }
-
-    /// Every weight: the projections, the embedding (and head, if untied), the norms' gains
-    /// (two per layer and the final one).
-    pub fn parameters(&self) -> usize {
-        let per_layer: usize = self.layer_matrices().iter().map(|(r, c)| r * c).sum();
-        let embeddings = if self.tied_head { 1 } else { 2 };
-        self.layers * per_layer
-            + embeddings * self.vocab * self.d_model
-            + (2 * self.layers + 1) * self.d_model
-    }
-
-    /// The bytes generating the token at `position` (0: the first) reads, with the layers'
-    /// projections in `layers` and the embedding / head in `head` (the norms f32, the key
-    /// and value cache f32). A quantized file often keeps the embedding at more bits than
-    /// the layers (SmolLM2's Q4_1 file has it in Q8_0).
-    ///
-    /// # Panics
-    /// If a row is not a whole number of the format's blocks.
-    pub fn bytes_per_token(&self, layers: Format, head: Format, position: usize) -> TokenBytes {
-        let bytes = |f: Format, r: usize, c: usize| r * f.row_bytes(c).expect("whole blocks");
-        let layer_bytes: usize = self
-            .layer_matrices()
-            .iter()
-            .map(|&(r, c)| bytes(layers, r, c))
-            .sum();
-        let head_matrix = bytes(head, self.vocab, self.d_model);
-        let row = bytes(head, 1, self.d_model);
-        let head_bytes = if self.tied_head {
-            head_matrix
-        } else {
-            head_matrix + row
-        };
-        let layers_total = self.layers * layer_bytes;
-        let norms = (2 * self.layers + 1) * self.d_model * 4;
-        let kv_cache = self.layers * 2 * position * self.n_kv_heads * self.head_dim * 4;
-        let weights = layers_total + head_bytes + norms;
-        TokenBytes {
-            layers: layers_total,
-            head: head_bytes,
-            norms,
-            kv_cache,
-            weights,
-            total: weights + kv_cache,
-        }
-    }
-}
-
 /// The three ways SmolLM2 is stored in the book: `(name, layers' format, head's format)`.
 pub const SMOLLM2_SCHEMES: [(&str, Format, Format); 3] = [
     ("f32", Format::F32, Format::F32),
@@ -668,20 +544,6 @@ pub const SMOLLM2_SCHEMES: [(&str, Format, Format); 3] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn smollm2_reads_its_parameters_per_token() {
-        let m = ModelShape::SMOLLM2_135M;
-        // 134,515,008 in the model card's count
-        assert_eq!(m.parameters(), 134_515_008);
-        let f = m.bytes_per_token(Format::F32, Format::F32, 0);
-        assert_eq!(f.weights, m.parameters() * 4);
-        assert_eq!(f.total, f.weights);
-        let q = m.bytes_per_token(Format::Q4_1, Format::Q8_0, 10);
-        assert_eq!(q.layers * 32, m.layers * 3_538_944 * 20);
-        assert_eq!(q.head * 32, 49152 * 576 * 34);
-        assert_eq!(q.kv_cache, 30 * 2 * 10 * 192 * 4);
-    }
 
     #[test]
     fn bandwidth_and_products_run_and_refuse_nonsense() {
