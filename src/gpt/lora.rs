@@ -61,6 +61,18 @@ pub struct LoraConfig {
 }
 
 impl LoraConfig {
+    /// Rank `rank` and `alpha` on the modules `targets`, with PEFT's other defaults (no
+    /// rsLoRA, no dropout).
+    pub fn new(rank: usize, alpha: f32, targets: &[&str]) -> LoraConfig {
+        LoraConfig {
+            rank,
+            alpha,
+            rslora: false,
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            dropout: 0.0,
+        }
+    }
+
     /// `s`, the factor of the low-rank update.
     pub fn scale(&self) -> f32 {
         if self.rslora {
@@ -475,13 +487,7 @@ mod tests {
     use crate::gpt::{Activations, Gpt, GptConfig};
 
     fn config(rank: usize, targets: &[&str]) -> LoraConfig {
-        LoraConfig {
-            rank,
-            alpha: 2.0 * rank as f32,
-            rslora: false,
-            targets: targets.iter().map(|t| t.to_string()).collect(),
-            dropout: 0.0,
-        }
+        LoraConfig::new(rank, 2.0 * rank as f32, targets)
     }
 
     fn small() -> GptConfig {

@@ -14,8 +14,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::finetune::{finetune, FinetuneConfig, HeldOut};
-use super::tour::sizes;
-use crate::data::grammar::{true_cross_entropy, Grammar};
+use super::tour::{corpora, sizes};
+use crate::data::grammar::true_cross_entropy;
 use crate::gpt::checkpoint::save;
 use crate::gpt::lora::{LoraConfig, TARGETS};
 use crate::gpt::run::{Run, RunOptions};
@@ -47,13 +47,7 @@ pub struct Plan {
 
 /// LoRA at rank `r` with alpha `2 r` (s = 2, as the tour's adapters).
 fn lora(rank: usize, targets: &[&str]) -> LoraConfig {
-    LoraConfig {
-        rank,
-        alpha: 2.0 * rank as f32,
-        rslora: false,
-        targets: targets.iter().map(|t| t.to_string()).collect(),
-        dropout: 0.0,
-    }
+    LoraConfig::new(rank, 2.0 * rank as f32, targets)
 }
 
 /// The twelve fine-tunes: `full`, `qv-r1` ... `qv-r16`, `all-r1` ... `all-r16`, `head`.
@@ -118,10 +112,7 @@ impl SweepData {
             save(&model_dir, &base, None)?;
         }
         let s = sizes(TourSize::Full);
-        let (first, shifted) = (Grammar::toy_world(), Grammar::toy_world_shifted());
-        let [train, heldout, target_test] =
-            [s.train, s.heldout, s.target_test].map(|(n, seed)| shifted.generate(n, seed));
-        let source_test = first.generate(s.source_test.0, s.source_test.1);
+        let [train, heldout, target_test, source_test] = corpora(&s);
         let [train_ids, held_ids, target_ids, source_ids] =
             [&train, &heldout, &target_test, &source_test].map(|c| vocab.encode(c));
         Ok(SweepData {

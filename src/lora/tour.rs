@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::finetune::{finetune, FinetuneConfig, HeldOut};
-use crate::data::grammar::{true_cross_entropy, Grammar};
+use crate::data::grammar::{true_cross_entropy, GeneratedSentence, Grammar};
 use crate::data::write_atomic;
 use crate::gpt::lora::LoraConfig;
 use crate::gpt::tour::{chapter_4_model, sentence_cross_entropy, tour_config};
@@ -58,6 +58,16 @@ pub(crate) fn sizes(size: TourSize) -> Sizes {
     )
 }
 
+/// The fine-tune's sentences at `s`: the shifted grammar's training, held-out and test
+/// corpora, and the first grammar's test corpus (what is forgotten), in that order.
+pub(crate) fn corpora(s: &Sizes) -> [Vec<GeneratedSentence>; 4] {
+    let (first, shifted) = (Grammar::toy_world(), Grammar::toy_world_shifted());
+    let [train, heldout, target_test] =
+        [s.train, s.heldout, s.target_test].map(|(n, seed)| shifted.generate(n, seed));
+    let source_test = first.generate(s.source_test.0, s.source_test.1);
+    [train, heldout, target_test, source_test]
+}
+
 /// Chapter 5's step of the tour: the fine-tune, its cross-entropies against both
 /// grammars' true entropies, and `out/ch05/{loss.svg,cross_entropy.csv,adapter/}`.
 pub fn chapter_5(out_dir: &Path, size: TourSize) -> Result<StepReport> {
@@ -65,10 +75,7 @@ pub fn chapter_5(out_dir: &Path, size: TourSize) -> Result<StepReport> {
     let dir = out_dir.join("ch05");
     let (base, vocab) = chapter_4_model(out_dir, &tour_config(size))?;
     let s = sizes(size);
-    let (first, shifted) = (Grammar::toy_world(), Grammar::toy_world_shifted());
-    let [train, heldout, target_test] =
-        [s.train, s.heldout, s.target_test].map(|(n, seed)| shifted.generate(n, seed));
-    let source_test = first.generate(s.source_test.0, s.source_test.1);
+    let [train, heldout, target_test, source_test] = corpora(&s);
     let [train_ids, held_ids, target_ids, source_ids] =
         [&train, &heldout, &target_test, &source_test].map(|c| vocab.encode(c));
     let score = |model: &Gpt| -> Result<(f64, f64)> {
@@ -139,8 +146,8 @@ pub fn chapter_5(out_dir: &Path, size: TourSize) -> Result<StepReport> {
         after.0 - truth.0,
         before.1 - truth.1,
         after.1 - truth.1,
-        shifted.entropy_per_token(),
-        first.entropy_per_token(),
+        Grammar::toy_world_shifted().entropy_per_token(),
+        Grammar::toy_world().entropy_per_token(),
     );
     let _ = writeln!(
         text,
