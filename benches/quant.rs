@@ -9,14 +9,17 @@
 //!        [--bandwidth-only]
 //! (`--n 0`: generation only)
 //!
-//! The weights are timed "in memory" by default: the calls cycle through copies of the
-//! weight totalling 256 MiB, as generation cycles through a model far larger than the
+//! The weights are timed "in memory" by default: the calls cycle through copies of each
+//! weight totalling 128 MiB, as generation cycles through a model far larger than the
 //! caches (one 576 x 1536 matrix in Q8_0, 0.9 MB, would otherwise sit in the L2 cache).
-//! The machine may be shared: each call is timed alone, and the figures are over the calls
+//! The machine may be shared, and its speed comes and goes: at each shape the methods and
+//! a read of 16 MiB of memory are called in turn, round after round, so that all of them
+//! see the same moments; each call is timed alone, and the figures are over the calls
 //! during which no thread of this process was preempted ("clean": how many of the calls;
-//! all of them if fewer than 5 were). "x f32" is the speed-up over the fastest f32 method at that shape, threads and `n`;
-//! "of bw" is the weight bytes read per second over the read bandwidth at the same
-//! number of threads.
+//! all of them if fewer than 5 were). "x f32" is the speed-up over the fastest f32 method
+//! at that shape, threads and `n`; "of bw" is the weight bytes read per second over the
+//! read bandwidth of the same rounds (the "read" row). The bandwidth printed first, 200
+//! passes on their own, is the one the tokens/s bounds use.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -24,8 +27,8 @@ use std::path::PathBuf;
 use llm_lessons::data::write_atomic;
 use llm_lessons::quant::report::{bytes_per_token, kv_bytes_per_token, smollm2_135m};
 use llm_lessons::quant::speed::{
-    read_bandwidth, time_product, Bandwidth, Machine, Method, Residency, Timing, SMOLLM2_SCHEMES,
-    SMOLLM2_SHAPES,
+    read_bandwidth, time_products, Bandwidth, Machine, Method, Residency, Round, Setup,
+    SMOLLM2_SCHEMES, SMOLLM2_SHAPES,
 };
 
 struct Options {
@@ -127,17 +130,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
-    let mut timings: Vec<Timing> = Vec::new();
+    // one round per (residency, threads, shape, n): every method and a read of memory,
+    // interleaved, so that the ratios compare like moments of a shared machine
+    let mut rounds: Vec<(Residency, usize, usize, Round)> = Vec::new();
     for &residency in &o.residencies {
         for &t in &o.threads {
-            for &(rows, cols) in &SMOLLM2_SHAPES {
+            for &shape in &SMOLLM2_SHAPES {
                 for (n, reps) in [(1, o.reps), (o.n, o.prefill_reps)] {
                     if n == 0 {
                         continue;
                     }
-                    for m in Method::ALL {
-                        timings.push(time_product(m, rows, cols, n, t, reps, residency)?);
-                    }
+                    let setup = Setup {
+                        threads: t,
+                        reps,
+                        residency,
+                        read_bandwidth: true,
+                    };
+                    rounds.push((
+                        residency,
+                        t,
+                        n,
+                        time_products(&Method::ALL, shape, n, setup)?,
+                    ));
                 }
             }
         }
@@ -149,12 +163,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          uninterrupted,reps,median_all_s,min_all_s,max_all_s\n",
     );
     for &residency in &o.residencies {
-        for (&t, bw) in o.threads.iter().zip(&bandwidth) {
+        for &t in &o.threads {
             println!(
-                "\n{t} thread{}, weights in {} (read bandwidth {:.1} GB/s):",
+                "\n{t} thread{}, weights in {}:",
                 if t == 1 { "" } else { "s" },
                 residency.name(),
-                bw.gb_per_s()
             );
             println!(
                 "{:>11} {:>4} {:<10} {:>10} {:>21} {:>7} {:>7} {:>8} {:>6} {:>6}",
@@ -169,62 +182,68 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "x f32",
                 "of bw"
             );
-            for &(rows, cols) in &SMOLLM2_SHAPES {
-                for n in [1, o.n] {
-                    if n == 0 {
-                        continue;
-                    }
-                    let group: Vec<&Timing> = timings
-                        .iter()
-                        .filter(|x| {
-                            (x.residency, x.threads, x.rows, x.cols, x.n)
-                                == (residency, t, rows, cols, n)
-                        })
-                        .collect();
-                    let fastest_f32 = group
-                        .iter()
-                        .filter(|x| x.method.is_f32())
-                        .min_by(|a, b| a.seconds.median.total_cmp(&b.seconds.median))
-                        .expect("f32 timings");
-                    for x in &group {
-                        let speedup = fastest_f32.seconds.median / x.seconds.median;
-                        let of_bw = x.gb_per_s() / bw.gb_per_s();
-                        println!(
-                            "{:>11} {:>4} {:<10} {:>10} {:>21} {:>7} {:>7.1} {:>8.1} {:>6.2} {:>5.0}%",
-                            format!("{rows}x{cols}"),
-                            n,
-                            x.method.name(),
-                            micros(x.seconds.median),
-                            format!("{}..{}", micros(x.seconds.min), micros(x.seconds.max)),
-                            format!("{}/{}", x.uninterrupted, x.reps),
-                            x.gb_per_s(),
-                            x.gflop_per_s(),
-                            speedup,
-                            100.0 * of_bw
-                        );
-                        writeln!(
-                            csv,
-                            "{},{t},{rows},{cols},{n},{},{},{},{:.9},{:.9},{:.9},{:.3},{:.3},{:.3},{},{:.4},{:.3},{},{},{:.9},{:.9},{:.9}",
-                            residency.name(),
-                            x.method.name(),
-                            x.weight_bytes,
-                            x.copies,
-                            x.seconds.median,
-                            x.seconds.min,
-                            x.seconds.max,
-                            x.gb_per_s(),
-                            x.gflop_per_s(),
-                            speedup,
-                            fastest_f32.method.name(),
-                            of_bw,
-                            bw.gb_per_s(),
-                            x.uninterrupted,
-                            x.reps,
-                            x.seconds_all.median,
-                            x.seconds_all.min,
-                            x.seconds_all.max
-                        )?;
-                    }
+            for (_, _, n, round) in rounds
+                .iter()
+                .filter(|(r, threads, _, _)| (*r, *threads) == (residency, t))
+            {
+                let bw = round
+                    .bandwidth
+                    .as_ref()
+                    .expect("rounds read the memory too");
+                let fastest_f32 = round
+                    .timings
+                    .iter()
+                    .filter(|x| x.method.is_f32())
+                    .min_by(|a, b| a.seconds.median.total_cmp(&b.seconds.median))
+                    .expect("f32 timings");
+                let (rows, cols) = (fastest_f32.rows, fastest_f32.cols);
+                let (lo, hi) = bw.gb_per_s_range();
+                println!(
+                    "{:>11} {n:>4} read       {:>10} {:>21} {:>7} {:>7.1}   (bandwidth over the same rounds, {lo:.1} to {hi:.1})",
+                    format!("{rows}x{cols}"),
+                    micros(bw.seconds.median),
+                    format!("{}..{}", micros(bw.seconds.min), micros(bw.seconds.max)),
+                    format!("{}/{}", bw.uninterrupted, bw.reps),
+                    bw.gb_per_s(),
+                );
+                for x in &round.timings {
+                    let speedup = fastest_f32.seconds.median / x.seconds.median;
+                    let of_bw = x.gb_per_s() / bw.gb_per_s();
+                    println!(
+                        "{:>11} {:>4} {:<10} {:>10} {:>21} {:>7} {:>7.1} {:>8.1} {:>6.2} {:>5.0}%",
+                        format!("{rows}x{cols}"),
+                        n,
+                        x.method.name(),
+                        micros(x.seconds.median),
+                        format!("{}..{}", micros(x.seconds.min), micros(x.seconds.max)),
+                        format!("{}/{}", x.uninterrupted, x.reps),
+                        x.gb_per_s(),
+                        x.gflop_per_s(),
+                        speedup,
+                        100.0 * of_bw
+                    );
+                    writeln!(
+                        csv,
+                        "{},{t},{rows},{cols},{n},{},{},{},{:.9},{:.9},{:.9},{:.3},{:.3},{:.3},{},{:.4},{:.3},{},{},{:.9},{:.9},{:.9}",
+                        residency.name(),
+                        x.method.name(),
+                        x.weight_bytes,
+                        x.copies,
+                        x.seconds.median,
+                        x.seconds.min,
+                        x.seconds.max,
+                        x.gb_per_s(),
+                        x.gflop_per_s(),
+                        speedup,
+                        fastest_f32.method.name(),
+                        of_bw,
+                        bw.gb_per_s(),
+                        x.uninterrupted,
+                        x.reps,
+                        x.seconds_all.median,
+                        x.seconds_all.min,
+                        x.seconds_all.max
+                    )?;
                 }
             }
         }

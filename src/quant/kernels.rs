@@ -9,20 +9,26 @@
 //! - Q4_1 · Q8_1: Σ_j (d_w q_w,j + m)(d_x q_x,j) = d_w d_x Σ_j q_w,j q_x,j + m s_x, with
 //!   s_x = d_x Σ_j q_x,j stored in the Q8_1 block, which is why ggml pairs Q4_1 with Q8_1.
 //!
-//! Both kernels sum in the same order, so their results are bit-identical: each block's 32
-//! products are summed as 8 lanes of 4 consecutive products (what AVX2's
-//! `_mm256_madd_epi16` leaves), each lane is converted to f32 and scaled by `d_w d_x`
-//! into one of 8 f32 accumulators kept across the blocks (no horizontal sum per block),
-//! and the 8 accumulators are summed at the end as ggml's `hsum_float_8` does. The
-//! scaling is a multiply then an add (not a fused multiply-add) so that plain Rust can
-//! match it exactly.
+//! Every kernel computes a row's sum in the same order, so the portable and the AVX2 ones
+//! agree bit for bit: for each block in turn, the exact integer sum S_b (at most
+//! 32 · 128 · 127 in magnitude, below 2^24, so exact in an f32 too), then
+//! `y += (d_w · d_x) · S_b` in f32, a multiply, a multiply and an add, never fused
+//! (plus `m_w · s_x` added to the block's term for Q4_1). ggml keeps 8 partial sums per row
+//! and adds them at the end; one sum per row, in block order, is what the formula says and
+//! what lets the AVX2 kernel below work on 8 rows at once.
 
 use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, QK};
 
-/// Dot products of a weight row of blocks with an activation row of blocks.
+/// Dot products of weight rows of blocks with an activation row of blocks.
+///
+/// The `_x8` methods take 8 weight rows and one activation row: a vector kernel then holds
+/// the 8 rows' sums in the lanes of one register, sums each block's integers for all 8 rows
+/// together and scales them with one multiply. `ahead` is the bytes the caller reads next
+/// (the following rows): the kernel asks the CPU to fetch them into cache a little at a
+/// time, one share per block, so that they arrive while it computes. It changes no result.
 ///
 /// # Panics
-/// If the two rows do not have the same number of blocks.
+/// If a weight row and the activation row do not have the same number of blocks.
 pub trait QDot: Copy + Send + Sync {
     /// Σ d_w d_x Σ q_w q_x over the blocks.
     fn q8_0_q8_0(self, w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32;
@@ -31,52 +37,26 @@ pub trait QDot: Copy + Send + Sync {
     /// Σ (d_w d_x Σ q_w q_x + m_w s_x) over the blocks.
     fn q4_1_q8_1(self, w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32;
 
-    /// [`QDot::q8_0_q8_0`] of four weight rows with one activation row, the same bits as
-    /// four calls. A kernel may interleave the rows: four independent sums keep the core
-    /// busy where one waits on each add, and each activation block is loaded once.
-    fn q8_0_q8_0_x4(self, w: [&[BlockQ8_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
-        w.map(|w| self.q8_0_q8_0(w, x))
-    }
-
-    /// [`QDot::q4_0_q8_0`] of four weight rows, as [`QDot::q8_0_q8_0_x4`].
-    fn q4_0_q8_0_x4(self, w: [&[BlockQ4_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
-        w.map(|w| self.q4_0_q8_0(w, x))
-    }
-
-    /// [`QDot::q4_1_q8_1`] of four weight rows, as [`QDot::q8_0_q8_0_x4`].
-    fn q4_1_q8_1_x4(self, w: [&[BlockQ4_1]; 4], x: &[BlockQ8_1]) -> [f32; 4] {
-        w.map(|w| self.q4_1_q8_1(w, x))
-    }
+    /// [`QDot::q8_0_q8_0`] of 8 weight rows with one activation row, the same bits as 8
+    /// calls.
+    fn q8_0_q8_0_x8(self, w: [&[BlockQ8_0]; 8], x: &[BlockQ8_0], ahead: &[u8]) -> [f32; 8];
+    /// [`QDot::q4_0_q8_0`] of 8 weight rows, as [`QDot::q8_0_q8_0_x8`].
+    fn q4_0_q8_0_x8(self, w: [&[BlockQ4_0]; 8], x: &[BlockQ8_0], ahead: &[u8]) -> [f32; 8];
+    /// [`QDot::q4_1_q8_1`] of 8 weight rows, as [`QDot::q8_0_q8_0_x8`].
+    fn q4_1_q8_1_x8(self, w: [&[BlockQ4_1]; 8], x: &[BlockQ8_1], ahead: &[u8]) -> [f32; 8];
 }
 
-/// ggml's `hsum_float_8`: (a0 + a4) + (a2 + a6) + ((a1 + a5) + (a3 + a7)).
+/// Σ_j a_j b_j over a block, exactly.
 #[inline(always)]
-fn hsum8(a: [f32; 8]) -> f32 {
-    let s = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
-    (s[0] + s[2]) + (s[1] + s[3])
-}
-
-/// The 8 lane sums of a block: lane k = Σ_{j = 4k}^{4k+3} a_j b_j, exact.
-#[inline(always)]
-fn lanes(a: &[i32; QK], b: &[i8; QK]) -> [i32; 8] {
-    std::array::from_fn(|k| (4 * k..4 * k + 4).map(|j| a[j] * b[j] as i32).sum())
-}
-
-/// acc_k ← acc_k + d · lane_k.
-#[inline(always)]
-fn scale_into(acc: &mut [f32; 8], d: f32, lanes: [i32; 8]) {
-    for (a, l) in acc.iter_mut().zip(lanes) {
-        *a += d * l as f32;
-    }
+fn block_sum(a: impl Iterator<Item = i32>, b: &[i8; QK]) -> i32 {
+    a.zip(b).map(|(a, &b)| a * b as i32).sum()
 }
 
 /// A 4-bit block's 32 values: element j < 16 the low nibble of `qs[j]`, j + 16 its high one.
 #[inline(always)]
-fn nibbles(qs: &[u8; QK / 2], offset: i32) -> [i32; QK] {
-    std::array::from_fn(|j| {
-        let b = qs[j % (QK / 2)];
-        (if j < QK / 2 { b & 0x0f } else { b >> 4 }) as i32 - offset
-    })
+fn nibbles(qs: &[u8; QK / 2]) -> impl Iterator<Item = i32> + '_ {
+    let low = qs.iter().map(|b| (b & 0x0f) as i32);
+    low.chain(qs.iter().map(|b| (b >> 4) as i32))
 }
 
 fn same_len(w: usize, x: usize) {
@@ -91,43 +71,47 @@ pub struct Portable;
 impl QDot for Portable {
     fn q8_0_q8_0(self, w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
         same_len(w.len(), x.len());
-        let mut acc = [0.0f32; 8];
+        let mut y = 0.0f32;
         for (w, x) in w.iter().zip(x) {
-            let qw = w.qs.map(|q| q as i32);
-            scale_into(&mut acc, w.d.get() * x.d.get(), lanes(&qw, &x.qs));
+            let s = block_sum(w.qs.iter().map(|&q| q as i32), &x.qs);
+            y += w.d.get() * x.d.get() * s as f32;
         }
-        hsum8(acc)
+        y
     }
 
     fn q4_0_q8_0(self, w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
         same_len(w.len(), x.len());
-        let mut acc = [0.0f32; 8];
+        let mut y = 0.0f32;
         for (w, x) in w.iter().zip(x) {
-            scale_into(
-                &mut acc,
-                w.d.get() * x.d.get(),
-                lanes(&nibbles(&w.qs, 8), &x.qs),
-            );
+            let s = block_sum(nibbles(&w.qs).map(|q| q - 8), &x.qs);
+            y += w.d.get() * x.d.get() * s as f32;
         }
-        hsum8(acc)
+        y
     }
 
     fn q4_1_q8_1(self, w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
         same_len(w.len(), x.len());
-        let mut acc = [0.0f32; 8];
-        let mut minimums = 0.0f32;
+        let mut y = 0.0f32;
         for (w, x) in w.iter().zip(x) {
-            minimums += w.m.get() * x.s.get();
-            scale_into(
-                &mut acc,
-                w.d.get() * x.d.get(),
-                lanes(&nibbles(&w.qs, 0), &x.qs),
-            );
+            let s = block_sum(nibbles(&w.qs), &x.qs);
+            y += w.d.get() * x.d.get() * s as f32 + w.m.get() * x.s.get();
         }
-        hsum8(acc) + minimums
+        y
+    }
+    // ANCHOR_END: portable
+
+    fn q8_0_q8_0_x8(self, w: [&[BlockQ8_0]; 8], x: &[BlockQ8_0], _: &[u8]) -> [f32; 8] {
+        w.map(|w| self.q8_0_q8_0(w, x))
+    }
+
+    fn q4_0_q8_0_x8(self, w: [&[BlockQ4_0]; 8], x: &[BlockQ8_0], _: &[u8]) -> [f32; 8] {
+        w.map(|w| self.q4_0_q8_0(w, x))
+    }
+
+    fn q4_1_q8_1_x8(self, w: [&[BlockQ4_1]; 8], x: &[BlockQ8_1], _: &[u8]) -> [f32; 8] {
+        w.map(|w| self.q4_1_q8_1(w, x))
     }
 }
-// ANCHOR_END: portable
 
 /// AVX2 kernels (with F16C for the scales). Only constructed by [`Avx2::detect`], so only
 /// used where the CPU has both.
@@ -143,43 +127,39 @@ impl Avx2 {
     }
 }
 
+/// One row through an 8-row kernel: the row 8 times, lane 0 kept. The matrix products
+/// call the 8-row kernels only; this serves the one-row API and its tests.
 #[cfg(target_arch = "x86_64")]
 impl QDot for Avx2 {
     fn q8_0_q8_0(self, w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-        same_len(w.len(), x.len());
-        // SAFETY: an `Avx2` exists only where the CPU has AVX2 and F16C; the rows have the
-        // same length.
-        unsafe { avx2::q8_0_q8_0(w, x) }
+        self.q8_0_q8_0_x8([w; 8], x, &[])[0]
     }
 
     fn q4_0_q8_0(self, w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-        same_len(w.len(), x.len());
-        // SAFETY: as above.
-        unsafe { avx2::q4_0_q8_0(w, x) }
+        self.q4_0_q8_0_x8([w; 8], x, &[])[0]
     }
 
     fn q4_1_q8_1(self, w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
-        same_len(w.len(), x.len());
-        // SAFETY: as above.
-        unsafe { avx2::q4_1_q8_1(w, x) }
+        self.q4_1_q8_1_x8([w; 8], x, &[])[0]
     }
 
-    fn q8_0_q8_0_x4(self, w: [&[BlockQ8_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
+    fn q8_0_q8_0_x8(self, w: [&[BlockQ8_0]; 8], x: &[BlockQ8_0], ahead: &[u8]) -> [f32; 8] {
         w.iter().for_each(|w| same_len(w.len(), x.len()));
-        // SAFETY: as above, for each of the four rows.
-        unsafe { avx2::q8_0_q8_0_x4(w, x) }
+        // SAFETY: an `Avx2` exists only where the CPU has AVX2 and F16C; every row has the
+        // length of `x`.
+        unsafe { avx2::q8_0_q8_0_x8(w, x, ahead) }
     }
 
-    fn q4_0_q8_0_x4(self, w: [&[BlockQ4_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
+    fn q4_0_q8_0_x8(self, w: [&[BlockQ4_0]; 8], x: &[BlockQ8_0], ahead: &[u8]) -> [f32; 8] {
         w.iter().for_each(|w| same_len(w.len(), x.len()));
         // SAFETY: as above.
-        unsafe { avx2::q4_0_q8_0_x4(w, x) }
+        unsafe { avx2::q4_0_q8_0_x8(w, x, ahead) }
     }
 
-    fn q4_1_q8_1_x4(self, w: [&[BlockQ4_1]; 4], x: &[BlockQ8_1]) -> [f32; 4] {
+    fn q4_1_q8_1_x8(self, w: [&[BlockQ4_1]; 8], x: &[BlockQ8_1], ahead: &[u8]) -> [f32; 8] {
         w.iter().for_each(|w| same_len(w.len(), x.len()));
         // SAFETY: as above.
-        unsafe { avx2::q4_1_q8_1_x4(w, x) }
+        unsafe { avx2::q4_1_q8_1_x8(w, x, ahead) }
     }
 }
 
@@ -188,55 +168,22 @@ mod avx2 {
     use super::super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, Half};
     use std::arch::x86_64::*;
 
-    // Safety of every function here: the CPU has AVX2 and F16C, and `w` and `x` have the
-    // same length.
+    // Safety of every function here: the CPU has AVX2 and F16C, and every weight row has
+    // the length of `x`.
 
-    /// Four f16 scales, exactly, with F16C, in lanes 0..4 (the rest 0). The four are put
-    /// together in a general-purpose register and moved in whole (`vmovq` clears the rest
-    /// of the vector): inserting them one by one, the compiler merges into whatever
-    /// register it likes (once an accumulator, which chained every row's sum onto that
-    /// one's adds).
+    /// The 8 rows' f16 values (scales or minimums) of block `b`, exactly, as 8 f32 lanes.
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
-    unsafe fn halves(h: [Half; 4]) -> __m128 {
-        let bits = h
-            .iter()
-            .rev()
-            .fold(0u64, |acc, h| (acc << 16) | u16::from_le_bytes(h.0) as u64);
-        _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+    unsafe fn halves8(h: [Half; 8]) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast()))
     }
 
-    /// `d_w d_x` of one block, in every lane (the f32 product, rounded once, as the
-    /// portable kernel's).
+    /// One f16, exactly, in every lane.
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
-    unsafe fn scale(dw: Half, dx: Half) -> __m256 {
-        let v = halves([dw, dx, dw, dx]);
-        _mm256_broadcastss_ps(_mm_mul_ps(v, _mm_movehdup_ps(v)))
-    }
-
-    /// The products of four weight scales with one activation scale: lane i is `w_i x`.
-    #[target_feature(enable = "avx2,f16c")]
-    #[inline]
-    unsafe fn scales4(w: [Half; 4], x: Half) -> __m128 {
-        _mm_mul_ps(halves(w), halves([x; 4]))
-    }
-
-    /// Lane `i` (of 4) of `v`, in every lane.
-    #[target_feature(enable = "avx2,f16c")]
-    #[inline]
-    unsafe fn lane(v: __m128, i: i32) -> __m256 {
-        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(i))
-    }
-
-    /// ggml's `hsum_float_8`, the same order as [`super::hsum8`].
-    #[target_feature(enable = "avx2,f16c")]
-    #[inline]
-    unsafe fn hsum8(acc: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
+    unsafe fn half_all(h: Half) -> __m256 {
+        let v = _mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes(h.0) as i32));
+        _mm256_broadcastss_ps(v)
     }
 
     /// 8 lanes of Σ of 4 consecutive products a_j b_j of signed bytes. `maddubs` wants an
@@ -246,17 +193,16 @@ mod avx2 {
     /// right. Pairs sum to at most 2 · 128 · 127 < 2^15, so the i16 step cannot saturate.
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
-    unsafe fn lanes_i8(a: __m256i, b: __m256i) -> __m256 {
+    unsafe fn quads_i8(a: __m256i, b: __m256i) -> __m256i {
         let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+        _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
     }
 
     /// The same with an unsigned left side (0..=15): pairs reach 2 · 15 · 127.
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
-    unsafe fn lanes_u8(a: __m256i, b: __m256i) -> __m256 {
-        let pairs = _mm256_maddubs_epi16(a, b);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    unsafe fn quads_u8(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
     }
 
     /// 16 bytes of nibbles as 32 bytes: the low nibbles (elements 0..16), then the high.
@@ -268,126 +214,124 @@ mod avx2 {
         _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
     }
 
+    /// Row r's 8 partial sums in `s[r]`, out: lane r = row r's whole sum (exact: integers).
+    /// Three rounds of pairwise adds within 128-bit halves, then the halves added.
     #[target_feature(enable = "avx2,f16c")]
-    pub unsafe fn q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        for (w, x) in w.iter().zip(x) {
-            let d = scale(w.d, x.d);
-            let qw = _mm256_loadu_si256(w.qs.as_ptr().cast());
-            let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(d, lanes_i8(qw, qx)));
-        }
-        hsum8(acc)
+    #[inline]
+    unsafe fn row_sums(s: [__m256i; 8]) -> __m256 {
+        let h01 = _mm256_hadd_epi32(s[0], s[1]);
+        let h23 = _mm256_hadd_epi32(s[2], s[3]);
+        let h45 = _mm256_hadd_epi32(s[4], s[5]);
+        let h67 = _mm256_hadd_epi32(s[6], s[7]);
+        // lanes 0..4: rows 0..4's sums over their low halves, lanes 4..8 over their high
+        let h0123 = _mm256_hadd_epi32(h01, h23);
+        let h4567 = _mm256_hadd_epi32(h45, h67);
+        let low = _mm256_permute2x128_si256(h0123, h4567, 0x20);
+        let high = _mm256_permute2x128_si256(h0123, h4567, 0x31);
+        _mm256_cvtepi32_ps(_mm256_add_epi32(low, high))
     }
 
+    /// Asks for share `b` of `blocks` of `ahead` to be fetched into the L1 cache.
     #[target_feature(enable = "avx2,f16c")]
-    pub unsafe fn q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let eight = _mm256_set1_epi8(8);
-        for (w, x) in w.iter().zip(x) {
-            let d = scale(w.d, x.d);
-            let qw = _mm256_sub_epi8(nibbles(&w.qs), eight);
-            let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(d, lanes_i8(qw, qx)));
+    #[inline]
+    unsafe fn fetch_share(ahead: &[u8], b: usize, blocks: usize) {
+        let share = ahead.len().div_ceil(blocks);
+        let end = ((b + 1) * share).min(ahead.len());
+        let mut i = b * share;
+        while i < end {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(i).cast());
+            i += 64;
         }
-        hsum8(acc)
     }
 
+    /// The 8 lanes as an array.
     #[target_feature(enable = "avx2,f16c")]
-    pub unsafe fn q4_1_q8_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let mut minimums = 0.0f32;
-        for (w, x) in w.iter().zip(x) {
-            minimums += _mm256_cvtss_f32(scale(w.m, x.s)); // the f32 product m_w s_x
-            let d = scale(w.d, x.d);
-            let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(d, lanes_u8(nibbles(&w.qs), qx)));
-        }
-        hsum8(acc) + minimums
-    }
-
-    // The four-row kernels: each row's sum takes the same steps in the same order as the
-    // one-row kernel above (so the same bits); only the rows are interleaved, written out
-    // (`four!`) so that the four accumulators stay in registers. Safety, in addition: all
-    // four rows have the length of `x`.
-
-    /// Runs `$body` for rows 0..4 with `$i` the row's index (a constant).
-    macro_rules! four {
-        ($i:ident => $body:expr) => {
-            [
-                {
-                    const $i: i32 = 0;
-                    $body
-                },
-                {
-                    const $i: i32 = 1;
-                    $body
-                },
-                {
-                    const $i: i32 = 2;
-                    $body
-                },
-                {
-                    const $i: i32 = 3;
-                    $body
-                },
-            ]
-        };
-    }
-
-    #[target_feature(enable = "avx2,f16c")]
-    pub unsafe fn q8_0_q8_0_x4(w: [&[BlockQ8_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for (b, x) in x.iter().enumerate() {
-            let w = w.map(|w| w.get_unchecked(b));
-            let d = scales4(w.map(|w| w.d), x.d);
-            let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
-            acc = four!(I => {
-                let qw = _mm256_loadu_si256(w[I as usize].qs.as_ptr().cast());
-                _mm256_add_ps(acc[I as usize], _mm256_mul_ps(lane(d, I), lanes_i8(qw, qx)))
-            });
-        }
-        acc.map(|a| hsum8(a))
-    }
-
-    #[target_feature(enable = "avx2,f16c")]
-    pub unsafe fn q4_0_q8_0_x4(w: [&[BlockQ4_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let eight = _mm256_set1_epi8(8);
-        for (b, x) in x.iter().enumerate() {
-            let w = w.map(|w| w.get_unchecked(b));
-            let d = scales4(w.map(|w| w.d), x.d);
-            let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
-            acc = four!(I => {
-                let qw = _mm256_sub_epi8(nibbles(&w[I as usize].qs), eight);
-                _mm256_add_ps(acc[I as usize], _mm256_mul_ps(lane(d, I), lanes_i8(qw, qx)))
-            });
-        }
-        acc.map(|a| hsum8(a))
-    }
-
-    #[target_feature(enable = "avx2,f16c")]
-    pub unsafe fn q4_1_q8_1_x4(w: [&[BlockQ4_1]; 4], x: &[BlockQ8_1]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        // lane i: row i's Σ m_w s_x, each a multiply then an add, as the one-row kernel's
-        let mut minimums = _mm_setzero_ps();
-        for (b, x) in x.iter().enumerate() {
-            let w = w.map(|w| w.get_unchecked(b));
-            let d = scales4(w.map(|w| w.d), x.d);
-            minimums = _mm_add_ps(minimums, scales4(w.map(|w| w.m), x.s));
-            let qx = _mm256_loadu_si256(x.qs.as_ptr().cast());
-            acc = four!(I => {
-                let p = lanes_u8(nibbles(&w[I as usize].qs), qx);
-                _mm256_add_ps(acc[I as usize], _mm256_mul_ps(lane(d, I), p))
-            });
-        }
-        let mut m = [0.0f32; 4];
-        _mm_storeu_ps(m.as_mut_ptr(), minimums);
-        let mut out = [0.0f32; 4];
-        for ((o, a), m) in out.iter_mut().zip(acc).zip(m) {
-            *o = hsum8(a) + m;
-        }
+    #[inline]
+    unsafe fn lanes(v: __m256) -> [f32; 8] {
+        let mut out = [0.0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), v);
         out
+    }
+
+    /// The loop all three share: for block b, y += (d_w d_x) · S_b (+ m_w s_x), with
+    /// `$sums` the 8 rows' S_b as f32 lanes and `$min` the minimums' term or `None`.
+    macro_rules! eight_rows {
+        ($w:ident, $x:ident, $ahead:ident, |$b:ident, $xb:ident| $sums:expr, $min:expr) => {{
+            let mut y = _mm256_setzero_ps();
+            let blocks = $x.len();
+            for ($b, $xb) in $x.iter().enumerate() {
+                fetch_share($ahead, $b, blocks);
+                let d = _mm256_mul_ps(
+                    halves8(std::array::from_fn(|r| $w[r].get_unchecked($b).d)),
+                    half_all($xb.d),
+                );
+                let term = _mm256_mul_ps(d, $sums);
+                let term: __m256 = match $min {
+                    Some(m) => _mm256_add_ps(term, m),
+                    None => term,
+                };
+                y = _mm256_add_ps(y, term);
+            }
+            lanes(y)
+        }};
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn q8_0_q8_0_x8(w: [&[BlockQ8_0]; 8], x: &[BlockQ8_0], ahead: &[u8]) -> [f32; 8] {
+        eight_rows!(
+            w,
+            x,
+            ahead,
+            |b, xb| {
+                let qx = _mm256_loadu_si256(xb.qs.as_ptr().cast());
+                row_sums(std::array::from_fn(|r| {
+                    quads_i8(
+                        _mm256_loadu_si256(w[r].get_unchecked(b).qs.as_ptr().cast()),
+                        qx,
+                    )
+                }))
+            },
+            None::<__m256>
+        )
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn q4_0_q8_0_x8(w: [&[BlockQ4_0]; 8], x: &[BlockQ8_0], ahead: &[u8]) -> [f32; 8] {
+        let eight = _mm256_set1_epi8(8);
+        eight_rows!(
+            w,
+            x,
+            ahead,
+            |b, xb| {
+                let qx = _mm256_loadu_si256(xb.qs.as_ptr().cast());
+                row_sums(std::array::from_fn(|r| {
+                    quads_i8(
+                        _mm256_sub_epi8(nibbles(&w[r].get_unchecked(b).qs), eight),
+                        qx,
+                    )
+                }))
+            },
+            None::<__m256>
+        )
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn q4_1_q8_1_x8(w: [&[BlockQ4_1]; 8], x: &[BlockQ8_1], ahead: &[u8]) -> [f32; 8] {
+        eight_rows!(
+            w,
+            x,
+            ahead,
+            |b, xb| {
+                let qx = _mm256_loadu_si256(xb.qs.as_ptr().cast());
+                row_sums(std::array::from_fn(|r| {
+                    quads_u8(nibbles(&w[r].get_unchecked(b).qs), qx)
+                }))
+            },
+            Some(_mm256_mul_ps(
+                halves8(std::array::from_fn(|r| w[r].get_unchecked(b).m)),
+                half_all(xb.s),
+            ))
+        )
     }
 }
 
@@ -418,10 +362,10 @@ mod tests {
     /// the dequantized weight times the activation itself (what a matmul with the
     /// dequantized weight would give).
     ///
-    /// Bounds. (1) The i32 block sums are exact; each block's term d_w d_x Σ q q is
-    /// rounded a few times in f32 (the scale product, the lane conversion is exact, the
-    /// multiply, ~n/8 adds per lane and 3 in the final sum), so the error is below
-    /// (n/8 + 6) · 2^-24 · Σ|ŵ x̂| (we allow 1e-5 relative for n ≤ 1024). For Q4_1 the
+    /// Bounds. (1) The i32 block sums are exact, and exact as f32; each block's term
+    /// d_w d_x S_b is rounded twice in f32 (the scale product, the multiply) and the sum
+    /// over B = n/32 blocks adds B − 1 roundings, so the error is below
+    /// (B + 2) · 2^-24 · Σ|ŵ x̂| (we allow 1e-5 relative for n ≤ 1024). For Q4_1 the
     /// minimum's term uses s_x = f16(d Σ q) where the dequantized product has
     /// f16(d) Σ q: each rounding is relative 2^-11, so add |m| · d · |Σ q| · 2^-10 per block.
     /// (2) The activation's rounding: |x − x̂| ≤ d_x/2 + 127 d_x 2^-11 per element (half
@@ -516,33 +460,40 @@ mod tests {
             for (a, b) in pairs {
                 assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}, {n}");
             }
-            // four rows at once: each the one-row kernel's bits (the portable one's)
-            let rows: Vec<Vec<f32>> = (0..4).map(|i| row(n, 0.4 + i as f32)).collect();
+            // 8 rows at once (and a group of 3, padded as `QMatrix` pads it): each the
+            // portable one-row kernel's bits
+            let rows: Vec<Vec<f32>> = (0..8).map(|i| row(n, 0.4 + i as f32)).collect();
             let mut r80: Vec<Vec<BlockQ8_0>> = rows.iter().map(|r| quantize_row(r)).collect();
             r80[2][0].qs[0] = -128;
             let r40: Vec<Vec<BlockQ4_0>> = rows.iter().map(|r| quantize_row(r)).collect();
             let r41: Vec<Vec<BlockQ4_1>> = rows.iter().map(|r| quantize_row(r)).collect();
-            let got = [
-                k.q8_0_q8_0_x4(std::array::from_fn(|i| r80[i].as_slice()), &x8),
-                k.q4_0_q8_0_x4(std::array::from_fn(|i| r40[i].as_slice()), &x8),
-                k.q4_1_q8_1_x4(std::array::from_fn(|i| r41[i].as_slice()), &x81),
-            ];
-            let want: [[f32; 4]; 3] = [
-                std::array::from_fn(|i| Portable.q8_0_q8_0(&r80[i], &x8)),
-                std::array::from_fn(|i| Portable.q4_0_q8_0(&r40[i], &x8)),
-                std::array::from_fn(|i| Portable.q4_1_q8_1(&r41[i], &x81)),
-            ];
-            for (g, w) in got.iter().zip(&want) {
+            let ahead = vec![7u8; 1000];
+            for pick in [
+                std::array::from_fn(|i| i),
+                std::array::from_fn(|i| i.min(2)),
+            ] {
+                let got = [
+                    k.q8_0_q8_0_x8(pick.map(|i| r80[i].as_slice()), &x8, &ahead),
+                    k.q4_0_q8_0_x8(pick.map(|i| r40[i].as_slice()), &x8, &ahead),
+                    k.q4_1_q8_1_x8(pick.map(|i| r41[i].as_slice()), &x81, &[]),
+                ];
+                let want: [[f32; 8]; 3] = [
+                    pick.map(|i| Portable.q8_0_q8_0(&r80[i], &x8)),
+                    pick.map(|i| Portable.q4_0_q8_0(&r40[i], &x8)),
+                    pick.map(|i| Portable.q4_1_q8_1(&r41[i], &x81)),
+                ];
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(
+                        g.map(f32::to_bits),
+                        w.map(f32::to_bits),
+                        "{g:?} vs {w:?}, {n}"
+                    );
+                }
                 assert_eq!(
-                    g.map(f32::to_bits),
-                    w.map(f32::to_bits),
-                    "{g:?} vs {w:?}, {n}"
+                    Portable.q8_0_q8_0_x8(pick.map(|i| r80[i].as_slice()), &x8, &ahead),
+                    want[0]
                 );
             }
-            assert_eq!(
-                Portable.q8_0_q8_0_x4(std::array::from_fn(|i| r80[i].as_slice()), &x8),
-                want[0]
-            );
         }
     }
 }

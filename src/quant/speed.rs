@@ -12,8 +12,9 @@
 //! - [`read_bandwidth`]: GB/s of summing a buffer far larger than the last-level cache, on
 //!   1 or more threads (one core alone often cannot saturate the memory, so the limit
 //!   depends on the thread count: compare a product with the bandwidth at its own threads);
-//! - [`time_product`]: `y = x W^T` at a shape, for `n` rows of `x` (1: generation), in
-//!   each [`Method`]: the f32 products we have and the quantized formats;
+//! - [`time_products`]: `y = x W^T` at a shape, for `n` rows of `x` (1: generation), in
+//!   each [`Method`] (the f32 products we have and the quantized formats), interleaved,
+//!   with the read bandwidth over the same moments;
 //! - the bytes a generated token reads, the other half of the bound, are
 //!   [`crate::quant::report::bytes_per_token`]'s, from the model's [`crate::gpt::GptConfig`].
 
@@ -75,22 +76,21 @@ impl Seconds {
 pub const MIN_UNINTERRUPTED: usize = 5;
 
 /// Times in which some thread of this process was made to leave its core for another
-/// (Linux's `nonvoluntary_ctxt_switches`, summed over `/proc/self/task/*/status`), or 0
-/// where that is not available. On a shared machine a call during which the count moves
-/// has measured the other programs too; waiting for work (a voluntary switch) is fine.
+/// (`getrusage`'s `ru_nivcsw`, over all the process's threads), or 0 where that is not
+/// available. On a shared machine a call during which the count moves has measured the
+/// other programs too; waiting for work (a voluntary switch) is fine. One system call:
+/// reading `/proc` instead, between two timed calls, itself slowed the next call.
 pub fn preemptions() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .filter_map(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })
-        .sum()
+    #[cfg(unix)]
+    {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: `usage` is a valid rusage to write; RUSAGE_SELF needs nothing else.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0 {
+            // SAFETY: getrusage succeeded, so it filled `usage`.
+            return unsafe { usage.assume_init() }.ru_nivcsw as u64;
+        }
+    }
+    0
 }
 
 /// Runs `f` `reps` times, timing each: `(seconds, whether some thread was preempted)`.
@@ -379,9 +379,10 @@ impl Residency {
     }
 }
 
-/// The least total size of the copies of a weight timed at [`Residency::Memory`]: eight
-/// times a 32 MiB last-level cache.
-pub const COLD_BYTES: usize = 256 << 20;
+/// The least total size of the copies of a weight timed at [`Residency::Memory`]: four
+/// times a 32 MiB last-level cache (and the other methods' copies pass through the cache
+/// between two calls of one method too).
+pub const COLD_BYTES: usize = 128 << 20;
 
 /// The timing of `y = x W^T` for one method at one shape.
 #[derive(Clone, Debug, PartialEq)]
@@ -405,6 +406,7 @@ pub struct Timing {
     pub seconds_all: Seconds,
     /// How many calls ran uninterrupted, of `reps`.
     pub uninterrupted: usize,
+    /// Calls timed.
     pub reps: usize,
 }
 
@@ -432,57 +434,94 @@ enum Stored {
     Q(QMatrix),
 }
 
-/// Times `y = x W^T` with `W` of `(rows, cols)` and `n` rows of `x`, on a rayon pool of
-/// `threads` threads: `reps` calls, each timed alone (see [`preemptions`]), after a pass over every copy of the
-/// weight (which also wakes the threads). `W` and `x` hold fixed pseudo-random values in
-/// [-1, 1); quantized formats quantize `W` once, before any timing.
-pub fn time_product(
-    method: Method,
-    rows: usize,
-    cols: usize,
+/// How [`time_products`] times: on a rayon pool of `threads` threads, `reps` rounds, the
+/// weights in memory or in cache; with `read_bandwidth`, each round also reads a buffer of
+/// [`READ_BUFFER`] bytes, [`BANDWIDTH_PASS`] bytes per timed pass: the memory's speed at
+/// the same moments as the products'.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Setup {
+    pub threads: usize,
+    pub reps: usize,
+    pub residency: Residency,
+    pub read_bandwidth: bool,
+}
+
+/// What [`time_products`] measured: a timing per method, in the order asked, and the
+/// read bandwidth over the same rounds (if asked for).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Round {
+    pub timings: Vec<Timing>,
+    pub bandwidth: Option<Bandwidth>,
+}
+
+/// Times `y = x W^T` with `W` of `(rows, cols)` and `n` rows of `x`, in each of `methods`.
+/// `W` and `x` hold fixed pseudo-random values in [-1, 1); quantized formats quantize `W`
+/// once, before any timing. After one untimed call per copy of each weight (which also
+/// wakes the threads), each of `setup.reps` rounds runs every method in turn, one call per
+/// copy of its weight, one after the other as a model's products follow each other (then
+/// the read passes). Each call is timed alone. On a shared machine whose speed comes and
+/// goes, every method (and the read) sees the same stretches of time, so their ratios hold
+/// even when the figures move. Calls during which a thread of the process was preempted
+/// are dropped (see [`preemptions`]).
+pub fn time_products(
+    methods: &[Method],
+    (rows, cols): (usize, usize),
     n: usize,
-    threads: usize,
-    reps: usize,
-    residency: Residency,
-) -> Result<Timing> {
-    if rows == 0 || cols == 0 || n == 0 || threads == 0 || reps == 0 {
+    setup: Setup,
+) -> Result<Round> {
+    let Setup {
+        threads,
+        reps,
+        residency,
+        read_bandwidth,
+    } = setup;
+    if rows == 0 || cols == 0 || n == 0 || threads == 0 || reps == 0 || methods.is_empty() {
         return Err(Error::InvalidArgument(format!(
-            "time_product: {rows} x {cols}, n {n}, {threads} threads, {reps} repetitions: \
-             all must be positive"
+            "time_products: {rows} x {cols}, n {n}, {threads} threads, {reps} repetitions, \
+             {} methods: all must be positive",
+            methods.len()
         )));
     }
-    let format = method.format();
-    format.row_bytes(cols)?;
     let w = pseudo_random(rows * cols, 1);
     let x = pseudo_random(n * cols, 2);
-    let first = match method {
-        Method::F32Linear | Method::F32Gemm => Stored::F32(w),
-        Method::F32Rows | Method::Quant(_) => Stored::Q(QMatrix::quantize(format, rows, cols, &w)?),
-    };
-    let weight_bytes = match &first {
-        Stored::F32(w) => w.len() * 4,
-        Stored::Q(q) => q.bytes().len(),
-    };
-    let copies = match residency {
-        Residency::Cache => 1,
-        Residency::Memory => COLD_BYTES.div_ceil(weight_bytes).max(2),
-    };
-    let mut weights = Vec::with_capacity(copies);
-    for _ in 1..copies {
-        weights.push(match &first {
-            Stored::F32(w) => Stored::F32(w.clone()),
-            Stored::Q(q) => Stored::Q(QMatrix::from_bytes(
-                q.format,
-                rows,
-                cols,
-                q.bytes().to_vec(),
-            )?),
-        });
+    // every method's copies of its weight
+    let mut stored: Vec<Vec<Stored>> = Vec::with_capacity(methods.len());
+    for &method in methods {
+        let format = method.format();
+        format.row_bytes(cols)?;
+        let first = match method {
+            Method::F32Linear | Method::F32Gemm => Stored::F32(w.clone()),
+            Method::F32Rows | Method::Quant(_) => {
+                Stored::Q(QMatrix::quantize(format, rows, cols, &w)?)
+            }
+        };
+        let weight_bytes = stored_bytes(&first);
+        let copies = match residency {
+            Residency::Cache => 1,
+            Residency::Memory => COLD_BYTES.div_ceil(weight_bytes).max(2),
+        };
+        let mut weights = Vec::with_capacity(copies);
+        for _ in 1..copies {
+            weights.push(match &first {
+                Stored::F32(w) => Stored::F32(w.clone()),
+                Stored::Q(q) => Stored::Q(QMatrix::from_bytes(
+                    q.format,
+                    rows,
+                    cols,
+                    q.bytes().to_vec(),
+                )?),
+            });
+        }
+        weights.push(first);
+        stored.push(weights);
     }
-    weights.push(first);
+    let read_words = if read_bandwidth { READ_BUFFER / 8 } else { 0 };
+    // written with distinct values, so that every page is really there
+    let buf: Vec<u64> = (0..read_words as u64).collect();
+    let pass_words = BANDWIDTH_PASS / 8;
     let pool = pool(threads)?;
     let mut y = vec![0.0f32; n * rows];
-    let call = |w: &Stored, y: &mut [f32]| match (method, w) {
+    let call = |method: Method, w: &Stored, y: &mut [f32]| match (method, w) {
         (Method::F32Linear, Stored::F32(w)) => linear_forward(y, &x, w, n, cols, rows),
         (Method::F32Gemm, Stored::F32(w)) => matmul(
             1.0,
@@ -495,31 +534,101 @@ pub fn time_product(
         (_, Stored::Q(q)) => q.matmul(y, &x, n),
         (_, Stored::F32(_)) => unreachable!("f32 storage is for the f32 methods"),
     };
-    let times = pool.install(|| {
-        for w in &weights {
-            call(w, &mut y);
+    let part = pass_words.div_ceil(threads);
+    let read = |start: usize| -> u64 {
+        buf[start..start + pass_words]
+            .par_chunks(part)
+            .map(sum_words)
+            .reduce(|| 0, u64::wrapping_add)
+    };
+    // samples[k][rep]: method k, or the read (last)
+    let jobs = methods.len() + usize::from(read_bandwidth);
+    let mut samples = vec![Vec::new(); jobs];
+    pool.install(|| {
+        for (&m, weights) in methods.iter().zip(&stored) {
+            for w in weights {
+                call(m, w, &mut y);
+            }
         }
-        timed(reps, |i| {
-            call(&weights[i % copies], &mut y);
-            black_box(&y);
-        })
+        if read_bandwidth {
+            black_box(read(0));
+        }
+        // each call timed alone: (seconds, whether a thread was preempted)
+        let timed = |f: &mut dyn FnMut()| {
+            let before = preemptions();
+            let t0 = Instant::now();
+            f();
+            (t0.elapsed().as_secs_f64(), preemptions() != before)
+        };
+        for _ in 0..reps {
+            // a burst per method: one call per copy, one after the other, as a model's
+            // products follow each other
+            for ((&m, weights), s) in methods.iter().zip(&stored).zip(&mut samples) {
+                for w in weights {
+                    s.push(timed(&mut || {
+                        call(m, w, &mut y);
+                        black_box(&y);
+                    }));
+                }
+            }
+            if read_bandwidth {
+                for start in (0..read_words).step_by(pass_words) {
+                    samples[methods.len()].push(timed(&mut || {
+                        black_box(read(start));
+                    }));
+                }
+            }
+        }
     });
-    let (seconds, uninterrupted) = Seconds::of_uninterrupted(&times);
-    Ok(Timing {
-        method,
-        rows,
-        cols,
-        n,
-        threads,
-        residency,
-        weight_bytes,
-        copies,
-        seconds,
-        seconds_all: Seconds::of(&mut times.iter().map(|s| s.0).collect::<Vec<_>>()),
-        uninterrupted,
-        reps,
-    })
+    let timings = methods
+        .iter()
+        .zip(&stored)
+        .zip(&samples)
+        .map(|((&method, weights), times)| {
+            let (seconds, uninterrupted) = Seconds::of_uninterrupted(times);
+            Timing {
+                method,
+                rows,
+                cols,
+                n,
+                threads,
+                residency,
+                weight_bytes: stored_bytes(&weights[0]),
+                copies: weights.len(),
+                seconds,
+                seconds_all: Seconds::of(&mut times.iter().map(|s| s.0).collect::<Vec<_>>()),
+                uninterrupted,
+                reps: times.len(),
+            }
+        })
+        .collect();
+    let bandwidth = read_bandwidth.then(|| {
+        let times = &samples[methods.len()];
+        let (seconds, uninterrupted) = Seconds::of_uninterrupted(times);
+        Bandwidth {
+            threads,
+            buffer_bytes: read_words * 8,
+            bytes_per_pass: pass_words * 8,
+            seconds,
+            seconds_all: Seconds::of(&mut times.iter().map(|s| s.0).collect::<Vec<_>>()),
+            uninterrupted,
+            reps: times.len(),
+            avx2: Machine::detect().avx2,
+        }
+    });
+    Ok(Round { timings, bandwidth })
 }
+
+fn stored_bytes(w: &Stored) -> usize {
+    match w {
+        Stored::F32(w) => w.len() * 4,
+        Stored::Q(q) => q.bytes().len(),
+    }
+}
+
+/// The buffer [`time_products`] reads its bandwidth passes from: 8 times a 32 MiB
+/// last-level cache.
+pub const READ_BUFFER: usize = 256 << 20;
 
 /// `len` values in [-1, 1) from a fixed sequence (a linear congruential generator).
 fn pseudo_random(len: usize, seed: u64) -> Vec<f32> {
@@ -553,21 +662,31 @@ mod tests {
         // the sums are exact: every path gives n (n - 1) / 2 for 0..n
         let words: Vec<u64> = (0..1001).collect();
         assert_eq!(sum_words(&words), 1000 * 1001 / 2);
-        for m in Method::ALL {
-            let t = time_product(m, 64, 64, 2, 2, 3, Residency::Cache).unwrap();
+        let setup = Setup {
+            threads: 2,
+            reps: 3,
+            residency: Residency::Cache,
+            read_bandwidth: false,
+        };
+        let round = time_products(&Method::ALL, (64, 64), 2, setup).unwrap();
+        for (m, t) in Method::ALL.iter().zip(&round.timings) {
+            assert_eq!(t.method, *m);
             assert_eq!(t.weight_bytes, m.format().row_bytes(64).unwrap() * 64);
-            assert!(t.gflop_per_s() > 0.0);
+            assert!(t.gflop_per_s() > 0.0 && t.reps == 3);
         }
-        assert!(time_product(Method::F32Rows, 0, 64, 1, 1, 1, Residency::Cache).is_err());
-        assert!(time_product(
-            Method::Quant(Format::Q8_0),
-            4,
-            48,
-            1,
-            1,
-            1,
-            Residency::Cache
-        )
-        .is_err());
+        assert!(round.bandwidth.is_none());
+        assert!(time_products(&[Method::F32Rows], (0, 64), 1, setup).is_err());
+        assert!(time_products(&[], (64, 64), 1, setup).is_err());
+        // 48 columns are not whole blocks of 32
+        assert!(time_products(&[Method::Quant(Format::Q8_0)], (4, 48), 1, setup).is_err());
+        // with the read: a bandwidth from as many passes as rounds
+        let read = Setup {
+            read_bandwidth: true,
+            ..setup
+        };
+        let round = time_products(&[Method::F32Rows], (64, 64), 1, read).unwrap();
+        let b = round.bandwidth.unwrap();
+        let passes = READ_BUFFER / BANDWIDTH_PASS;
+        assert!(b.gb_per_s() > 0.0 && b.reps == 3 * passes && b.bytes_per_pass == BANDWIDTH_PASS);
     }
 }
