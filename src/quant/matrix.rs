@@ -356,10 +356,14 @@ impl QMatrix {
             y.fill(0.0);
             return;
         }
-        let acts: Vec<Activation> = x
-            .par_chunks_exact(self.cols)
-            .map(|x| Activation::new(self.format, x))
-            .collect();
+        // one row (a token) is quantized here: handing it to the pool costs more
+        let acts: Vec<Activation> = if n == 1 {
+            vec![Activation::new(self.format, x)]
+        } else {
+            x.par_chunks_exact(self.cols)
+                .map(|x| Activation::new(self.format, x))
+                .collect()
+        };
         let per = rows_per_task(self.rows);
         let (rows, format) = (self.rows, self.format);
         // the task computing rows r0..r1 writes y[t][r0..r1] for every t: into its own
