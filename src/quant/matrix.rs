@@ -425,9 +425,9 @@ impl QMatrix {
     /// While the first activation row passes, the kernel is handed the next 8 rows to fetch
     /// (`ahead`): 8 short rows taken together are 8 short streams, which the CPU's own
     /// prefetcher does not follow well. On the 2-core EPYC of `benches/quant.rs`, a
-    /// stand-alone test of the Q8_0 kernel on 49152 x 576 read 16 GB/s with the fetches
-    /// spread over the blocks, 10 GB/s with them asked all at once before each group, and
-    /// 8 GB/s without.
+    /// stand-alone copy of the Q8_0 kernel (not in the repository) on 49152 x 576 read
+    /// 16 GB/s with the fetches spread over the blocks, 10 GB/s with them asked all at once
+    /// before each group, and 8 GB/s without.
     #[inline(always)]
     fn rows_by_eight(
         &self,
