@@ -38,7 +38,8 @@ pub struct StepTimes {
 }
 
 /// Times `steps` training steps on one batch of `b` windows, after 2 warm-up steps, and
-/// returns the medians. Prints each step's loss and time to stderr.
+/// returns the medians. Prints each step's loss and time to stderr. The steps run on a
+/// rayon worker, as `Run::train` runs them.
 pub fn time_steps(
     model: &mut Gpt,
     acts: &mut Activations,
@@ -47,6 +48,18 @@ pub fn time_steps(
     b: usize,
     steps: usize,
 ) -> Result<StepTimes, Box<dyn std::error::Error>> {
+    rayon::scope(|_| time_steps_here(model, acts, grads, opt, b, steps))
+        .map_err(|e| e.into())
+}
+
+fn time_steps_here(
+    model: &mut Gpt,
+    acts: &mut Activations,
+    grads: &mut Params,
+    opt: &mut AdamW,
+    b: usize,
+    steps: usize,
+) -> Result<StepTimes, llm_lessons::Error> {
     let t = model.cfg.context;
     let ids = random_ids(b * t + 1, model.cfg.vocab_size);
     let (inputs, targets) = (&ids[..b * t], &ids[1..]);

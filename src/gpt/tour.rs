@@ -181,7 +181,7 @@ pub struct ToyWorldRun {
 /// every step (for a progress bar).
 pub fn toy_world_run(
     config: &ToyWorldConfig,
-    mut on_step: impl FnMut(&StepLog),
+    mut on_step: impl FnMut(&StepLog) + Send,
 ) -> Result<ToyWorldRun> {
     let grammar = Grammar::toy_world();
     let [train, heldout, test] =
@@ -328,7 +328,7 @@ pub fn ablation_configs(context: usize) -> Vec<(&'static str, GptConfig)> {
 /// the same data, seed and hyperparameters. `on_step(k, step)` sees every step of run `k`.
 pub fn ablation(
     base: &ToyWorldConfig,
-    mut on_step: impl FnMut(usize, &StepLog),
+    mut on_step: impl FnMut(usize, &StepLog) + Send,
 ) -> Result<Vec<(&'static str, ToyWorldRun)>> {
     ablation_configs(base.model.context)
         .into_iter()

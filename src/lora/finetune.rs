@@ -142,7 +142,7 @@ pub fn finetune(
     cfg: &FinetuneConfig,
     ids: &[u32],
     held_out: HeldOut,
-    on_step: impl FnMut(&StepLog, Option<f32>),
+    on_step: impl FnMut(&StepLog, Option<f32>) + Send,
 ) -> Result<Finetuned> {
     let mut model = base;
     model.params.add_lora(&cfg.lora, cfg.seed)?;
@@ -165,7 +165,7 @@ pub fn run_to_end(
     ids: &[u32],
     held_out: HeldOut,
     options: &RunOptions,
-    on_step: impl FnMut(&StepLog, Option<f32>),
+    on_step: impl FnMut(&StepLog, Option<f32>) + Send,
 ) -> Result<Finetuned> {
     let lora = run.model.params.lora_config()?.ok_or_else(|| {
         Error::InvalidArgument("the run's model has no LoRA adapters to fine-tune".into())
