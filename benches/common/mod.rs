@@ -48,8 +48,7 @@ pub fn time_steps(
     b: usize,
     steps: usize,
 ) -> Result<StepTimes, Box<dyn std::error::Error>> {
-    rayon::scope(|_| time_steps_here(model, acts, grads, opt, b, steps))
-        .map_err(|e| e.into())
+    rayon::scope(|_| time_steps_here(model, acts, grads, opt, b, steps)).map_err(|e| e.into())
 }
 
 fn time_steps_here(
