@@ -25,6 +25,7 @@ use super::linear::{linear_backward, linear_backward_input, linear_forward};
 use super::loss::{cross_entropy_backward, cross_entropy_forward};
 pub use super::params::Params;
 use super::rope::RopeTable;
+use crate::quant::matrix::QMatrix;
 use crate::{Error, Result};
 
 /// What the forward computes for a batch of `B` sequences of `T` tokens, kept for the
@@ -102,6 +103,10 @@ pub struct Gpt {
     pub cfg: GptConfig,
     pub params: Params,
     pub(crate) rope: Option<RopeTable>,
+    /// A tied head in a quantized format, for inference: a GGUF file stores the embedding
+    /// (`token_embd.weight`) quantized, and llama.cpp multiplies the logits by those blocks.
+    /// The embedding lookup still reads `params.tok_emb`, their f32 values.
+    pub(crate) tied_head_quant: Option<QMatrix>,
 }
 
 impl Gpt {
@@ -113,7 +118,46 @@ impl Gpt {
             Positions::Rope { theta } => Some(RopeTable::new(theta, cfg.head_dim(), cfg.context)),
             Positions::Learned => None,
         };
-        Ok(Gpt { cfg, params, rope })
+        Ok(Gpt {
+            cfg,
+            params,
+            rope,
+            tied_head_quant: None,
+        })
+    }
+
+    /// [`Params::check_f32`], and no quantized tied head: an error saying `what` needs f32
+    /// weights (a backward, training).
+    pub fn check_f32(&self, what: &str) -> Result<()> {
+        self.params.check_f32(what)?;
+        if self.tied_head_quant.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "{what} needs f32 weights, and the tied head is quantized (load with --exact)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The model with its tied head multiplied through `head` (a quantized copy of the
+    /// embedding, `(vocab_size, d_model)`), as llama.cpp does with a GGUF file's quantized
+    /// `token_embd.weight`. Errors if the head is not tied or `head` has another shape.
+    pub fn with_quantized_tied_head(mut self, head: QMatrix) -> Result<Self> {
+        let (v, c) = (self.cfg.vocab_size, self.cfg.d_model);
+        if !self.cfg.tied_head || (head.rows, head.cols) != (v, c) {
+            return Err(Error::InvalidArgument(format!(
+                "a quantized tied head needs a tied head of ({v}, {c}); the model's head is {} \
+                 and the matrix ({}, {})",
+                if self.cfg.tied_head {
+                    "tied"
+                } else {
+                    "its own"
+                },
+                head.rows,
+                head.cols
+            )));
+        }
+        self.tied_head_quant = Some(head);
+        Ok(self)
     }
 
     /// A new model with [`Params::init`]'s seeded random weights.
@@ -159,9 +203,10 @@ impl Gpt {
     /// `logits = x W_head^T`, with the embedding's matrix when the head is tied.
     pub(crate) fn head_forward(&self, logits: &mut [f32], x: &[f32]) {
         let (c, v) = (self.cfg.d_model, self.cfg.vocab_size);
-        match &self.params.lm_head {
-            Some(head) => head.forward(logits, x),
-            None => linear_forward(logits, x, &self.params.tok_emb, x.len() / c, c, v),
+        match (&self.params.lm_head, &self.tied_head_quant) {
+            (Some(head), _) => head.forward(logits, x),
+            (None, Some(q)) => q.matmul(logits, x, x.len() / c),
+            (None, None) => linear_forward(logits, x, &self.params.tok_emb, x.len() / c, c, v),
         }
     }
 
@@ -232,7 +277,7 @@ impl Gpt {
     /// [`Params::zeros`] when all are trainable; zero them first for a fresh gradient).
     /// Errors if `acts` holds no such forward, or `grads` does not fit the model.
     pub fn backward(&self, acts: &mut Activations, grads: &mut Params) -> Result<()> {
-        self.params.check_f32("a backward")?;
+        self.check_f32("a backward")?;
         if !acts.has_loss {
             return Err(Error::InvalidArgument(
                 "backward needs the activations of a forward_loss (a forward alone has no loss)"

@@ -129,4 +129,46 @@ mod tests {
                 .contains("q_proj"));
         }
     }
+
+    /// A tied head multiplied through its Q8_0 blocks gives the f32 head's logits within
+    /// the same tolerance; an untied model or a wrong shape cannot take one, and a backward
+    /// or training refuses a model that has one.
+    #[test]
+    fn a_quantized_tied_head_stays_close_and_cannot_train() {
+        use crate::quant::matrix::QMatrix;
+        let mut cfg = GptConfig::llama_tiny();
+        cfg.tied_head = true;
+        let model = Gpt::init(cfg.clone(), 5).unwrap();
+        let (v, c) = (cfg.vocab_size, cfg.d_model);
+        let head = QMatrix::quantize(Format::Q8_0, v, c, &model.params.tok_emb).unwrap();
+        let quantized = model
+            .clone()
+            .with_quantized_tied_head(head.clone())
+            .unwrap();
+        let (b, t) = (2, 16);
+        let ids: Vec<u32> = (0..b * t).map(|i| ((i * 29 + 3) % v) as u32).collect();
+        let logits = |m: &Gpt| {
+            let mut acts = Activations::new(&m.cfg, b, t);
+            m.forward(&mut acts, &ids).unwrap();
+            acts.logits
+        };
+        let (exact, q) = (logits(&model), logits(&quantized));
+        let worst = exact
+            .iter()
+            .zip(&q)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        let scale = exact.iter().map(|x| x.abs()).fold(0.0, f32::max);
+        assert!(worst > 0.0 && worst <= 0.02 * scale, "{worst} of {scale}");
+        assert!(quantized
+            .check_f32("training")
+            .unwrap_err()
+            .to_string()
+            .contains("tied head"));
+        let untied = Gpt::init(GptConfig::llama_tiny(), 5).unwrap();
+        assert!(untied.with_quantized_tied_head(head).is_err());
+        let wrong = QMatrix::quantize(Format::Q8_0, v - 1, c, &model.params.tok_emb[..(v - 1) * c])
+            .unwrap();
+        assert!(model.with_quantized_tied_head(wrong).is_err());
+    }
 }

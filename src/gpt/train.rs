@@ -73,7 +73,7 @@ fn check_data(what: &str, data: &[u32], seq_len: usize) -> Result<()> {
 impl Trainer {
     /// A run of `model` with these settings.
     pub fn new(model: &Gpt, config: TrainConfig) -> Result<Self> {
-        model.params.check_f32("training")?;
+        model.check_f32("training")?;
         if config.batch == 0 || config.seq_len == 0 || config.seq_len > model.cfg.context {
             return Err(Error::InvalidArgument(format!(
                 "training windows of {} x {} tokens: both must be at least 1, and the length at most the context {}",

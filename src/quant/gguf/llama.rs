@@ -547,9 +547,9 @@ pub enum Precision {
 /// A `Gpt` from a GGUF file of architecture `llama`: the shape from [`config_from_gguf`],
 /// every tensor checked for its name and shape (a missing, extra or mis-shaped tensor is an
 /// error naming it), `W_q` and `W_k` permuted back to Hugging Face's half-split RoPE.
-/// Norms and the token embedding are dequantized to f32 (a tied head then multiplies by
-/// those f32 values); the projections and an untied head keep the file's format or not,
-/// as `precision` says.
+/// Norms and the token embedding are dequantized to f32; the projections and the head keep
+/// the file's format or not, as `precision` says (a tied head in a block format through
+/// [`Gpt::with_quantized_tied_head`], the lookup reading the f32 values).
 pub fn model_from_gguf(g: &Gguf, precision: Precision) -> Result<Gpt> {
     let cfg = config_from_gguf(g)?;
     let mut used = std::collections::HashSet::new();
@@ -639,7 +639,14 @@ pub fn model_from_gguf(g: &Gguf, precision: Precision) -> Result<Gpt> {
         final_norm,
         lm_head,
     };
-    Gpt::new(cfg, params)
+    let model = Gpt::new(cfg, params)?;
+    // a tied head in the file's blocks, as llama.cpp multiplies it (f16 stays f32: the
+    // head's f16 product would be no faster than f32's)
+    let blocks_format = matches!(emb.format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1);
+    if model.cfg.tied_head && precision == Precision::AsStored && blocks_format {
+        return model.with_quantized_tied_head(emb.to_qmatrix()?);
+    }
+    Ok(model)
 }
 
 /// Reads a GGUF file into a model ([`model_from_gguf`]); errors name the file.
