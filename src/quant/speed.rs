@@ -78,8 +78,9 @@ pub const MIN_UNINTERRUPTED: usize = 5;
 /// Times in which some thread of this process was made to leave its core for another
 /// (`getrusage`'s `ru_nivcsw`, over all the process's threads), or 0 where that is not
 /// available. On a shared machine a call during which the count moves has measured the
-/// other programs too; waiting for work (a voluntary switch) is fine. One system call:
-/// reading `/proc` instead, between two timed calls, itself slowed the next call.
+/// other programs too; waiting for work (a voluntary switch) is fine. One system call,
+/// where reading each thread's file under `/proc` takes several and touches far more
+/// memory between two timed calls.
 pub fn preemptions() -> u64 {
     #[cfg(unix)]
     {
