@@ -254,13 +254,15 @@ mod avx2 {
     }
 
     /// The loop all three share: for block b, y += (d_w d_x) · S_b (+ m_w s_x), with
-    /// `$sums` the 8 rows' S_b as f32 lanes and `$min` the minimums' term or `None`.
+    /// `$sums` the 8 rows' S_b as f32 lanes (given `$qx`, the activation block's 32 bytes)
+    /// and `$min` the minimums' term or `None`.
     macro_rules! eight_rows {
-        ($w:ident, $x:ident, $ahead:ident, |$b:ident, $xb:ident| $sums:expr, $min:expr) => {{
+        ($w:ident, $x:ident, $ahead:ident, |$b:ident, $xb:ident, $qx:ident| $sums:expr, $min:expr) => {{
             let mut y = _mm256_setzero_ps();
             let blocks = $x.len();
             for ($b, $xb) in $x.iter().enumerate() {
                 fetch_share($ahead, $b, blocks);
+                let $qx = _mm256_loadu_si256($xb.qs.as_ptr().cast());
                 let d = _mm256_mul_ps(
                     halves8(std::array::from_fn(|r| $w[r].get_unchecked($b).d)),
                     half_all($xb.d),
@@ -282,8 +284,7 @@ mod avx2 {
             w,
             x,
             ahead,
-            |b, xb| {
-                let qx = _mm256_loadu_si256(xb.qs.as_ptr().cast());
+            |b, xb, qx| {
                 row_sums(std::array::from_fn(|r| {
                     quads_i8(
                         _mm256_loadu_si256(w[r].get_unchecked(b).qs.as_ptr().cast()),
@@ -302,8 +303,7 @@ mod avx2 {
             w,
             x,
             ahead,
-            |b, xb| {
-                let qx = _mm256_loadu_si256(xb.qs.as_ptr().cast());
+            |b, xb, qx| {
                 row_sums(std::array::from_fn(|r| {
                     quads_i8(
                         _mm256_sub_epi8(nibbles(&w[r].get_unchecked(b).qs), eight),
@@ -321,8 +321,7 @@ mod avx2 {
             w,
             x,
             ahead,
-            |b, xb| {
-                let qx = _mm256_loadu_si256(xb.qs.as_ptr().cast());
+            |b, xb, qx| {
                 row_sums(std::array::from_fn(|r| {
                     quads_u8(nibbles(&w[r].get_unchecked(b).qs), qx)
                 }))

@@ -65,6 +65,14 @@ impl Seconds {
         (Seconds::of(&mut all), count)
     }
 
+    /// Of timed calls (`(seconds, preempted)` each): `(over the uninterrupted ones as
+    /// [`Seconds::of_uninterrupted`], over all, how many were uninterrupted)`.
+    pub fn of_calls(samples: &[(f64, bool)]) -> (Seconds, Seconds, usize) {
+        let (clean, uninterrupted) = Seconds::of_uninterrupted(samples);
+        let mut all: Vec<f64> = samples.iter().map(|s| s.0).collect();
+        (clean, Seconds::of(&mut all), uninterrupted)
+    }
+
     /// `amount / time` at the median, the slowest and the fastest time: `(median, low, high)`.
     pub fn rate(&self, amount: f64) -> (f64, f64, f64) {
         (amount / self.median, amount / self.max, amount / self.min)
@@ -94,17 +102,20 @@ pub fn preemptions() -> u64 {
     0
 }
 
-/// Runs `f` `reps` times, timing each: `(seconds, whether some thread was preempted)`.
-fn timed(reps: usize, mut f: impl FnMut(usize)) -> Vec<(f64, bool)> {
-    let mut samples = Vec::with_capacity(reps);
-    for i in 0..reps {
-        let before = preemptions();
-        let t0 = Instant::now();
-        f(i);
-        let t = t0.elapsed().as_secs_f64();
-        samples.push((t, preemptions() != before));
-    }
-    samples
+/// Runs `f` once, timed: `(seconds, whether some thread was preempted)`.
+fn timed(f: impl FnOnce()) -> (f64, bool) {
+    let before = preemptions();
+    let t0 = Instant::now();
+    f();
+    (t0.elapsed().as_secs_f64(), preemptions() != before)
+}
+
+/// The sum of `x` as 64-bit words, the threads of the current pool each taking `part`
+/// words: one pass of a read-bandwidth measurement.
+fn parallel_sum(x: &[u64], part: usize) -> u64 {
+    x.par_chunks(part)
+        .map(sum_words)
+        .reduce(|| 0, u64::wrapping_add)
 }
 
 /// A memory-read bandwidth measurement: `threads` threads each summing its own contiguous
@@ -128,6 +139,26 @@ pub struct Bandwidth {
 }
 
 impl Bandwidth {
+    /// From the timed passes (`(seconds, preempted)` each) of `bytes_per_pass` bytes.
+    fn of_passes(
+        threads: usize,
+        buffer_bytes: usize,
+        bytes_per_pass: usize,
+        passes: &[(f64, bool)],
+    ) -> Bandwidth {
+        let (seconds, seconds_all, uninterrupted) = Seconds::of_calls(passes);
+        Bandwidth {
+            threads,
+            buffer_bytes,
+            bytes_per_pass,
+            seconds,
+            seconds_all,
+            uninterrupted,
+            reps: passes.len(),
+            avx2: Machine::detect().avx2,
+        }
+    }
+
     /// GB/s (10^9 bytes per second) at the median time.
     pub fn gb_per_s(&self) -> f64 {
         self.bytes_per_pass as f64 / self.seconds.median / 1e9
@@ -212,30 +243,23 @@ pub fn read_bandwidth(bytes: usize, threads: usize, reps: usize) -> Result<Bandw
     let passes = words / pass_words;
     let part = pass_words.div_ceil(threads);
     let pool = pool(threads)?;
-    let times = pool.install(|| {
-        let sum = |slice: &[u64]| -> u64 {
-            slice
-                .par_chunks(part)
-                .map(sum_words)
-                .reduce(|| 0, u64::wrapping_add)
-        };
-        black_box(sum(&buf));
-        timed(reps, |i| {
-            let start = (i % passes) * pass_words;
-            black_box(sum(&buf[start..start + pass_words]));
-        })
+    let times: Vec<(f64, bool)> = pool.install(|| {
+        black_box(parallel_sum(&buf, part));
+        (0..reps)
+            .map(|i| {
+                let start = (i % passes) * pass_words;
+                timed(|| {
+                    black_box(parallel_sum(&buf[start..start + pass_words], part));
+                })
+            })
+            .collect()
     });
-    let (seconds, uninterrupted) = Seconds::of_uninterrupted(&times);
-    Ok(Bandwidth {
+    Ok(Bandwidth::of_passes(
         threads,
-        buffer_bytes: words * 8,
-        bytes_per_pass: pass_words * 8,
-        seconds,
-        seconds_all: Seconds::of(&mut times.iter().map(|s| s.0).collect::<Vec<_>>()),
-        uninterrupted,
-        reps,
-        avx2: Machine::detect().avx2,
-    })
+        words * 8,
+        pass_words * 8,
+        &times,
+    ))
 }
 
 /// A rayon pool of `threads` threads.
@@ -536,12 +560,7 @@ pub fn time_products(
         (_, Stored::F32(_)) => unreachable!("f32 storage is for the f32 methods"),
     };
     let part = pass_words.div_ceil(threads);
-    let read = |start: usize| -> u64 {
-        buf[start..start + pass_words]
-            .par_chunks(part)
-            .map(sum_words)
-            .reduce(|| 0, u64::wrapping_add)
-    };
+    let read = |start: usize| parallel_sum(&buf[start..start + pass_words], part);
     // samples[k][rep]: method k, or the read (last)
     let jobs = methods.len() + usize::from(read_bandwidth);
     let mut samples = vec![Vec::new(); jobs];
@@ -554,19 +573,12 @@ pub fn time_products(
         if read_bandwidth {
             black_box(read(0));
         }
-        // each call timed alone: (seconds, whether a thread was preempted)
-        let timed = |f: &mut dyn FnMut()| {
-            let before = preemptions();
-            let t0 = Instant::now();
-            f();
-            (t0.elapsed().as_secs_f64(), preemptions() != before)
-        };
         for _ in 0..reps {
             // a burst per method: one call per copy, one after the other, as a model's
             // products follow each other
             for ((&m, weights), s) in methods.iter().zip(&stored).zip(&mut samples) {
                 for w in weights {
-                    s.push(timed(&mut || {
+                    s.push(timed(|| {
                         call(m, w, &mut y);
                         black_box(&y);
                     }));
@@ -574,7 +586,7 @@ pub fn time_products(
             }
             if read_bandwidth {
                 for start in (0..read_words).step_by(pass_words) {
-                    samples[methods.len()].push(timed(&mut || {
+                    samples[methods.len()].push(timed(|| {
                         black_box(read(start));
                     }));
                 }
@@ -586,7 +598,7 @@ pub fn time_products(
         .zip(&stored)
         .zip(&samples)
         .map(|((&method, weights), times)| {
-            let (seconds, uninterrupted) = Seconds::of_uninterrupted(times);
+            let (seconds, seconds_all, uninterrupted) = Seconds::of_calls(times);
             Timing {
                 method,
                 rows,
@@ -597,25 +609,19 @@ pub fn time_products(
                 weight_bytes: stored_bytes(&weights[0]),
                 copies: weights.len(),
                 seconds,
-                seconds_all: Seconds::of(&mut times.iter().map(|s| s.0).collect::<Vec<_>>()),
+                seconds_all,
                 uninterrupted,
                 reps: times.len(),
             }
         })
         .collect();
     let bandwidth = read_bandwidth.then(|| {
-        let times = &samples[methods.len()];
-        let (seconds, uninterrupted) = Seconds::of_uninterrupted(times);
-        Bandwidth {
+        Bandwidth::of_passes(
             threads,
-            buffer_bytes: read_words * 8,
-            bytes_per_pass: pass_words * 8,
-            seconds,
-            seconds_all: Seconds::of(&mut times.iter().map(|s| s.0).collect::<Vec<_>>()),
-            uninterrupted,
-            reps: times.len(),
-            avx2: Machine::detect().avx2,
-        }
+            read_words * 8,
+            pass_words * 8,
+            &samples[methods.len()],
+        )
     });
     Ok(Round { timings, bandwidth })
 }
