@@ -17,7 +17,9 @@ use clap::Subcommand;
 use llm_lessons::gpt::checkpoint::save;
 use llm_lessons::gpt::generate::{generate, KvCache, Sampling};
 use llm_lessons::gpt::optim::{AdamWConfig, Decay, LrSchedule};
-use llm_lessons::gpt::run::{sequence_loss, Checkpoints, Run, RunConfig, RunOptions, TRAIN_LOG};
+use llm_lessons::gpt::run::{
+    sequence_loss_cached, Checkpoints, Run, RunConfig, RunOptions, TRAIN_LOG,
+};
 use llm_lessons::gpt::tokens::{check_ids, parse_ids, Tokens};
 use llm_lessons::gpt::tour::{ablation, ablation_configs, ToyWorldConfig};
 use llm_lessons::gpt::train::{LossLog, TrainConfig};
@@ -213,9 +215,6 @@ pub enum GptCommand {
     },
 }
 
-/// Prints `model`'s mean next-token cross-entropy on token ids (`--ids`) or on text
-/// (`--text`, encoded with the tokenizer of the folder `dir`): `llm gpt eval` and `llm lora
-/// eval` print the same line.
 /// The progress bar's message after each step (loss and tokens/s since `t0`, over the
 /// steps after `first`), and a line for each held-out evaluation: `llm gpt train` and
 /// `llm lora train` show their runs the same way.
@@ -244,6 +243,10 @@ pub fn show_steps<'a>(
     }
 }
 
+/// Prints `model`'s mean next-token cross-entropy on token ids (`--ids`) or on text
+/// (`--text`, encoded with the tokenizer of the folder `dir`): `llm gpt eval` and `llm lora
+/// eval` print the same line. The model runs through its key/value cache, so a long text
+/// on a real model needs memory for the cache, not for a training pass.
 pub fn print_cross_entropy(
     dir: &Path,
     model: &llm_lessons::gpt::Gpt,
@@ -263,9 +266,9 @@ pub fn print_cross_entropy(
         (None, None) => return Err(Error::InvalidArgument("give --ids or --text".into()).into()),
     };
     check_ids(&ids, &model.cfg, "the input")?;
-    let h = sequence_loss(model, &ids)?;
+    let h = sequence_loss_cached(model, &ids, 256)?;
     say(format!(
-        "cross-entropy {h:.4} nats/token over {} predictions (perplexity {:.3})",
+        "cross-entropy {h:.5} nats/token over {} predictions (perplexity {:.3})",
         ids.len() - 1,
         h.exp()
     ))

@@ -13,7 +13,9 @@ use llm_lessons::gpt::checkpoint::load_model;
 use llm_lessons::gpt::run::sequence_loss;
 use llm_lessons::gpt::tokens::{check_ids, parse_ids, Tokens};
 use llm_lessons::gpt::Gpt;
-use llm_lessons::quant::gguf::llama::{model_from_gguf, to_gguf, tokens_from_gguf, Precision};
+use llm_lessons::quant::gguf::llama::{
+    model_from_gguf, requantize, to_gguf, tokens_from_gguf, Precision,
+};
 use llm_lessons::quant::gguf::Gguf;
 use llm_lessons::quant::matrix::Format;
 use llm_lessons::quant::report::{report, table, Scheme};
@@ -25,8 +27,10 @@ use crate::{say, CliResult};
 pub enum QuantCommand {
     /// Write a model folder as a GGUF file (llama.cpp's container and tensor names)
     Quantize {
-        /// A model folder (from `llm gpt train`, or a Hugging Face Llama)
-        #[arg(long, value_name = "DIR")]
+        /// A model folder (from `llm gpt train`, or a Hugging Face Llama), or a GGUF
+        /// file to store again in another format (its metadata kept; the token
+        /// embedding, which is the tied head, keeps at least Q8_0)
+        #[arg(long, value_name = "DIR|FILE")]
         model: PathBuf,
         /// f32, f16, q8_0, q4_0 or q4_1: the format of the matrices (norms stay f32;
         /// a matrix whose rows are not whole 32-value blocks is stored as f16)
@@ -65,13 +69,33 @@ pub fn run(cmd: QuantCommand) -> CliResult {
             name,
         } => {
             let dir = model;
-            let model = load_model(&dir)?;
-            let tokens = Tokens::load(&dir)?;
-            let name = name.unwrap_or_else(|| {
-                dir.file_name()
-                    .map_or("model".into(), |n| n.to_string_lossy().into_owned())
-            });
-            let g = to_gguf(&model, &tokens, &name, format)?;
+            let g = if dir.is_file() {
+                // a GGUF file: stored again in `format`, its metadata kept
+                let source = Gguf::read(&dir)?;
+                if out.exists() && same_file(&dir, &out) {
+                    return Err(Error::InvalidArgument(format!(
+                        "--out {} is the input file: write to another path",
+                        out.display()
+                    ))
+                    .into());
+                }
+                let mut g = requantize(&source, format).map_err(|e| named(&dir, e))?;
+                if let Some(name) = name {
+                    g.set(
+                        "general.name",
+                        llm_lessons::quant::gguf::Value::String(name),
+                    );
+                }
+                g
+            } else {
+                let model = load_model(&dir)?;
+                let tokens = Tokens::load(&dir)?;
+                let name = name.unwrap_or_else(|| {
+                    dir.file_name()
+                        .map_or("model".into(), |n| n.to_string_lossy().into_owned())
+                });
+                to_gguf(&model, &tokens, &name, format)?
+            };
             g.write(&out)?;
             let mut by_format: Vec<(Format, usize, u64)> = Vec::new();
             for t in &g.tensors {
@@ -190,5 +214,13 @@ fn named(path: &Path, e: Error) -> Error {
             message,
         },
         e => e,
+    }
+}
+
+/// Whether two paths name the same file (so that writing one would replace the other).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }

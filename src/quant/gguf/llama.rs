@@ -242,6 +242,52 @@ pub fn save_gguf(
     to_gguf(model, tokens, name, format)?.write(path)
 }
 
+/// A GGUF Llama stored again in `format`, as llama.cpp's `llama-quantize
+/// --allow-requantize` does: every matrix is dequantized to f32 and quantized into `format`
+/// (f16 where its rows are not whole blocks), the norms stay f32, and the metadata (the
+/// tokenizer and chat template included) is kept, with `general.file_type` updated. The
+/// token embedding, which is also the tied output head, keeps at least Q8_0: llama.cpp too
+/// stores the output head above the rest (SmolLM2's Q4_1 file has it in Q8_0). Requantizing
+/// loses more than quantizing the original weights once: each step rounds again.
+pub fn requantize(g: &Gguf, format: Format) -> Result<Gguf> {
+    if g.get_str("general.architecture")? != "llama" {
+        return Err(Error::InvalidArgument(format!(
+            "requantizing needs a llama GGUF, not {:?}",
+            g.get_str("general.architecture")?
+        )));
+    }
+    let mut out = Gguf::new();
+    out.version = g.version;
+    for (key, value) in &g.metadata {
+        out.set(key, value.clone());
+    }
+    out.set("general.file_type", Value::U32(file_type(format)));
+    if matches!(format, Format::F32 | Format::F16) {
+        out.metadata
+            .retain(|(key, _)| key != "general.quantization_version");
+    } else {
+        out.set("general.quantization_version", Value::U32(2));
+    }
+    for t in &g.tensors {
+        if t.dims.len() != 2 {
+            out.add_tensor(t.clone())?;
+            continue;
+        }
+        let target = match (t.name.as_str(), format) {
+            ("token_embd.weight" | "output.weight", Format::Q4_0 | Format::Q4_1) => Format::Q8_0,
+            _ => format,
+        };
+        let (rows, cols) = t.matrix_shape();
+        let m = if t.format == target {
+            t.to_qmatrix()?
+        } else {
+            stored(target, rows, cols, &t.to_f32()?)?
+        };
+        out.add_matrix(&t.name, &m)?;
+    }
+    Ok(out)
+}
+
 /// GPT-2's table from bytes to the printable characters its vocabulary files use.
 fn byte_to_char() -> [char; 256] {
     let mut table = ['\0'; 256];

@@ -241,3 +241,58 @@ fn corrupted_model_files_are_errors_never_panics() {
     }
     assert!(loaded > 10, "{loaded}");
 }
+
+#[test]
+fn requantizing_keeps_the_metadata_and_rounds_every_matrix_again() {
+    let mut cfg = small();
+    cfg.tied_head = true;
+    let model = Gpt::init(cfg, 9).unwrap();
+    let q4 = to_gguf(&model, &Tokens::Bytes, "test", Format::Q4_1).unwrap();
+    let q8 = requantize(&q4, Format::Q8_0).unwrap();
+    assert_eq!(q8.get_u64("general.file_type").unwrap(), 7);
+    for (key, value) in &q4.metadata {
+        if key != "general.file_type" {
+            assert_eq!(q8.get(key), Some(value), "{key}");
+        }
+    }
+    assert_eq!(q8.tensors.len(), q4.tensors.len());
+    for (a, b) in q4.tensors.iter().zip(&q8.tensors) {
+        assert_eq!((&a.name, &a.dims), (&b.name, &b.dims));
+        let (x, y) = (a.to_f32().unwrap(), b.to_f32().unwrap());
+        if a.dims.len() == 1 {
+            assert_eq!((b.format, &x), (Format::F32, &y), "{}", a.name);
+            continue;
+        }
+        assert_eq!(b.format, Format::Q8_0, "{}", a.name);
+        // Q8_0's step d is absmax / 127 per block, stored as f16: the error is at most d / 2
+        // plus 127 times f16's rounding of d (2^-11 relative)
+        for (bx, by) in x.chunks(32).zip(y.chunks(32)) {
+            let step = bx.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            let worst = bx
+                .iter()
+                .zip(by)
+                .fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+            let bound = step * (0.5 + 127.0 / 2048.0);
+            assert!(worst <= bound, "{}: {worst} > {bound}", a.name);
+        }
+    }
+    // to Q4_0: the tied head (token_embd) keeps Q8_0, the rest is Q4_0
+    let q4_0 = requantize(&q4, Format::Q4_0).unwrap();
+    assert_eq!(
+        q4_0.tensor("token_embd.weight").unwrap().format,
+        Format::Q8_0
+    );
+    assert_eq!(
+        q4_0.tensor("blk.0.ffn_up.weight").unwrap().format,
+        Format::Q4_0
+    );
+    // into its own format, a file is the same bytes
+    let again = requantize(&q8, Format::Q8_0).unwrap().to_bytes().unwrap();
+    assert!(
+        again == q8.to_bytes().unwrap(),
+        "Q8_0 requantized to Q8_0 changed"
+    );
+    let mut other = q4.clone();
+    other.set("general.architecture", Value::String("gemma".into()));
+    assert!(requantize(&other, Format::Q8_0).is_err());
+}
