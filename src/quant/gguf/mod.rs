@@ -248,7 +248,8 @@ impl GgufTensor {
     }
 }
 
-/// A GGUF file in memory: version, metadata in file order, tensors in file order.
+/// A GGUF file: version, metadata in file order, tensors in file order (their bytes owned,
+/// or views of the mapped file).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gguf {
     pub version: u32,
