@@ -50,7 +50,7 @@ fn median(xs: &[f64]) -> f64 {
 /// token, and from it to the `new`-th token after it.
 fn decode(model: &Gpt, prompt: &[u32], new: usize) -> Result<(f64, f64, Vec<u32>)> {
     let t0 = Instant::now();
-    let mut cache = KvCache::new(&model.cfg);
+    let mut cache = KvCache::with_capacity(&model.cfg, prompt.len() + new + 1);
     let logits = model.forward_cached(&mut cache, prompt)?;
     let vocab = model.cfg.vocab_size;
     let mut next = argmax(&logits[logits.len() - vocab..]);
@@ -103,7 +103,7 @@ fn run(
         dec.push(new as f64 / rest);
         text = tokens.decode(&out[..out.len().min(16)])?;
         let t = Instant::now();
-        let mut cache = KvCache::new(&model.cfg);
+        let mut cache = KvCache::with_capacity(&model.cfg, filler.len());
         model.forward_cached(&mut cache, &filler)?;
         pre.push(filler.len() as f64 / t.elapsed().as_secs_f64());
         println!(

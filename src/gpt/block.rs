@@ -88,8 +88,8 @@ impl BlockActs {
 pub enum KvSink<'a> {
     /// Training: into the block's own activations; queries attend within their sequence.
     Keep,
-    /// Generation: into rows `pos0..pos0 + n` of one layer's cache, `(context, kv_dim)`;
-    /// queries attend to every cached row up to their own.
+    /// Generation: into rows `pos0..pos0 + n` of one layer's cache, `(pos0 + n, kv_dim)`
+    /// or more; queries attend to every cached row up to their own.
     Cache {
         k: &'a mut [f32],
         v: &'a mut [f32],

@@ -3,9 +3,11 @@
 //!
 //! Without a cache, generating token `t` reruns the model on all `t` positions. With it,
 //! each layer keeps the keys and values of the positions done so far, and a new token
-//! computes only its own query, key and value. The cache holds `2 L context kv_dim`
-//! numbers: grouped-query attention shrinks it by `n_heads / n_kv_heads`
-//! ([`KvCache::bytes`]).
+//! computes only its own query, key and value. The cache holds `2 L kv_dim` numbers per
+//! position, `2 L context kv_dim` when full: grouped-query attention shrinks it by
+//! `n_heads / n_kv_heads` ([`KvCache::bytes`]). It grows with the positions added, from
+//! room reserved for what the call needs ([`KvCache::with_capacity`]), instead of taking
+//! the whole context up front (SmolLM2's 8192 positions would be 377 MB).
 
 use super::block::{norm_forward, BlockActs, FwdScratch, KvSink};
 use super::config::GptConfig;
@@ -19,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 /// The keys and values of every position processed so far, per layer.
 #[derive(Clone, Debug)]
 pub struct KvCache {
-    /// Per layer, `(context, kv_dim)`; rows `0..len` are filled.
+    /// Per layer, `(len, kv_dim)`: [`Gpt::forward_cached`] appends the new positions' rows.
     pub k: Vec<Vec<f32>>,
     pub v: Vec<Vec<f32>>,
     /// Positions cached.
@@ -27,17 +29,30 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// An empty cache with room for the model's whole context.
+    /// An empty cache, which grows as positions are added.
     pub fn new(cfg: &GptConfig) -> Self {
-        let size = cfg.context * cfg.kv_dim();
+        KvCache::with_capacity(cfg, 0)
+    }
+
+    /// An empty cache with room reserved for `positions` (at most the context): a prompt
+    /// and the tokens to generate after it, so that it never moves while it grows. Only
+    /// what is written is touched: reserved pages cost no memory until then.
+    pub fn with_capacity(cfg: &GptConfig, positions: usize) -> Self {
+        let size = positions.min(cfg.context) * cfg.kv_dim();
+        let layers = || {
+            (0..cfg.n_layers)
+                .map(|_| Vec::with_capacity(size))
+                .collect()
+        };
         KvCache {
-            k: vec![vec![0.0; size]; cfg.n_layers],
-            v: vec![vec![0.0; size]; cfg.n_layers],
+            k: layers(),
+            v: layers(),
             len: 0,
         }
     }
 
-    /// Bytes of a full cache in f32: `2 (keys and values) * L * context * n_kv_heads * hs * 4`.
+    /// Bytes of a full cache (the whole context) in f32:
+    /// `2 (keys and values) * L * context * n_kv_heads * hs * 4`.
     pub fn bytes(cfg: &GptConfig) -> usize {
         2 * cfg.n_layers * cfg.context * cfg.kv_dim() * std::mem::size_of::<f32>()
     }
@@ -68,16 +83,28 @@ impl Gpt {
                 cfg.vocab_size
             )));
         }
+        if (cache.k.len(), cache.v.len()) != (cfg.n_layers, cfg.n_layers) {
+            return Err(Error::InvalidArgument(format!(
+                "the cache has {} layers of keys and {} of values, the model {}",
+                cache.k.len(),
+                cache.v.len(),
+                cfg.n_layers
+            )));
+        }
         let p = &self.params;
         let c = cfg.d_model;
         let shape = self.attn_shape_of(1, n);
         let mut x = vec![0.0f32; n * c];
-        for (i, (row, &id)) in x.chunks_exact_mut(c).zip(tokens).enumerate() {
-            row.copy_from_slice(&p.tok_emb[id as usize * c..][..c]);
-            if let Some(wpe) = &p.pos_emb {
+        self.embed(&mut x, tokens);
+        if let Some(wpe) = &p.pos_emb {
+            for (i, row) in x.chunks_exact_mut(c).enumerate() {
                 add_into(row, &wpe[(pos0 + i) * c..][..c]);
             }
         }
+        // room for the new rows (within the reserve, the buffers do not move)
+        let rows = (pos0 + n) * cfg.kv_dim();
+        cache.k.iter_mut().for_each(|k| k.resize(rows, 0.0));
+        cache.v.iter_mut().for_each(|v| v.resize(rows, 0.0));
         // one block's buffers, reused by every layer: generation keeps nothing for a backward
         let mut acts = BlockActs::new(cfg, 1, n, false);
         let mut scratch = FwdScratch::new(cfg, n);
@@ -200,7 +227,7 @@ pub fn generate(
     // run on a rayon worker, so that the layers' parallel loops on one token's tiny
     // tensors stay on this thread instead of each waking the pool
     rayon::scope(|_| {
-        let mut cache = KvCache::new(&model.cfg);
+        let mut cache = KvCache::with_capacity(&model.cfg, prompt.len() + max_new);
         let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
         let v = model.cfg.vocab_size;
         let mut logits = model.forward_cached(&mut cache, prompt)?;
@@ -269,6 +296,35 @@ mod tests {
                 "10 + 7 > context 16"
             );
         }
+    }
+
+    /// The cache holds the positions added so far, no more: it starts empty, grows by
+    /// the rows of each call, and within the room reserved its buffers stay put.
+    #[test]
+    fn the_cache_grows_with_the_positions() {
+        let cfg = configs().remove(0);
+        let model = Gpt::init(cfg.clone(), 2).unwrap();
+        let kvd = cfg.kv_dim();
+        let mut grown = KvCache::new(&cfg);
+        assert!(grown.k.iter().chain(&grown.v).all(|l| l.capacity() == 0));
+        let mut reserved = KvCache::with_capacity(&cfg, 9);
+        let at = reserved.k[1].as_ptr();
+        for (part, len) in [(&[3u32, 1, 4][..], 3), (&[1], 4), (&[5, 9, 2, 6, 5], 9)] {
+            let a = model.forward_cached(&mut grown, part).unwrap();
+            let b = model.forward_cached(&mut reserved, part).unwrap();
+            assert_eq!(a, b);
+            for cache in [&grown, &reserved] {
+                assert_eq!(cache.len, len);
+                assert!(cache.k.iter().chain(&cache.v).all(|l| l.len() == len * kvd));
+            }
+        }
+        assert_eq!(reserved.k[1].as_ptr(), at, "the reserve held 9 positions");
+        // no more than the context, however much is asked for
+        let huge = KvCache::with_capacity(&cfg, usize::MAX);
+        assert_eq!(huge.k[0].capacity(), cfg.context * kvd);
+        let mut other = KvCache::new(&cfg);
+        other.v.pop();
+        assert!(model.forward_cached(&mut other, &[1]).is_err());
     }
 
     #[test]

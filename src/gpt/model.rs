@@ -103,17 +103,25 @@ pub struct Gpt {
     pub cfg: GptConfig,
     pub params: Params,
     pub(crate) rope: Option<RopeTable>,
-    /// A tied head in a quantized format, for inference: a GGUF file stores the embedding
-    /// (`token_embd.weight`) quantized, and llama.cpp multiplies the logits by those blocks.
-    /// The embedding lookup still reads `params.tok_emb`, their f32 values.
-    pub(crate) tied_head_quant: Option<QMatrix>,
+    /// The token embedding `(V, C)` in a quantized format, for inference: a GGUF file
+    /// stores it quantized (`token_embd.weight`), and llama.cpp both looks rows up in it
+    /// and, when the head is tied, multiplies the logits by it. A tied head multiplies
+    /// through it when set; the lookup reads it only when `params.tok_emb` holds no values
+    /// ([`Gpt::new_with_quantized_embedding`]), else the f32 rows
+    /// ([`Gpt::with_quantized_tied_head`]).
+    pub(crate) quant_emb: Option<QMatrix>,
 }
 
 impl Gpt {
     /// The model `cfg` describes with these parameters; errors if they do not fit.
     pub fn new(cfg: GptConfig, params: Params) -> Result<Self> {
+        Gpt::checked(cfg, params, false)
+    }
+
+    /// [`Gpt::new`]; with `embedding_elsewhere`, `params.tok_emb` may hold no values.
+    fn checked(cfg: GptConfig, params: Params, embedding_elsewhere: bool) -> Result<Self> {
         cfg.validate()?;
-        params.check(&cfg)?;
+        params.check_shapes(&cfg, embedding_elsewhere)?;
         let rope = match cfg.positions {
             Positions::Rope { theta } => Some(RopeTable::new(theta, cfg.head_dim(), cfg.context)),
             Positions::Learned => None,
@@ -122,20 +130,66 @@ impl Gpt {
             cfg,
             params,
             rope,
-            tied_head_quant: None,
+            quant_emb: None,
         })
     }
 
-    /// [`Params::check_f32`], and no quantized tied head: an error saying `what` needs f32
+    /// The model `cfg` describes, whose token embedding is the quantized `(V, C)` table
+    /// `emb`, for inference: `params.tok_emb` keeps its shape, `[V, C]`, and no values (any
+    /// it holds are dropped), the lookup dequantizes the rows of the tokens it embeds, and a tied head multiplies
+    /// through the table's blocks. This is how llama.cpp uses a GGUF file's
+    /// `token_embd.weight`; an f32 copy of SmolLM2's 49152 x 576 table would be 113 MB,
+    /// more than the whole Q4_1 file. Errors if the parameters or `emb` do not fit `cfg`.
+    pub fn new_with_quantized_embedding(
+        cfg: GptConfig,
+        mut params: Params,
+        emb: QMatrix,
+    ) -> Result<Self> {
+        let (v, c) = (cfg.vocab_size, cfg.d_model);
+        if (emb.rows, emb.cols) != (v, c) {
+            return Err(Error::InvalidArgument(format!(
+                "a quantized token embedding of ({}, {}) does not fit a model of ({v}, {c})",
+                emb.rows, emb.cols
+            )));
+        }
+        params.tok_emb.data = Vec::new();
+        let mut model = Gpt::checked(cfg, params, true)?;
+        model.quant_emb = Some(emb);
+        Ok(model)
+    }
+
+    /// [`Params::check_f32`], and no quantized embedding: an error saying `what` needs f32
     /// weights (a backward, training).
     pub fn check_f32(&self, what: &str) -> Result<()> {
         self.params.check_f32(what)?;
-        if self.tied_head_quant.is_some() {
+        if self.quant_emb.is_some() {
             return Err(Error::InvalidArgument(format!(
-                "{what} needs f32 weights, and the tied head is quantized (load with --exact)"
+                "{what} needs f32 weights, and the token embedding (the tied head) is \
+                 quantized (load with --exact)"
             )));
         }
         Ok(())
+    }
+
+    /// The quantized token embedding, when the model has one
+    /// ([`Gpt::new_with_quantized_embedding`], [`Gpt::with_quantized_tied_head`]).
+    pub fn quantized_embedding(&self) -> Option<&QMatrix> {
+        self.quant_emb.as_ref()
+    }
+
+    /// The token embedding's rows of `ids` into `x`, `(n, C)`: copied from the f32 table,
+    /// or dequantized from the quantized one when the model keeps no f32 table.
+    pub(crate) fn embed(&self, x: &mut [f32], ids: &[u32]) {
+        let c = self.cfg.d_model;
+        match &self.quant_emb {
+            Some(q) if self.params.tok_emb.is_empty() => {
+                assert_eq!(x.len(), ids.len() * c, "embed: x is (n, C)");
+                for (row, &id) in x.chunks_exact_mut(c).zip(ids) {
+                    q.dequantize_row(id as usize, row);
+                }
+            }
+            _ => embedding_forward(x, ids, &self.params.tok_emb, c),
+        }
     }
 
     /// The model with its tied head multiplied through `head` (a quantized copy of the
@@ -156,7 +210,7 @@ impl Gpt {
                 head.cols
             )));
         }
-        self.tied_head_quant = Some(head);
+        self.quant_emb = Some(head);
         Ok(self)
     }
 
@@ -203,7 +257,7 @@ impl Gpt {
     /// `logits = x W_head^T`, with the embedding's matrix when the head is tied.
     pub(crate) fn head_forward(&self, logits: &mut [f32], x: &[f32]) {
         let (c, v) = (self.cfg.d_model, self.cfg.vocab_size);
-        match (&self.params.lm_head, &self.tied_head_quant) {
+        match (&self.params.lm_head, &self.quant_emb) {
             (Some(head), _) => head.forward(logits, x),
             (None, Some(q)) => q.matmul(logits, x, x.len() / c),
             (None, None) => linear_forward(logits, x, &self.params.tok_emb, x.len() / c, c, v),
@@ -222,7 +276,7 @@ impl Gpt {
         a.inputs.copy_from_slice(inputs);
         a.has_loss = false;
 
-        embedding_forward(&mut a.resid[0], inputs, &p.tok_emb, c);
+        self.embed(&mut a.resid[0], inputs);
         if let Some(wpe) = &p.pos_emb {
             position_embedding_forward(&mut a.resid[0], wpe, t, c);
         }

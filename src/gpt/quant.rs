@@ -32,9 +32,17 @@ impl Params {
         out
     }
 
-    /// Errors, naming the first quantized layer, if any weight is quantized: `what`
-    /// (training, a backward, saving a checkpoint) needs every weight in f32.
+    /// Errors, naming the first quantized layer, if any weight is quantized (or the token
+    /// embedding holds no f32 values, its rows being looked up in a quantized table):
+    /// `what` (training, a backward, saving a checkpoint) needs every weight in f32.
     pub fn check_f32(&self, what: &str) -> Result<()> {
+        if self.tok_emb.data.len() != self.tok_emb.shape.iter().product::<usize>() {
+            return Err(Error::InvalidArgument(format!(
+                "{what} needs f32 weights, but model.embed_tokens.weight is quantized (the \
+                 model looks its rows up in the quantized table): quantized weights are for \
+                 inference"
+            )));
+        }
         match self.quantized_shapes().first() {
             None => Ok(()),
             Some((name, _)) => Err(Error::InvalidArgument(format!(
@@ -170,5 +178,47 @@ mod tests {
         let wrong = QMatrix::quantize(Format::Q8_0, v - 1, c, &model.params.tok_emb[..(v - 1) * c])
             .unwrap();
         assert!(model.with_quantized_tied_head(wrong).is_err());
+    }
+
+    /// A model that looks its embedding rows up in the quantized table computes the same
+    /// bits as one holding the table's values in f32 (tied and untied, with and without
+    /// the cache), keeps no f32 table, and cannot train or be saved.
+    #[test]
+    fn a_quantized_embedding_is_looked_up_row_by_row() {
+        use crate::gpt::generate::KvCache;
+        use crate::quant::matrix::QMatrix;
+        for tied in [true, false] {
+            let mut cfg = GptConfig::llama_tiny();
+            cfg.tied_head = tied;
+            let model = Gpt::init(cfg.clone(), 8).unwrap();
+            let (v, c) = (cfg.vocab_size, cfg.d_model);
+            let q = QMatrix::quantize(Format::Q4_1, v, c, &model.params.tok_emb).unwrap();
+            let mut f32_table = model.clone();
+            f32_table.params.tok_emb.data = q.dequantize();
+            if tied {
+                f32_table = f32_table.with_quantized_tied_head(q.clone()).unwrap();
+            }
+            let lookup =
+                Gpt::new_with_quantized_embedding(cfg.clone(), model.params, q.clone()).unwrap();
+            assert!(lookup.params.tok_emb.is_empty());
+            assert_eq!(lookup.quantized_embedding(), Some(&q));
+            let ids: Vec<u32> = (0..12).map(|i| ((i * 31 + 7) % v) as u32).collect();
+            let logits = |m: &Gpt| {
+                let mut acts = Activations::new(&m.cfg, 1, ids.len());
+                m.forward(&mut acts, &ids).unwrap();
+                let mut cache = KvCache::new(&m.cfg);
+                let mut cached = m.forward_cached(&mut cache, &ids[..5]).unwrap();
+                cached.extend(m.forward_cached(&mut cache, &ids[5..]).unwrap());
+                (acts.logits, cached)
+            };
+            assert_eq!(logits(&lookup), logits(&f32_table), "tied {tied}");
+            let e = lookup.check_f32("training").unwrap_err().to_string();
+            assert!(e.contains("embed_tokens"), "{e}");
+            let wrong = QMatrix::quantize(Format::Q8_0, v, 32, &vec![0.0; v * 32]).unwrap();
+            let e = Gpt::new_with_quantized_embedding(cfg.clone(), lookup.params.clone(), wrong)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("({v}, 32)")), "{e}");
+        }
     }
 }

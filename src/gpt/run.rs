@@ -516,7 +516,7 @@ pub fn sequence_loss_cached(model: &Gpt, ids: &[u32], chunk: usize) -> Result<f6
     let mut start = 0;
     while start < n {
         let len = model.cfg.context.min(n - start);
-        let mut cache = super::generate::KvCache::new(&model.cfg);
+        let mut cache = super::generate::KvCache::with_capacity(&model.cfg, len);
         for at in (start..start + len).step_by(chunk) {
             let end = (at + chunk).min(start + len);
             let logits = model.forward_cached(&mut cache, &ids[at..end])?;

@@ -19,6 +19,7 @@ use super::kernels::{Portable, QDot};
 use crate::simd::{self, Kernel};
 use crate::{Error, Result};
 use rayon::prelude::*;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// How a tensor's values are stored: ggml's type, restricted to the ones this crate reads
@@ -146,20 +147,92 @@ impl std::str::FromStr for Format {
     }
 }
 
-/// Where a matrix's bytes live. Cheap to clone (a reference count), so layers can share
-/// them; a memory-mapped file can become another variant without changing the API.
-#[derive(Clone, Debug)]
+/// Where a matrix's (or a GGUF tensor's) bytes live. Cheap to clone (a reference count),
+/// so layers and files can share them; it derefs to the bytes, which is all the kernels
+/// see.
+#[derive(Clone)]
 pub enum Storage {
     /// Bytes owned in memory.
     Owned(Arc<[u8]>),
+    /// Bytes `range` of a memory-mapped file ([`super::gguf::Gguf::read`]): the operating
+    /// system reads each page from the file when it is first touched and keeps it in its
+    /// page cache, shared with every process that maps or reads the file; nothing is
+    /// copied into this process's heap.
+    Mapped {
+        map: Arc<memmap2::Mmap>,
+        range: Range<usize>,
+    },
 }
 
 impl Storage {
+    /// Bytes `range` of `map`; an error if the range does not lie inside it.
+    pub fn mapped(map: Arc<memmap2::Mmap>, range: Range<usize>) -> Result<Storage> {
+        if range.start > range.end || range.end > map.len() {
+            return Err(Error::InvalidArgument(format!(
+                "bytes {range:?} lie outside a mapped file of {} bytes",
+                map.len()
+            )));
+        }
+        Ok(Storage::Mapped { map, range })
+    }
+
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             Storage::Owned(b) => b,
+            // checked in range at construction
+            Storage::Mapped { map, range } => &map[range.clone()],
         }
+    }
+
+    /// Whether the bytes are a view of a memory-mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self, Storage::Mapped { .. })
+    }
+}
+
+impl std::ops::Deref for Storage {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl PartialEq for Storage {
+    /// The same bytes, wherever they live.
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Storage::Owned(b) => write!(f, "Owned({} bytes)", b.len()),
+            Storage::Mapped { map, range } => {
+                write!(f, "Mapped(bytes {range:?} of a {}-byte file)", map.len())
+            }
+        }
+    }
+}
+
+impl From<Arc<[u8]>> for Storage {
+    fn from(bytes: Arc<[u8]>) -> Storage {
+        Storage::Owned(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Storage {
+    fn from(bytes: Vec<u8>) -> Storage {
+        Storage::Owned(bytes.into())
+    }
+}
+
+impl From<&[u8]> for Storage {
+    /// A copy of the bytes.
+    fn from(bytes: &[u8]) -> Storage {
+        Storage::Owned(bytes.into())
     }
 }
 
@@ -216,15 +289,18 @@ impl QMatrix {
         })
     }
 
-    /// A matrix over bytes already in `format` (a GGUF tensor's data), after checking that
-    /// they are exactly `rows` rows of `cols` values.
+    /// A matrix over bytes already in `format` (a GGUF tensor's data: owned, or a view of
+    /// the mapped file, shared and not copied), after checking that they are exactly
+    /// `rows` rows of `cols` values. Any byte address will do: the blocks have alignment 1
+    /// (their f16 scales are byte pairs, [`super::blocks::Half`]), f16 values are read
+    /// byte-wise, and f32 rows are viewed in place only where they are 4-byte aligned.
     pub fn from_bytes(
         format: Format,
         rows: usize,
         cols: usize,
-        bytes: impl Into<Arc<[u8]>>,
+        bytes: impl Into<Storage>,
     ) -> Result<QMatrix> {
-        let bytes: Arc<[u8]> = bytes.into();
+        let bytes: Storage = bytes.into();
         let row_bytes = format.row_bytes(cols)?;
         let want = rows.checked_mul(row_bytes).ok_or_else(|| {
             Error::InvalidArgument(format!("a {format} matrix of {rows} x {cols} is too large"))
@@ -240,7 +316,7 @@ impl QMatrix {
             format,
             rows,
             cols,
-            storage: Storage::Owned(bytes),
+            storage: bytes,
         })
     }
 
@@ -259,6 +335,20 @@ impl QMatrix {
     pub fn row(&self, r: usize) -> &[u8] {
         let rb = self.row_bytes();
         &self.bytes()[r * rb..(r + 1) * rb]
+    }
+
+    /// The values of row `r` into `out` (`cols` values): one embedding row looked up in a
+    /// quantized table, without dequantizing the rest.
+    ///
+    /// # Panics
+    /// If `r` is not a row or `out` not `cols` long.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        assert_eq!(
+            out.len(),
+            self.cols,
+            "QMatrix::dequantize_row: out is (cols,)"
+        );
+        dequantize_row_bytes(self.format, self.row(r), out);
     }
 
     /// Storage per weight, in bits: 32, 16, 8.5, 4.5, 5 (the scales included).

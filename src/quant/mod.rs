@@ -10,8 +10,9 @@
 //! - [`speed`]: memory bandwidth, the products' speed at SmolLM2's shapes, bytes per token;
 //! - [`stats`]: a quantization's error, measured and predicted (Δ²/12, 6.02 dB per bit);
 //! - [`outliers`]: LLM.int8's mixed-precision decomposition for outlier features;
-//! - [`gguf`]: the GGUF container llama.cpp reads, and ([`gguf::llama`]) a chapter 4 Llama
-//!   written and read as llama.cpp's converter does.
+//! - [`gguf`]: the GGUF container llama.cpp reads (a file memory-mapped, its tensors views
+//!   of the map), and ([`gguf::llama`]) a chapter 4 Llama written and read as llama.cpp's
+//!   converter does.
 //! - [`report`]: a trained model in every format, its bytes, its weights' error and its
 //!   cross-entropy, and the bytes a generated token reads;
 //! - [`tour`]: the chapter's step of the tour, on chapter 4's toy-world model.

@@ -612,7 +612,9 @@ pub fn run(cmd: GptCommand) -> CliResult {
             seed,
         } => {
             let dir = model;
+            let t0 = std::time::Instant::now();
             let model = load_model_or_gguf(&dir, exact)?;
+            let loaded = t0.elapsed();
             let sampling = if greedy {
                 Sampling::greedy()
             } else {
@@ -635,7 +637,7 @@ pub fn run(cmd: GptCommand) -> CliResult {
                     seed,
                 }
             };
-            match (prompt, prompt_ids) {
+            let out = match (prompt, prompt_ids) {
                 (_, Some(line)) => {
                     let ids = parse_ids(&line, "--prompt-ids")?;
                     check_ids(&ids, &model.cfg, "--prompt-ids")?;
@@ -655,7 +657,12 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 (None, None) => {
                     Err(Error::InvalidArgument("give --prompt or --prompt-ids".into()).into())
                 }
+            };
+            // after the output, so that an error is still the first line on stderr
+            if out.is_ok() {
+                eprintln!("loaded in {} ms", loaded.as_millis());
             }
+            out
         }
     }
 }

@@ -166,7 +166,11 @@ pub fn to_gguf(model: &Gpt, tokens: &Tokens, name: &str, format: Format) -> Resu
 
     let p = &model.params;
     let c = cfg.d_model as u64;
-    let emb = stored(format, cfg.vocab_size, cfg.d_model, &p.tok_emb)?;
+    let emb = match model.quantized_embedding() {
+        // a model that keeps no f32 table: its blocks as they are
+        Some(q) if p.tok_emb.is_empty() => q.clone(),
+        _ => stored(format, cfg.vocab_size, cfg.d_model, &p.tok_emb)?,
+    };
     g.add_matrix("token_embd.weight", &emb)?;
     let mut err = None;
     let mut linears = Vec::new();
@@ -593,9 +597,16 @@ pub enum Precision {
 /// A `Gpt` from a GGUF file of architecture `llama`: the shape from [`config_from_gguf`],
 /// every tensor checked for its name and shape (a missing, extra or mis-shaped tensor is an
 /// error naming it), `W_q` and `W_k` permuted back to Hugging Face's half-split RoPE.
-/// Norms and the token embedding are dequantized to f32; the projections and the head keep
-/// the file's format or not, as `precision` says (a tied head in a block format through
-/// [`Gpt::with_quantized_tied_head`], the lookup reading the f32 values).
+/// Norms are dequantized to f32; the projections and the head keep the file's format or
+/// not, as `precision` says. As stored, a token embedding in a block format stays in its
+/// blocks ([`Gpt::new_with_quantized_embedding`]): the lookup dequantizes the rows it
+/// needs and a tied head multiplies through the blocks, as llama.cpp does; otherwise it
+/// is dequantized to f32.
+///
+/// The matrices share the tensors' bytes ([`GgufTensor::to_qmatrix`]): from a mapped file
+/// ([`Gguf::read`]) they are views of the map, and loading copies no weight as stored
+/// except `W_q` and `W_k`, whose rows the RoPE permutation reorders (for SmolLM2 in Q4_1,
+/// 8 MB of the file's 98).
 pub fn model_from_gguf(g: &Gguf, precision: Precision) -> Result<Gpt> {
     let cfg = config_from_gguf(g)?;
     let mut used = std::collections::HashSet::new();
@@ -640,7 +651,17 @@ pub fn model_from_gguf(g: &Gguf, precision: Precision) -> Result<Gpt> {
     };
     let (c, f, v, kv) = (cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.kv_dim());
     let emb = get("token_embd.weight", v, c)?;
-    let tok_emb = Tensor::from_vec(&[v, c], emb.to_f32()?)?;
+    let blocks_format = matches!(emb.format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1);
+    let quant_emb = precision == Precision::AsStored && blocks_format;
+    let tok_emb = match quant_emb {
+        // the rows are looked up in the blocks: no f32 table
+        true => Tensor {
+            shape: vec![v, c],
+            data: Vec::new(),
+            trainable: false,
+        },
+        false => Tensor::from_vec(&[v, c], emb.to_f32()?)?,
+    };
     let mut blocks = Vec::with_capacity(cfg.n_layers);
     for l in 0..cfg.n_layers {
         let name = |s: &str| format!("blk.{l}.{s}.weight");
@@ -685,14 +706,11 @@ pub fn model_from_gguf(g: &Gguf, precision: Precision) -> Result<Gpt> {
         final_norm,
         lm_head,
     };
-    let model = Gpt::new(cfg, params)?;
-    // a tied head in the file's blocks, as llama.cpp multiplies it (f16 stays f32: the
-    // head's f16 product would be no faster than f32's)
-    let blocks_format = matches!(emb.format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1);
-    if model.cfg.tied_head && precision == Precision::AsStored && blocks_format {
-        return model.with_quantized_tied_head(emb.to_qmatrix()?);
+    // (an f16 embedding stays f32: a tied head's f16 product would be no faster)
+    match quant_emb {
+        true => Gpt::new_with_quantized_embedding(cfg, params, emb.to_qmatrix()?),
+        false => Gpt::new(cfg, params),
     }
-    Ok(model)
 }
 
 /// Reads a GGUF file into a model ([`model_from_gguf`]); errors name the file.

@@ -23,6 +23,18 @@
 //! problem (the key or tensor, the offset), never a panic. [`Gguf::to_bytes`] writes what
 //! [`Gguf::parse`] reads, byte for byte; [`Gguf::write`] does so atomically.
 //!
+//! [`Gguf::read`] memory-maps the file, as llama.cpp does, instead of reading it: the
+//! metadata is parsed into values, and each tensor's bytes stay a view of the map
+//! ([`Storage::Mapped`]), which a [`QMatrix`] shares without a copy. Loading then costs
+//! the metadata and nothing per weight; the operating system reads a page of the file when
+//! it is first touched (the first token), keeps it in its page cache, and shares it with
+//! any other process using the file, so the weights are in memory once, not once in the
+//! cache and again in our heap. Every tensor's range is checked against the file's length
+//! before it is viewed, so a truncated file is an error, not a fault on a page past its
+//! end. The views need no alignment: the blocks are byte structs (alignment 1), and f32
+//! rows are viewed in place only where aligned (a GGUF file aligns them, to 32 bytes by
+//! default, and a map starts on a page).
+//!
 //! ```
 //! use llm_lessons::quant::gguf::{Gguf, Value};
 //! use llm_lessons::quant::matrix::{Format, QMatrix};
@@ -39,8 +51,9 @@
 
 pub mod llama;
 
-use super::matrix::{Format, QMatrix};
+use super::matrix::{Format, QMatrix, Storage};
 use crate::{Error, Result};
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -209,8 +222,9 @@ pub struct GgufTensor {
     /// ggml's `ne`: `dims[0]` is the length of a row (the innermost dimension).
     pub dims: Vec<u64>,
     pub format: Format,
-    /// The tensor's bytes, rows of whole blocks, as `format` stores them.
-    pub data: Arc<[u8]>,
+    /// The tensor's bytes, rows of whole blocks, as `format` stores them: owned, or a view
+    /// of the mapped file ([`Gguf::read`]).
+    pub data: Storage,
 }
 
 impl GgufTensor {
@@ -234,7 +248,8 @@ impl GgufTensor {
     }
 }
 
-/// A GGUF file in memory: version, metadata in file order, tensors in file order.
+/// A GGUF file: version, metadata in file order, tensors in file order (their bytes owned,
+/// or views of the mapped file).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gguf {
     pub version: u32,
@@ -399,18 +414,47 @@ impl Gguf {
         }
     }
 
-    /// Reads and parses the file at `path`.
+    /// Memory-maps the file at `path` (read-only) and parses it as [`Gguf::parse`] does;
+    /// the tensors' bytes are views of the map ([`Storage::Mapped`]), not copies.
+    ///
+    /// The map stays valid while any tensor or matrix made from it lives, even if the file
+    /// is replaced (this crate's writers rename a new file over the old one, which leaves
+    /// the mapped one intact). A program that truncates or rewrites the file in place
+    /// while it is mapped changes the weights under the model or makes a read past the new
+    /// end fault (SIGBUS), as with llama.cpp's maps.
     pub fn read(path: &Path) -> Result<Gguf> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Gguf::parse(&bytes, path)
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: the map is read-only and every view is checked against its length (the
+        // file's, when mapped); see above for a file changed by another program meanwhile
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| {
+            bad(
+                path,
+                format!("cannot memory-map the file ({e}): is it a regular file?"),
+            )
+        })?;
+        let map = Arc::new(map);
+        Gguf::parse_with(&map, path, |range| {
+            Storage::mapped(map.clone(), range).expect("checked against the file's length")
+        })
     }
 
     /// Parses a GGUF file's bytes; `path` names it in errors. Checks the magic, the version,
     /// every length and count against the bytes left, value and tensor types, unique keys
     /// and tensor names, the alignment, each tensor's shape (at most 4 dimensions, rows of
     /// whole blocks, no overflow) and that its bytes lie inside the file at an aligned
-    /// offset.
+    /// offset. The tensors' bytes are copied out of `bytes` ([`Gguf::read`] maps a file
+    /// instead).
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Gguf> {
+        Gguf::parse_with(bytes, path, |range| Storage::from(&bytes[range]))
+    }
+
+    /// [`Gguf::parse`], each tensor's bytes made by `data` from their range in `bytes`
+    /// (checked to lie inside it first).
+    fn parse_with(
+        bytes: &[u8],
+        path: &Path,
+        data: impl Fn(Range<usize>) -> Storage,
+    ) -> Result<Gguf> {
         let mut r = Reader {
             bytes,
             pos: 0,
@@ -516,7 +560,7 @@ impl Gguf {
                 name,
                 dims,
                 format,
-                data: bytes[at..at + size as usize].into(),
+                data: data(at..at + size as usize),
             });
         }
         Ok(g)
@@ -608,7 +652,8 @@ impl Gguf {
             name: name.to_string(),
             dims: vec![m.cols as u64, m.rows as u64],
             format: m.format,
-            data: m.bytes().into(),
+            // shared, not copied
+            data: m.storage.clone(),
         })
     }
 
@@ -618,7 +663,11 @@ impl Gguf {
             name: name.to_string(),
             dims: dims.to_vec(),
             format: Format::F32,
-            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            data: values
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>()
+                .into(),
         })
     }
 

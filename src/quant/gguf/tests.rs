@@ -267,3 +267,120 @@ fn corrupted_files_are_errors_never_panics() {
         "{errors} errors, {parsed} parsed"
     );
 }
+
+/// A scratch folder for files this test writes, removed and made anew.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("llm-lessons-gguf-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `read` maps the file: the same file as `parse` gives, each tensor a view of the map,
+/// and a matrix made from a tensor is a view of the same bytes (no copy).
+#[test]
+fn read_maps_the_file_and_matrices_share_its_bytes() {
+    let dir = scratch("map");
+    let path = dir.join("sample.gguf");
+    let g = sample();
+    g.write(&path).unwrap();
+    let back = Gguf::read(&path).unwrap();
+    assert_eq!(back, g);
+    assert_eq!(back.to_bytes().unwrap(), std::fs::read(&path).unwrap());
+    for t in &back.tensors {
+        assert!(t.data.is_mapped(), "{}", t.name);
+        if t.dims.len() == 2 {
+            let m = t.to_qmatrix().unwrap();
+            assert!(m.storage.is_mapped());
+            assert_eq!(m.bytes().as_ptr(), t.data.as_ptr(), "{}", t.name);
+        }
+    }
+    // in-memory bytes are copied into owned storage; writing a mapped matrix shares it
+    let parsed = Gguf::parse(&std::fs::read(&path).unwrap(), &path).unwrap();
+    assert!(parsed.tensors.iter().all(|t| !t.data.is_mapped()));
+    let m = back.tensor("m.q4_1").unwrap().to_qmatrix().unwrap();
+    let mut again = Gguf::new();
+    again.add_matrix("m", &m).unwrap();
+    assert_eq!(again.tensors[0].data.as_ptr(), m.bytes().as_ptr());
+    // the map outlives the file's replacement (writers rename a new file over it)
+    Gguf::new().write(&path).unwrap();
+    assert_eq!(m, back.tensor("m.q4_1").unwrap().to_qmatrix().unwrap());
+    assert_eq!(m.dequantize().len(), 3 * 64);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A file cut anywhere in its tensors' bytes (well formed up to there) is an error from
+/// `read` that says it is truncated: the ranges are checked against the file's length
+/// before anything is viewed, so no read faults on a page past the end. An empty file and
+/// a folder are errors too.
+#[test]
+fn truncated_mapped_files_are_errors() {
+    let dir = scratch("cut");
+    let path = dir.join("cut.gguf");
+    let bytes = sample().to_bytes().unwrap();
+    let data: usize = sample().tensors.iter().map(|t| t.data.len()).sum();
+    let first_data = bytes.len() - data - 64; // within the header or the first tensor
+    for cut in [0, 3, 100, first_data, bytes.len() - 200, bytes.len() - 30] {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let e = Gguf::read(&path).unwrap_err().to_string();
+        assert!(e.contains("cut.gguf"), "cut at {cut}: {e}");
+        if cut >= first_data {
+            assert!(e.contains("truncated"), "cut at {cut}: {e}");
+        }
+    }
+    let e = Gguf::read(&dir).unwrap_err().to_string();
+    assert!(e.contains("memory-map") || e.contains("cannot read"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// ggml's blocks are byte structs (alignment 1), so a mapped tensor at any address is
+/// viewed in place; f32 rows not at a multiple of 4 are converted, not viewed. A file
+/// with `general.alignment` 1 puts tensors at every address mod 4: each matrix read from
+/// the map is the one written, and multiplies to the same bits as its owned copy.
+#[test]
+fn mapped_tensors_at_any_address_multiply_as_owned_ones() {
+    assert_eq!(
+        [
+            std::mem::align_of::<crate::quant::blocks::BlockQ8_0>(),
+            std::mem::align_of::<crate::quant::blocks::BlockQ4_0>(),
+            std::mem::align_of::<crate::quant::blocks::BlockQ4_1>(),
+        ],
+        [1, 1, 1]
+    );
+    let dir = scratch("align");
+    let path = dir.join("a.gguf");
+    let w: Vec<f32> = (0..5 * 64).map(|i| (i as f32 * 0.7).cos()).collect();
+    let x: Vec<f32> = (0..2 * 64).map(|i| (i as f32 * 0.3).sin()).collect();
+    let mut residues = std::collections::HashSet::new();
+    for pad in 0..4 {
+        let mut g = Gguf::new();
+        g.set("general.alignment", Value::U32(1));
+        g.set("pad", Value::String("x".repeat(pad)));
+        g.add_f32("odd", &[3], &[1.0, 2.0, 3.0]).unwrap(); // 12 bytes
+        for f in Format::ALL {
+            g.add_matrix(&format!("m.{f}"), &QMatrix::quantize(f, 5, 64, &w).unwrap())
+                .unwrap();
+        }
+        g.write(&path).unwrap();
+        let back = Gguf::read(&path).unwrap();
+        for (t, want) in back.tensors.iter().zip(&g.tensors) {
+            assert!(t.data.is_mapped());
+            residues.insert((t.format, t.data.as_ptr() as usize % 4));
+            if t.dims.len() < 2 {
+                continue;
+            }
+            let (m, owned) = (t.to_qmatrix().unwrap(), want.to_qmatrix().unwrap());
+            assert_eq!(m, owned);
+            let (mut y, mut y_owned) = (vec![0.0; 2 * 5], vec![0.0; 2 * 5]);
+            m.matmul(&mut y, &x, 2);
+            owned.matmul(&mut y_owned, &x, 2);
+            assert_eq!(y, y_owned, "{}", t.name);
+        }
+    }
+    // the f32 matrix sat at every residue mod 4, unaligned ones included
+    assert!(
+        (0..4).all(|r| residues.contains(&(Format::F32, r))),
+        "{residues:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -70,8 +70,9 @@ fn f32_write_then_read_is_the_same_model() {
 }
 
 /// A Q8_0 file read as stored is the model quantized in memory (the same blocks: the
-/// permutation moves whole rows), with the token embedding's Q8_0 values; read exactly,
-/// it is those values in f32. The logits stay within 2% of the f32 model's.
+/// permutation moves whole rows), with the token embedding kept in its blocks (no f32
+/// table; f16 is dequantized); read exactly, it is those values in f32. The logits stay
+/// within 2% of the f32 model's.
 #[test]
 fn quantized_files_keep_their_blocks() {
     let model = Gpt::init(small(), 6).unwrap();
@@ -83,7 +84,27 @@ fn quantized_files_keep_their_blocks() {
         let n = want.params.quantize(format, |_| true).unwrap();
         assert_eq!(n, 7 * 2 + 1);
         let emb = QMatrix::quantize(format, 300, 64, &model.params.tok_emb).unwrap();
-        want.params.tok_emb.data = emb.dequantize();
+        if format == Format::F16 {
+            want.params.tok_emb.data = emb.dequantize();
+            assert!(back.quantized_embedding().is_none());
+        } else {
+            // the shape, no values: the lookup reads the blocks
+            assert!(back.params.tok_emb.is_empty() && back.params.tok_emb.shape == [300, 64]);
+            assert_eq!(back.quantized_embedding(), Some(&emb), "{format}");
+            want.params.tok_emb = back.params.tok_emb.clone();
+            let e = back.params.check_f32("saving").unwrap_err().to_string();
+            assert!(e.contains("embed_tokens"), "{e}");
+            // written back, the blocks are stored as they are
+            let again = to_gguf(&back, &Tokens::Bytes, "test", Format::Q8_0).unwrap();
+            assert_eq!(
+                again
+                    .tensor("token_embd.weight")
+                    .unwrap()
+                    .to_qmatrix()
+                    .unwrap(),
+                emb
+            );
+        }
         assert_eq!(back.params, want.params, "{format}");
         let exact = roundtrip(&model, &Tokens::Bytes, format, Precision::Exact);
         assert!(exact.params.check_f32("test").is_ok());
@@ -295,4 +316,54 @@ fn requantizing_keeps_the_metadata_and_rounds_every_matrix_again() {
     let mut other = q4.clone();
     other.set("general.architecture", Value::String("gemma".into()));
     assert!(requantize(&other, Format::Q8_0).is_err());
+}
+
+/// Loaded from a file as stored, the model's matrices are views of the mapped file (no
+/// copy), the token embedding included, except `W_q` and `W_k`, whose rows the RoPE
+/// permutation reorders into a copy; it computes what the model parsed from the same
+/// bytes in memory computes.
+#[test]
+fn a_model_loaded_from_a_file_shares_the_mapped_blocks() {
+    let mut cfg = small();
+    cfg.tied_head = true;
+    let model = Gpt::init(cfg, 4).unwrap();
+    let dir = std::env::temp_dir().join(format!("llm-lessons-llama-map-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.gguf");
+    save_gguf(&model, &Tokens::Bytes, "m", Format::Q4_1, &path).unwrap();
+    let loaded = load_gguf(&path, Precision::AsStored).unwrap();
+    let quant = |l: &Linear| match &l.weight {
+        Weight::Quant(q) => q.clone(),
+        Weight::F32(_) => panic!("kept as stored"),
+    };
+    for b in &loaded.params.blocks {
+        assert!(!quant(&b.attn.q_proj).storage.is_mapped());
+        assert!(!quant(&b.attn.k_proj).storage.is_mapped());
+        assert!(quant(&b.attn.v_proj).storage.is_mapped());
+        assert!(quant(&b.attn.o_proj).storage.is_mapped());
+        let MlpParams::SwiGlu {
+            gate_proj,
+            up_proj,
+            down_proj,
+        } = &b.mlp
+        else {
+            panic!("llama")
+        };
+        for l in [gate_proj, up_proj, down_proj] {
+            assert!(quant(l).storage.is_mapped());
+        }
+    }
+    assert!(loaded.quantized_embedding().unwrap().storage.is_mapped());
+    assert!(loaded.params.tok_emb.is_empty());
+    let parsed = model_from_gguf(
+        &Gguf::parse(&std::fs::read(&path).unwrap(), &path).unwrap(),
+        Precision::AsStored,
+    )
+    .unwrap();
+    let ids = [3, 1, 4, 1, 5, 9, 2, 6];
+    assert_eq!(logits(&loaded, &ids), logits(&parsed, &ids));
+    // exactly: every value dequantized into f32, nothing left mapped
+    let exact = load_gguf(&path, Precision::Exact).unwrap();
+    assert!(exact.quantized_embedding().is_none() && exact.params.check_f32("t").is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
