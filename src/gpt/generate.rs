@@ -176,6 +176,14 @@ pub fn sample(logits: &[f32], s: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
 }
 // ANCHOR_END: sample
 
+impl KvCache {
+    /// Forgets the positions from `len` on, keeping the first `len` (a conversation
+    /// that reuses the part of its prompt that did not change).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
 /// Why [`generate_streaming`] stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
