@@ -114,8 +114,8 @@ impl<'m> Conversation<'m> {
         }
         if ids.len() > context {
             return Err(Error::InvalidArgument(format!(
-                "the conversation has grown to {} tokens, more than the model's context of \
-                 {context}: start a new one",
+                "the conversation, laid out by the chat template, is {} tokens: more than the \
+                 model's context of {context}",
                 ids.len()
             )));
         }
