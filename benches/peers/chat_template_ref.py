@@ -15,8 +15,9 @@ Two templates:
             Python string methods (`.strip()`, `.startswith()`), `namespace`, `continue`,
             filters, `loop.last`, `bos_token`/`eos_token`, and `raise_exception`.
 
-REFERENCE.json is the shared reference's `reference.json`: its case `chat_2plus2` (text and
-ids) is copied into the output, and the rendering here must equal its text.
+REFERENCE.json is the shared reference's `reference.json`: its case `chat_2plus2` (text, ids,
+and the 24 greedy ids and text of transformers on the dequantized weights, which do not stop
+at <|im_end|>) is copied into the output, and the rendering here must equal its text.
 
 Writes OUT.json: the versions, and per template its source, special tokens and cases
 (`messages`, `add_generation_prompt`, and `text` or `error`). The output is the same on
@@ -149,7 +150,9 @@ def main():
         },
         "command": "python benches/peers/chat_template_ref.py SmolLM2-135M-Instruct.Q4_1.gguf "
         "reference.json tests/fixtures/smollm2/chat_template.json",
-        "reference_chat_2plus2": {"text": chat["text"], "ids": chat["ids"]},
+        "reference_chat_2plus2": {
+            k: chat[k] for k in ["text", "ids", "greedy_new_ids", "greedy_text"]
+        },
         "templates": {},
     }
     for name, (source, sp) in templates.items():
