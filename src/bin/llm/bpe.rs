@@ -86,6 +86,7 @@ pub enum EncodingArg {
 pub enum PatternArg {
     Gpt2,
     Cl100k,
+    Smollm,
 }
 
 impl From<PatternArg> for Pattern {
@@ -93,6 +94,7 @@ impl From<PatternArg> for Pattern {
         match p {
             PatternArg::Gpt2 => Pattern::Gpt2,
             PatternArg::Cl100k => Pattern::Cl100k,
+            PatternArg::Smollm => Pattern::Smollm,
         }
     }
 }

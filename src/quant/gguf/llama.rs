@@ -301,6 +301,7 @@ pub fn tokenizer_metadata(
             match pattern {
                 Pattern::Gpt2 => "gpt-2",
                 Pattern::Cl100k => "dbrx",
+                Pattern::Smollm => "smollm",
             }
         }
     };
