@@ -11,6 +11,8 @@
 //!   piece);
 //! - [`encoding`]: byte-level BPE with special tokens that gives exactly tiktoken's ids, and
 //!   reads and writes tiktoken's and GPT-2's files;
+//! - [`replay`]: encoding by replaying a merge list, as Hugging Face tokenizers and llama.cpp
+//!   do (a GGUF file's tokenizer);
 //! - [`train`]: a trainer fast enough for real corpora (a priority queue, incremental counts,
 //!   parallel pre-tokenization);
 //! - [`view`]: how a text splits into tokens;
@@ -35,6 +37,7 @@
 pub mod base;
 pub mod basic;
 pub mod encoding;
+pub mod replay;
 pub mod split;
 pub mod tour;
 pub mod train;

@@ -428,6 +428,93 @@ fn malformed_rank_files_are_errors_with_line_numbers() {
     assert!(e.to_string().contains("byte 0x00"), "{e}");
 }
 
+/// Replaying a trained table's merges gives, piece by piece, what the table's own plain
+/// encoder gives (the reference replay of `base`), on random strings.
+#[test]
+fn from_merges_replays_the_table_as_its_plain_encoder_does() {
+    let mut text = COURSE_TEXT.repeat(3);
+    text.push_str(&random_texts(5, 200).concat());
+    let trained = train::train(&text, 400, Pattern::Smollm).unwrap();
+    let table = &trained.table;
+    let pairs: Vec<(u32, u32)> = table.merges.iter().map(|m| m.pair).collect();
+    let tokens = table.tokens.iter().cloned().map(Some).collect();
+    let enc = Encoding::from_merges("t", tokens, &pairs, Pattern::Smollm.split(), &[]).unwrap();
+    assert_eq!(enc.merges(), Some(&pairs[..]));
+    for text in random_texts(9, 500).iter().chain([&text]) {
+        let mut want = Vec::new();
+        Pattern::Smollm
+            .split()
+            .for_each_piece(text, |p| want.extend(table.encode_bytes(p.as_bytes())));
+        assert_eq!(enc.encode_ordinary(text), want, "{text:?}");
+        assert_eq!(enc.decode(&want).unwrap(), *text);
+    }
+}
+
+/// A hand-made vocabulary of the kind a GGUF file holds: special tokens first, then the
+/// bytes (one missing), then merges; where replaying the merges and tiktoken's rule part.
+#[test]
+fn from_merges_follows_the_list_not_the_ranks() {
+    // ids: 0 <|im_start|>, 1 unused, 2.. the bytes but 0x04, then bc, ab, abc, ()
+    let mut tokens: Vec<Option<Vec<u8>>> = vec![None, None];
+    tokens.extend((0..=255u8).filter(|&b| b != 4).map(|b| Some(vec![b])));
+    let id = |t: &[u8]| tokens.iter().position(|x| x.as_deref() == Some(t)).unwrap() as u32;
+    let (a, b, c, space) = (id(b"a"), id(b"b"), id(b"c"), id(b" "));
+    let (open, close) = (id(b"("), id(b")"));
+    let n = tokens.len() as u32;
+    let (bc, ab, abc, parens) = (n, n + 1, n + 2, n + 3);
+    let new = [&b"bc"[..], b"ab", b"abc", b"()"];
+    tokens.extend(new.map(|t| Some(t.to_vec())));
+    let merges = [(b, c), (a, b), (ab, c), (open, close)];
+    let special = [("<|im_start|>", 0)];
+    let enc = Encoding::from_merges(
+        "hand",
+        tokens.clone(),
+        &merges,
+        Pattern::Gpt2.split(),
+        &special,
+    )
+    .unwrap();
+    // "abc": (b, c) merges first, and (a, bc) is no merge: two tokens, though "abc" is one
+    // token and tiktoken's rule would give it
+    assert_eq!(enc.rank(b"abc"), Some(abc));
+    assert_eq!(enc.encode_ordinary("abc"), [a, bc]);
+    assert_eq!(enc.encode_ordinary("ab"), [ab]);
+    assert_eq!(enc.encode_ordinary("abcabc ab"), [a, bc, a, bc, space, ab]);
+    // the missing byte is dropped, and its neighbours in the piece merge across it
+    // (Hugging Face's BPE)
+    assert_eq!(enc.encode_ordinary("(\u{4})"), [parens]);
+    assert_eq!(enc.encode_ordinary("a\u{4}b"), [a, b]);
+    // special tokens sit at their ids; the unused id is no token
+    let ids = enc.encode("<|im_start|>ab", Allowed::All).unwrap();
+    assert_eq!(ids, [0, ab]);
+    assert_eq!(enc.decode(&ids).unwrap(), "<|im_start|>ab");
+    assert!(enc.decode(&[1]).is_err());
+    assert!(enc
+        .save_tiktoken(std::env::temp_dir().join("never.tiktoken"))
+        .is_err());
+    // a merge must join ordinary tokens and make one
+    let err = |merges: &[(u32, u32)], special: &[(&str, u32)]| {
+        Encoding::from_merges(
+            "hand",
+            tokens.clone(),
+            merges,
+            Pattern::Gpt2.split(),
+            special,
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let e = err(&[(a, 1)], &[]);
+    assert!(e.contains("merge 0 joins id 1"), "{e}");
+    let e = err(&[(c, a)], &[]);
+    assert!(
+        e.contains("merge 0 makes \"ca\", which is not a token"),
+        "{e}"
+    );
+    let e = err(&[], &[("<x>", a)]);
+    assert!(e.contains("already taken"), "{e}");
+}
+
 #[test]
 fn save_and_load_round_trip() {
     let enc = tiny_encoding(Pattern::Cl100k);

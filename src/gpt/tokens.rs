@@ -115,7 +115,11 @@ impl Tokens {
         Ok(match self {
             Tokens::Bytes => 256,
             Tokens::Bpe { encoding, .. } => {
-                let mut n = encoding.n_ranks();
+                // an encoding from a GGUF file's merges may end in unused ids
+                let mut n = (0..encoding.n_ranks() as u32)
+                    .rev()
+                    .find(|&id| encoding.token_bytes(id).is_ok())
+                    .map_or(0, |id| id as usize + 1);
                 for name in encoding.special_names() {
                     n = n.max(encoding.special_token(name)? as usize + 1);
                 }
