@@ -11,6 +11,8 @@
 //! | 3. Byte-pair encoding | [`bpe`] |
 //! | 4. From GPT to Llama | [`gpt`] |
 //! | 5. LoRA | [`lora`] (the adapter itself: [`gpt::lora`]) |
+//! | 6. Quantization | [`quant`] (GGUF files: [`quant::gguf`]) |
+//! | 7. A real pretrained model | [`real_model`] (one call: [`real_model::load`]) |
 //!
 //! Shared helpers: [`data`] (corpora, the toy-world grammar), [`plot`], [`progress`],
 //! [`error`].
@@ -24,6 +26,7 @@ pub mod ngram;
 pub mod plot;
 pub mod progress;
 pub mod quant;
+pub mod real_model;
 pub mod report;
 pub mod simd;
 pub mod tour;

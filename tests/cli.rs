@@ -1491,3 +1491,143 @@ fn lora_checkpoints_and_resumes() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `llm chat` on the fixture Llama written as GGUF with a chat template (`llm quant
+/// quantize --chat-template`): with `--prompt`, the reply is what `llm gpt generate`
+/// continues the rendered prompt with; on stdin, each turn's reply is that of the whole
+/// conversation rendered afresh (the cache reuse changes nothing). Without a template, a
+/// prompt past the context, a template that does not parse: errors.
+#[test]
+fn chat_replies_as_generation_on_the_rendered_conversation() {
+    let dir = temp_dir("chat");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llama-tiny");
+    let template = dir.join("chat.jinja");
+    std::fs::write(
+        &template,
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}\
+         {% if add_generation_prompt %}<assistant>{% endif %}\n",
+    )
+    .unwrap();
+    let file = dir.join("tiny-chat.gguf");
+    let f = file.to_str().unwrap();
+    ok(&[
+        "quant",
+        "quantize",
+        "--model",
+        fixture,
+        "--format",
+        "q8_0",
+        "--out",
+        f,
+        "--chat-template",
+        template.to_str().unwrap(),
+    ]);
+    // a byte-level model: the reply of a rendered text is its greedy continuation's bytes
+    let continuation = |rendered: &str| {
+        let ids: Vec<String> = rendered.bytes().map(|b| b.to_string()).collect();
+        let new = ok(&[
+            "gpt",
+            "generate",
+            "--model",
+            f,
+            "--prompt-ids",
+            &ids.join(" "),
+            "--max-new-tokens",
+            "8",
+            "--greedy",
+        ]);
+        // as the byte tokenizer decodes an id
+        let bytes: Vec<u8> = new
+            .split_whitespace()
+            .map(|id| id.parse::<u32>().unwrap() as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let chat = |extra: &[&str], input: Option<&[u8]>| {
+        let mut args = vec![
+            "chat",
+            "--model",
+            f,
+            "--system",
+            "be brief",
+            "--max-new-tokens",
+            "8",
+        ];
+        args.extend_from_slice(extra);
+        let out = match input {
+            Some(input) => llm_stdin(&args, input),
+            None => llm(&args),
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "llm {args:?}: {stderr}");
+        (String::from_utf8(out.stdout).unwrap(), stderr)
+    };
+    let first = continuation("<system>be brief\n<user>hi\n<assistant>");
+    let (out, err) = chat(&["--prompt", "hi", "--greedy"], None);
+    assert_eq!(out, format!("{first}\n"));
+    assert!(
+        err.contains("[37 prompt tokens (0 reused) at ")
+            && err.contains("; 8 new at ")
+            && err.contains("cut at --max-new-tokens]"),
+        "{err}"
+    );
+    let second = continuation(&format!(
+        "<system>be brief\n<user>hi\n<assistant>{first}\n<user>and you?\n<assistant>"
+    ));
+    let (out, err) = chat(&["--greedy"], Some(b"hi\n\nand you?\n"));
+    assert_eq!(out, format!("{first}\n{second}\n"));
+    assert_eq!(err.matches("prompt tokens").count(), 2, "{err}");
+    assert!(
+        !err.contains("(0 reused) at ") || err.matches("(0 reused)").count() == 1,
+        "{err}"
+    );
+    // sampling is seeded
+    let sampled = chat(
+        &["--prompt", "hi", "--temperature", "0.8", "--seed", "3"],
+        None,
+    )
+    .0;
+    assert_eq!(
+        chat(
+            &["--prompt", "hi", "--temperature", "0.8", "--seed", "3"],
+            None
+        )
+        .0,
+        sampled
+    );
+
+    let e = fails(&["chat", "--model", f, "--prompt", &"x".repeat(300)]);
+    assert!(e.contains("more than the model's context of 256"), "{e}");
+    let e = fails(&["chat", "--model", f, "--prompt", "hi", "--top-p", "2"]);
+    assert!(e.contains("--top-p"), "{e}");
+    let plain = dir.join("plain.gguf");
+    let p = plain.to_str().unwrap();
+    ok(&[
+        "quant", "quantize", "--model", fixture, "--format", "q8_0", "--out", p,
+    ]);
+    let e = fails(&["chat", "--model", p, "--prompt", "hi"]);
+    assert!(
+        e.contains("plain.gguf") && e.contains("no chat template (tokenizer.chat_template)"),
+        "{e}"
+    );
+    std::fs::write(&template, "{% for m in messages %}").unwrap();
+    let bad = dir.join("bad.gguf");
+    let e = fails(&[
+        "quant",
+        "quantize",
+        "--model",
+        fixture,
+        "--format",
+        "q8_0",
+        "--out",
+        bad.to_str().unwrap(),
+        "--chat-template",
+        template.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("chat.jinja") && e.contains("does not parse"),
+        "{e}"
+    );
+    assert!(!bad.exists(), "nothing written");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

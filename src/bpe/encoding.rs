@@ -7,6 +7,11 @@
 //! leftmost first among equals, until no adjacent concatenation is a token. Because the
 //! base vocabulary is the 256 bytes, every string encodes, and decoding is concatenation.
 //!
+//! A vocabulary that comes with a merge list (a GGUF file's, loaded by
+//! [`tokens_from_gguf`](crate::quant::gguf::llama::tokens_from_gguf)) is encoded by replaying
+//! that list instead, as Hugging Face tokenizers and llama.cpp do ([`Encoding::from_merges`],
+//! [`super::replay`]).
+//!
 //! Files: tiktoken's rank files (`base64(token) rank` per line; [`Encoding::load_tiktoken`],
 //! [`Encoding::save_tiktoken`]) and GPT-2's `encoder.json` + `vocab.bpe`
 //! ([`Encoding::load_gpt2`]). Not here: tiktoken's `disallowed_special` check (here, special
@@ -20,6 +25,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::base::{Rank, N_BYTES};
+use super::replay::MergeList;
 use super::split::{parallel_parts, Pattern, Split};
 use crate::data::{read_text, write_atomic};
 use crate::{Error, Result};
@@ -34,12 +40,16 @@ pub struct Encoding {
     pub name: String,
     /// Token bytes -> rank.
     ranks: FxHashMap<Vec<u8>, Rank>,
-    /// Rank -> token bytes (ranks are 0..n without gaps).
+    /// Rank -> token bytes (ranks are 0..n without gaps). Empty for an id that is no
+    /// ordinary token (in an encoding from merges: a special token's, or an unused one).
     tokens: Vec<Vec<u8>>,
     split: Split,
-    /// Special token text -> id, and the reverse; ids are outside 0..n.
+    /// Special token text -> id, and the reverse; ids are outside 0..n, or ids whose
+    /// `tokens` entry is empty.
     special: FxHashMap<String, Rank>,
     special_by_id: FxHashMap<Rank, String>,
+    /// The merge list pieces are encoded with, instead of tiktoken's rule over the ranks.
+    merges: Option<Box<MergeList>>,
 }
 
 /// Which special tokens [`Encoding::encode`] recognises in the text.
@@ -63,21 +73,56 @@ impl Encoding {
         split: Split,
         special: &[(&str, Rank)],
     ) -> Result<Encoding> {
-        let mut ranks = FxHashMap::default();
-        ranks.reserve(tokens.len());
-        for (rank, token) in tokens.iter().enumerate() {
-            if let Some(first) = ranks.insert(token.clone(), rank as Rank) {
-                return Err(Error::InvalidArgument(format!(
-                    "{name}: token {:?} has two ranks, {first} and {rank}",
-                    super::base::show_bytes(token)
-                )));
-            }
+        if let Some(rank) = tokens.iter().position(Vec::is_empty) {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: token {rank} is empty"
+            )));
         }
+        let ranks = rank_map(name, &tokens)?;
         if let Some(b) = (0..=255u8).find(|&b| !ranks.contains_key(&[b][..])) {
             return Err(Error::InvalidArgument(format!(
                 "{name}: byte 0x{b:02x} is not a token; a byte-level vocabulary has all 256"
             )));
         }
+        Encoding::assemble(name, ranks, tokens, split, special, None)
+    }
+
+    /// An encoding that replays a merge list, as Hugging Face tokenizers' BPE and llama.cpp
+    /// do ([`super::replay`]): `tokens[id]` is the bytes of id `id`, `None` for an id that
+    /// is no ordinary token (a special token's, or an unused one); `merges` are pairs of ids
+    /// in rank order; special tokens `(text, id)` take ids past `tokens` or ids that are
+    /// `None` there. Bytes without a token are dropped when encoding, as Hugging Face does.
+    /// Duplicate tokens, and merges of a `None` id or whose result is not a token, are
+    /// errors.
+    pub fn from_merges(
+        name: &str,
+        tokens: Vec<Option<Vec<u8>>>,
+        merges: &[(Rank, Rank)],
+        split: Split,
+        special: &[(&str, Rank)],
+    ) -> Result<Encoding> {
+        if let Some(id) = tokens
+            .iter()
+            .position(|t| t.as_ref().is_some_and(Vec::is_empty))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: token {id} is empty"
+            )));
+        }
+        let tokens: Vec<Vec<u8>> = tokens.into_iter().map(Option::unwrap_or_default).collect();
+        let ranks = rank_map(name, &tokens)?;
+        let list = MergeList::new(name, &tokens, &ranks, merges)?;
+        Encoding::assemble(name, ranks, tokens, split, special, Some(Box::new(list)))
+    }
+
+    fn assemble(
+        name: &str,
+        ranks: FxHashMap<Vec<u8>, Rank>,
+        tokens: Vec<Vec<u8>>,
+        split: Split,
+        special: &[(&str, Rank)],
+        merges: Option<Box<MergeList>>,
+    ) -> Result<Encoding> {
         let mut enc = Encoding {
             name: name.to_string(),
             ranks,
@@ -85,6 +130,7 @@ impl Encoding {
             split,
             special: FxHashMap::default(),
             special_by_id: FxHashMap::default(),
+            merges,
         };
         for &(text, id) in special {
             enc.add_special(text, id)?;
@@ -94,7 +140,8 @@ impl Encoding {
 
     /// Adds a special token (e.g. `<|im_start|>`) with an id no other token has.
     pub fn add_special(&mut self, text: &str, id: Rank) -> Result<()> {
-        if (id as usize) < self.tokens.len() || self.special_by_id.contains_key(&id) {
+        let ordinary = self.tokens.get(id as usize).is_some_and(|t| !t.is_empty());
+        if ordinary || self.special_by_id.contains_key(&id) {
             return Err(Error::InvalidArgument(format!(
                 "special token {text:?}: id {id} is already taken"
             )));
@@ -246,18 +293,33 @@ impl Encoding {
 
     /// Writes the ranks as a tiktoken file: `base64(token) rank` per line, in rank order.
     /// Python reads it with `tiktoken.load.load_tiktoken_bpe(path)`.
+    /// An encoding from merges cannot be saved this way (its ids are not ranks and its
+    /// merge list would be lost): that is an error.
     pub fn save_tiktoken(&self, path: impl AsRef<Path>) -> Result<()> {
+        if self.merges.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "{} replays a merge list: a tiktoken rank file cannot hold it",
+                self.name
+            )));
+        }
         save_tiktoken_tokens(&self.tokens, path.as_ref())
     }
 
-    /// The number of ordinary tokens (ranks); special tokens come on top.
+    /// The number of ordinary tokens (ranks); special tokens come on top. In an encoding
+    /// from merges, the size of the vocabulary's id range, special and unused ids included.
     pub fn n_ranks(&self) -> usize {
         self.tokens.len()
     }
 
+    /// The merge list of an encoding [`from_merges`](Self::from_merges) (pairs of ids, in
+    /// rank order); `None` for tiktoken's rule.
+    pub fn merges(&self) -> Option<&[(Rank, Rank)]> {
+        self.merges.as_deref().map(MergeList::merges)
+    }
+
     /// The bytes of token `id` (ordinary or special).
     pub fn token_bytes(&self, id: Rank) -> Result<&[u8]> {
-        if let Some(t) = self.tokens.get(id as usize) {
+        if let Some(t) = self.tokens.get(id as usize).filter(|t| !t.is_empty()) {
             return Ok(t);
         }
         self.special_by_id
@@ -303,24 +365,33 @@ impl Encoding {
 
     // ANCHOR: encode_ordinary
     /// Encodes text as tiktoken's `encode_ordinary`: split into pieces, each piece either one
-    /// token as a whole or its [`byte_pair_merge`]. Special-token text is ordinary text.
+    /// token as a whole or its [`byte_pair_merge`] (for an encoding from merges: its
+    /// [`MergeList::merge_piece`]). Special-token text is ordinary text.
     pub fn encode_ordinary(&self, text: &str) -> Vec<Rank> {
         let mut ids = Vec::with_capacity(text.len() / 3);
         // Text repeats its words: a piece seen before reuses the ids it got then, which
         // sit in `ids` already (no allocation per piece).
         let mut seen: FxHashMap<&str, (u32, u32)> = FxHashMap::default();
         let mut parts = Vec::new();
+        let mut symbols = Vec::new();
+        // a merge list can leave a token's own bytes in several tokens
+        let whole = |rank| self.merges.as_ref().is_none_or(|m| m.is_whole(rank));
         self.split.for_each_piece(text, |piece| {
-            if let Some(&rank) = self.ranks.get(piece.as_bytes()) {
+            if let Some(&rank) = self.ranks.get(piece.as_bytes()).filter(|&&r| whole(r)) {
                 ids.push(rank);
             } else if let Some(&(start, len)) = seen.get(piece) {
                 let start = start as usize;
                 ids.extend_from_within(start..start + len as usize);
             } else {
                 let start = ids.len();
-                byte_pair_merge(&self.ranks, piece.as_bytes(), &mut parts);
                 let bytes = piece.as_bytes();
-                ids.extend(parts.windows(2).map(|w| self.ranks[&bytes[w[0].0..w[1].0]]));
+                match &self.merges {
+                    Some(list) => list.merge_piece(bytes, &mut symbols, &mut ids),
+                    None => {
+                        byte_pair_merge(&self.ranks, bytes, &mut parts);
+                        ids.extend(parts.windows(2).map(|w| self.ranks[&bytes[w[0].0..w[1].0]]));
+                    }
+                }
                 seen.insert(piece, (start as u32, (ids.len() - start) as u32));
             }
         });
@@ -432,6 +503,24 @@ impl Encoding {
             },
         }
     }
+}
+
+/// Token bytes -> rank for the non-empty tokens; a token listed twice is an error.
+fn rank_map(name: &str, tokens: &[Vec<u8>]) -> Result<FxHashMap<Vec<u8>, Rank>> {
+    let mut ranks = FxHashMap::default();
+    ranks.reserve(tokens.len());
+    for (rank, token) in tokens.iter().enumerate() {
+        if token.is_empty() {
+            continue;
+        }
+        if let Some(first) = ranks.insert(token.clone(), rank as Rank) {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: token {:?} has two ranks, {first} and {rank}",
+                super::base::show_bytes(token)
+            )));
+        }
+    }
+    Ok(ranks)
 }
 
 // ANCHOR: byte_pair_merge

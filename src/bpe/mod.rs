@@ -7,9 +7,12 @@
 //!
 //! - [`base`]: pair counts, one merge, the tie-break rule, encoding with a merge table;
 //! - [`basic`]: the training loop in its plainest form, on the course's example;
-//! - [`split`]: the regex pre-tokenization of GPT-2 and cl100k (merges never cross a piece);
+//! - [`split`]: the regex pre-tokenization of GPT-2, cl100k and SmolLM2 (merges never cross a
+//!   piece);
 //! - [`encoding`]: byte-level BPE with special tokens that gives exactly tiktoken's ids, and
 //!   reads and writes tiktoken's and GPT-2's files;
+//! - [`replay`]: encoding by replaying a merge list, as Hugging Face tokenizers and llama.cpp
+//!   do (a GGUF file's tokenizer);
 //! - [`train`]: a trainer fast enough for real corpora (a priority queue, incremental counts,
 //!   parallel pre-tokenization);
 //! - [`view`]: how a text splits into tokens;
@@ -34,6 +37,7 @@
 pub mod base;
 pub mod basic;
 pub mod encoding;
+pub mod replay;
 pub mod split;
 pub mod tour;
 pub mod train;

@@ -8,6 +8,11 @@
 //! them with `fancy-regex`, as tiktoken's Rust core does. [`Split::Fast`] gives the same pieces
 //! with the `regex` crate (a DFA, several times faster) plus one rule applied by hand for the
 //! lookahead; tests check the two agree.
+//!
+//! SmolLM2 (llama.cpp's `tokenizer.ggml.pre = "smollm"`) cuts the text in two steps, as
+//! Hugging Face tokenizers' `Sequence[Digits(individual_digits=True), ByteLevel]`: every
+//! digit becomes a piece of its own, then GPT-2's split runs on the text between digits.
+//! [`SMOLLM_PATTERN`] is one regex with the same pieces; [`Split::Fast`] does the two steps.
 
 use crate::{Error, Result};
 
@@ -21,6 +26,13 @@ pub const GPT2_PATTERN: &str =
 /// non-letter (so `"$hello"` or `"\thello"` stay together), digits in groups of at most 3,
 /// symbols with their trailing newlines, and newlines kept apart from other whitespace.
 pub const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
+
+/// SmolLM2's split as one regex: each digit alone, then GPT-2's branches without its digit
+/// branch. Hugging Face runs GPT-2's split on the text between two digits, where a
+/// whitespace run just before a digit ends its part and so keeps all its characters:
+/// that is the branch `\s+(?=\p{N})` (`"a  2"` is `"a"`, `"  "`, `"2"`).
+pub const SMOLLM_PATTERN: &str =
+    r"\p{N}|'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?=\p{N})|\s+(?!\S)|\s";
 // ANCHOR_END: patterns
 
 /// The same splits without lookahead or possessive quantifiers, for the `regex` crate. The
@@ -35,6 +47,8 @@ pub enum Pattern {
     Gpt2,
     /// [`CL100K_PATTERN`].
     Cl100k,
+    /// [`SMOLLM_PATTERN`]: digits one by one, then GPT-2's split.
+    Smollm,
 }
 
 impl Pattern {
@@ -43,19 +57,21 @@ impl Pattern {
         match self {
             Pattern::Gpt2 => GPT2_PATTERN,
             Pattern::Cl100k => CL100K_PATTERN,
+            Pattern::Smollm => SMOLLM_PATTERN,
         }
     }
 
     /// The fastest splitter that gives exactly this pattern's pieces.
     pub fn split(self) -> Split {
         let fast = match self {
-            Pattern::Gpt2 => GPT2_FAST,
+            Pattern::Gpt2 | Pattern::Smollm => GPT2_FAST,
             Pattern::Cl100k => CL100K_FAST,
         };
         Split::Fast(Box::new(FastSplit {
             re: regex_automata::meta::Regex::new(fast).expect("the fast patterns are valid"),
             dfa: regex_automata::hybrid::dfa::DFA::new(fast).expect("the fast patterns are valid"),
             newline_branch: self == Pattern::Cl100k,
+            digits_apart: self == Pattern::Smollm,
         }))
     }
 }
@@ -66,8 +82,9 @@ impl std::str::FromStr for Pattern {
         match s {
             "gpt2" | "r50k" | "r50k_base" => Ok(Pattern::Gpt2),
             "cl100k" | "cl100k_base" => Ok(Pattern::Cl100k),
+            "smollm" => Ok(Pattern::Smollm),
             _ => Err(Error::InvalidArgument(format!(
-                "unknown split pattern {s:?}: use gpt2 or cl100k"
+                "unknown split pattern {s:?}: use gpt2, cl100k or smollm"
             ))),
         }
     }
@@ -78,7 +95,7 @@ impl std::str::FromStr for Pattern {
 pub enum Split {
     /// Any pattern, with `fancy-regex` (lookaround, possessive quantifiers).
     Fancy(fancy_regex::Regex),
-    /// One of the two named patterns rewritten for the `regex` crate's engine.
+    /// One of the named patterns rewritten for the `regex` crate's engine.
     Fast(Box<FastSplit>),
 }
 
@@ -93,6 +110,9 @@ pub struct FastSplit {
     dfa: regex_automata::hybrid::dfa::DFA,
     /// cl100k's `\s*[\r\n]` branch: whitespace ending in a newline is a whole piece.
     newline_branch: bool,
+    /// smollm: every numeric character (`char::is_numeric`, as Hugging Face's `Digits`) is
+    /// a piece, and the pattern runs on the text between them.
+    digits_apart: bool,
 }
 
 impl Split {
@@ -125,44 +145,20 @@ impl Split {
                 }
             }
             Split::Fast(fast) => {
-                let FastSplit {
-                    re,
-                    dfa,
-                    newline_branch,
-                } = fast.as_ref();
-                let mut cache = dfa.create_cache();
-                let mut start = 0;
-                while start < text.len() {
-                    let input = regex_automata::Input::new(text)
-                        .range(start..)
-                        .anchored(regex_automata::Anchored::Yes);
-                    let found = match dfa.try_search_fwd(&mut cache, &input) {
-                        Ok(half) => half.map(|h| h.offset()),
-                        Err(_) => re.search(&input).map(|m| m.end()),
-                    };
-                    let Some(found) = found else {
-                        // Every character starts some branch; kept for safety.
-                        f(&text[start..]);
-                        break;
-                    };
-                    let mut end = found;
-                    // `\s+(?!\S)`: a whitespace run followed by more text gives its last
-                    // character to the next piece (" dog" keeps its space). A run at the
-                    // end of the text keeps it (`\s++$`), and so does cl100k's run that
-                    // ends in a newline (its `\s*[\r\n]` branch came first).
-                    let piece = &text[start..end];
-                    if end < text.len()
-                        && !(*newline_branch && piece.ends_with(['\r', '\n']))
-                        && piece.chars().all(char::is_whitespace)
-                    {
-                        let last = piece.chars().next_back().map_or(0, char::len_utf8);
-                        if piece.len() > last {
-                            end -= last;
-                        }
-                    }
-                    f(&text[start..end]);
-                    start = end;
+                let mut cache = fast.dfa.create_cache();
+                if !fast.digits_apart {
+                    fast.split_part(&mut cache, text, &mut f);
+                    return;
                 }
+                // smollm: each digit is a piece, the text between two digits a part of its own.
+                let mut rest = text;
+                while let Some((at, digit)) = rest.char_indices().find(|&(_, c)| c.is_numeric()) {
+                    let end = at + digit.len_utf8();
+                    fast.split_part(&mut cache, &rest[..at], &mut f);
+                    f(&rest[at..end]);
+                    rest = &rest[end..];
+                }
+                fast.split_part(&mut cache, rest, &mut f);
             }
         }
     }
@@ -181,6 +177,51 @@ impl Split {
         out
     }
 }
+
+// ANCHOR: split_part
+impl FastSplit {
+    /// The pieces of `text` (a whole text, or smollm's text between digits).
+    fn split_part<'t>(
+        &self,
+        cache: &mut regex_automata::hybrid::dfa::Cache,
+        text: &'t str,
+        f: &mut impl FnMut(&'t str),
+    ) {
+        let mut start = 0;
+        while start < text.len() {
+            let input = regex_automata::Input::new(text)
+                .range(start..)
+                .anchored(regex_automata::Anchored::Yes);
+            let found = match self.dfa.try_search_fwd(cache, &input) {
+                Ok(half) => half.map(|h| h.offset()),
+                Err(_) => self.re.search(&input).map(|m| m.end()),
+            };
+            let Some(found) = found else {
+                // Every character starts some branch; kept for safety.
+                f(&text[start..]);
+                break;
+            };
+            let mut end = found;
+            // `\s+(?!\S)`: a whitespace run followed by more text gives its last
+            // character to the next piece (" dog" keeps its space). A run at the
+            // end of the text keeps it (`\s++$`), and so does cl100k's run that
+            // ends in a newline (its `\s*[\r\n]` branch came first).
+            let piece = &text[start..end];
+            if end < text.len()
+                && !(self.newline_branch && piece.ends_with(['\r', '\n']))
+                && piece.chars().all(char::is_whitespace)
+            {
+                let last = piece.chars().next_back().map_or(0, char::len_utf8);
+                if piece.len() > last {
+                    end -= last;
+                }
+            }
+            f(&text[start..end]);
+            start = end;
+        }
+    }
+}
+// ANCHOR_END: split_part
 
 /// Cuts `text` into parts of about `target` bytes at places where every split pattern here
 /// has a piece boundary anyway: right after a lone newline, between two non-whitespace

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use super::base::{best_pair, merge, pair_counts, MergeTable};
 use super::basic::{self, COURSE_TEXT};
 use super::encoding::{parse_tiktoken, Allowed, Encoding};
-use super::split::{parallel_parts, Pattern, Split, CL100K_PATTERN, GPT2_PATTERN};
+use super::split::{parallel_parts, Pattern, Split, CL100K_PATTERN, GPT2_PATTERN, SMOLLM_PATTERN};
 use super::train;
 use crate::Error;
 
@@ -54,6 +54,9 @@ const ALPHABET: &[&str] = &[
     "3",
     "٣",
     "½",
+    "²",
+    "Ⅻ",
+    "１",
     ".",
     ",",
     "!",
@@ -209,6 +212,7 @@ fn fast_split_equals_fancy_regex() {
     for (pattern, regex) in [
         (Pattern::Gpt2, GPT2_PATTERN),
         (Pattern::Cl100k, CL100K_PATTERN),
+        (Pattern::Smollm, SMOLLM_PATTERN),
     ] {
         let fast = pattern.split();
         let fancy = Split::fancy(regex).unwrap();
@@ -226,6 +230,9 @@ fn fast_split_equals_fancy_regex() {
             "x\n\n\ny",
             "\t\tword",
             "  \u{3000}\n",
+            "a  2",
+            "x =   10\n",
+            " \u{b2}\u{b2} 7 ",
         ] {
             assert_eq!(
                 fast.pieces(text),
@@ -236,10 +243,57 @@ fn fast_split_equals_fancy_regex() {
     }
 }
 
+/// Hugging Face tokenizers' `Sequence[Digits(individual_digits=True), ByteLevel]` (its
+/// `pre_tokenize_str`, tokenizers 0.23.3) on these strings gives these pieces.
+#[test]
+fn smollm_split_puts_every_digit_apart_then_splits_as_gpt2() {
+    let cases: &[(&str, &[&str])] = &[
+        ("a  2", &["a", "  ", "2"]),
+        ("2024", &["2", "0", "2", "4"]),
+        ("x1y22z333", &["x", "1", "y", "2", "2", "z", "3", "3", "3"]),
+        ("3.14159", &["3", ".", "1", "4", "1", "5", "9"]),
+        ("1,000", &["1", ",", "0", "0", "0"]),
+        ("year 2026!", &["year", " ", "2", "0", "2", "6", "!"]),
+        ("\t\t42", &["\t\t", "4", "2"]),
+        ("  3 4  5", &["  ", "3", " ", "4", "  ", "5"]),
+        ("x =   10", &["x", " =", "   ", "1", "0"]),
+        ("it's 2", &["it", "'s", " ", "2"]),
+        ("a \n\n 7", &["a", " \n\n ", "7"]),
+        ("7\u{a0} 8", &["7", "\u{a0} ", "8"]),
+        // numeric beyond ASCII digits: char::is_numeric, \p{N} (Nd, Nl, No)
+        ("x\u{b2}+1", &["x", "\u{b2}", "+", "1"]),
+        ("\u{216b}!", &["\u{216b}", "!"]),
+        ("\u{663}\u{664}", &["\u{663}", "\u{664}"]),
+        ("\u{ff11}\u{ff12} a", &["\u{ff11}", "\u{ff12}", " a"]),
+        ("\u{bd} ", &["\u{bd}", " "]),
+        ("", &[]),
+    ];
+    let fancy = Split::fancy(SMOLLM_PATTERN).unwrap();
+    for &(text, want) in cases {
+        assert_eq!(Pattern::Smollm.split().pieces(text), want, "{text:?}");
+        assert_eq!(fancy.pieces(text), want, "{text:?}");
+    }
+    // The fast split cuts at char::is_numeric (as Hugging Face's Digits does), the regex at
+    // \p{N}: the same characters, except those the regex crate's Unicode tables do not
+    // have yet (std may know a newer Unicode version: Rust 1.95 has Unicode 17's new digits)
+    let numeric = regex_automata::meta::Regex::new(r"^\p{N}$").unwrap();
+    let unassigned = regex_automata::meta::Regex::new(r"^\p{Cn}$").unwrap();
+    for c in (0..=0x10ffff).filter_map(char::from_u32) {
+        let mut buf = [0; 4];
+        let c_str: &str = c.encode_utf8(&mut buf);
+        if c.is_numeric() != numeric.is_match(c_str) {
+            assert!(unassigned.is_match(c_str), "{c:?}");
+        }
+    }
+    // where GPT-2 differs: it keeps digits together, with a space in front
+    assert_eq!(Pattern::Gpt2.split().pieces("a  2"), ["a", " ", " 2"]);
+    assert_eq!("smollm".parse::<Pattern>().unwrap(), Pattern::Smollm);
+}
+
 #[test]
 fn parallel_parts_do_not_change_the_pieces() {
     let text = random_texts(4, 2000).join("\n");
-    for pattern in [Pattern::Gpt2, Pattern::Cl100k] {
+    for pattern in [Pattern::Gpt2, Pattern::Cl100k, Pattern::Smollm] {
         let split = pattern.split();
         let whole = split.pieces(&text);
         let parts: Vec<&str> = parallel_parts(&text, 64)
@@ -253,7 +307,7 @@ fn parallel_parts_do_not_change_the_pieces() {
 
 #[test]
 fn decode_encode_round_trips_on_random_strings() {
-    for pattern in [Pattern::Gpt2, Pattern::Cl100k] {
+    for pattern in [Pattern::Gpt2, Pattern::Cl100k, Pattern::Smollm] {
         let enc = tiny_encoding(pattern);
         for text in random_texts(6, 2000) {
             let ids = enc.encode_ordinary(&text);
@@ -372,6 +426,93 @@ fn malformed_rank_files_are_errors_with_line_numbers() {
     // Missing bytes: a byte-level vocabulary needs all 256.
     let e = Encoding::new("x", vec![b"a".to_vec()], Pattern::Gpt2.split(), &[]).unwrap_err();
     assert!(e.to_string().contains("byte 0x00"), "{e}");
+}
+
+/// Replaying a trained table's merges gives, piece by piece, what the table's own plain
+/// encoder gives (the reference replay of `base`), on random strings.
+#[test]
+fn from_merges_replays_the_table_as_its_plain_encoder_does() {
+    let mut text = COURSE_TEXT.repeat(3);
+    text.push_str(&random_texts(5, 200).concat());
+    let trained = train::train(&text, 400, Pattern::Smollm).unwrap();
+    let table = &trained.table;
+    let pairs: Vec<(u32, u32)> = table.merges.iter().map(|m| m.pair).collect();
+    let tokens = table.tokens.iter().cloned().map(Some).collect();
+    let enc = Encoding::from_merges("t", tokens, &pairs, Pattern::Smollm.split(), &[]).unwrap();
+    assert_eq!(enc.merges(), Some(&pairs[..]));
+    for text in random_texts(9, 500).iter().chain([&text]) {
+        let mut want = Vec::new();
+        Pattern::Smollm
+            .split()
+            .for_each_piece(text, |p| want.extend(table.encode_bytes(p.as_bytes())));
+        assert_eq!(enc.encode_ordinary(text), want, "{text:?}");
+        assert_eq!(enc.decode(&want).unwrap(), *text);
+    }
+}
+
+/// A hand-made vocabulary of the kind a GGUF file holds: special tokens first, then the
+/// bytes (one missing), then merges; where replaying the merges and tiktoken's rule part.
+#[test]
+fn from_merges_follows_the_list_not_the_ranks() {
+    // ids: 0 <|im_start|>, 1 unused, 2.. the bytes but 0x04, then bc, ab, abc, ()
+    let mut tokens: Vec<Option<Vec<u8>>> = vec![None, None];
+    tokens.extend((0..=255u8).filter(|&b| b != 4).map(|b| Some(vec![b])));
+    let id = |t: &[u8]| tokens.iter().position(|x| x.as_deref() == Some(t)).unwrap() as u32;
+    let (a, b, c, space) = (id(b"a"), id(b"b"), id(b"c"), id(b" "));
+    let (open, close) = (id(b"("), id(b")"));
+    let n = tokens.len() as u32;
+    let (bc, ab, abc, parens) = (n, n + 1, n + 2, n + 3);
+    let new = [&b"bc"[..], b"ab", b"abc", b"()"];
+    tokens.extend(new.map(|t| Some(t.to_vec())));
+    let merges = [(b, c), (a, b), (ab, c), (open, close)];
+    let special = [("<|im_start|>", 0)];
+    let enc = Encoding::from_merges(
+        "hand",
+        tokens.clone(),
+        &merges,
+        Pattern::Gpt2.split(),
+        &special,
+    )
+    .unwrap();
+    // "abc": (b, c) merges first, and (a, bc) is no merge: two tokens, though "abc" is one
+    // token and tiktoken's rule would give it
+    assert_eq!(enc.rank(b"abc"), Some(abc));
+    assert_eq!(enc.encode_ordinary("abc"), [a, bc]);
+    assert_eq!(enc.encode_ordinary("ab"), [ab]);
+    assert_eq!(enc.encode_ordinary("abcabc ab"), [a, bc, a, bc, space, ab]);
+    // the missing byte is dropped, and its neighbours in the piece merge across it
+    // (Hugging Face's BPE)
+    assert_eq!(enc.encode_ordinary("(\u{4})"), [parens]);
+    assert_eq!(enc.encode_ordinary("a\u{4}b"), [a, b]);
+    // special tokens sit at their ids; the unused id is no token
+    let ids = enc.encode("<|im_start|>ab", Allowed::All).unwrap();
+    assert_eq!(ids, [0, ab]);
+    assert_eq!(enc.decode(&ids).unwrap(), "<|im_start|>ab");
+    assert!(enc.decode(&[1]).is_err());
+    assert!(enc
+        .save_tiktoken(std::env::temp_dir().join("never.tiktoken"))
+        .is_err());
+    // a merge must join ordinary tokens and make one
+    let err = |merges: &[(u32, u32)], special: &[(&str, u32)]| {
+        Encoding::from_merges(
+            "hand",
+            tokens.clone(),
+            merges,
+            Pattern::Gpt2.split(),
+            special,
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let e = err(&[(a, 1)], &[]);
+    assert!(e.contains("merge 0 joins id 1"), "{e}");
+    let e = err(&[(c, a)], &[]);
+    assert!(
+        e.contains("merge 0 makes \"ca\", which is not a token"),
+        "{e}"
+    );
+    let e = err(&[], &[("<x>", a)]);
+    assert!(e.contains("already taken"), "{e}");
 }
 
 #[test]

@@ -203,20 +203,97 @@ pub fn sample(logits: &[f32], s: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
 }
 // ANCHOR_END: sample
 
+impl KvCache {
+    /// Forgets the positions from `len` on, keeping the first `len` (a conversation
+    /// that reuses the part of its prompt that did not change).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+/// Why [`generate_streaming`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The model chose this stop token (an end of turn): it was not handed over.
+    EndOfTurn(u32),
+    /// `max_new` tokens were handed over.
+    MaxNew,
+    /// The cache holds the whole context: the last token handed over has no room to run.
+    Context,
+}
+
+// ANCHOR: generate_streaming
+/// Generation that hands each token to `on_token` as soon as it is chosen. `prompt`
+/// continues what `cache` already holds (a fresh cache: from the start) and runs in one
+/// pass; then each chosen token is handed over and run to choose the next. Stops when the
+/// model chooses a token of `stop_at` (not handed over), after `max_new` tokens, or when the
+/// context is full; an error from `on_token` stops it too and is returned. With `max_new`
+/// 0 only the prompt runs. The loop runs on a rayon worker, hence `Send`.
+///
+/// Errors before any work on an empty prompt or one that does not fit the context after
+/// the cached positions; [`Gpt::forward_cached`] checks the ids.
+pub fn generate_streaming<F>(
+    model: &Gpt,
+    cache: &mut KvCache,
+    prompt: &[u32],
+    max_new: usize,
+    sampling: &Sampling,
+    stop_at: &[u32],
+    mut on_token: F,
+) -> Result<Stop>
+where
+    F: FnMut(u32) -> Result<()> + Send,
+{
+    let context = model.cfg.context;
+    if prompt.is_empty() {
+        return Err(Error::InvalidArgument(
+            "the prompt is empty: give at least one token".into(),
+        ));
+    }
+    if cache.len + prompt.len() > context {
+        let cached = match cache.len {
+            0 => String::new(),
+            n => format!(" after {n} cached ones"),
+        };
+        return Err(Error::InvalidArgument(format!(
+            "the prompt has {} tokens{cached}: more than the model's context of {context}",
+            prompt.len()
+        )));
+    }
+    // run on a rayon worker, so that the layers' parallel loops on one token's tiny
+    // tensors stay on this thread instead of each waking the pool
+    rayon::scope(|_| {
+        let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
+        let v = model.cfg.vocab_size;
+        let mut logits = model.forward_cached(cache, prompt)?;
+        for n in 1..=max_new {
+            let next = sample(&logits[logits.len() - v..], sampling, &mut rng);
+            if stop_at.contains(&next) {
+                return Ok(Stop::EndOfTurn(next));
+            }
+            on_token(next)?;
+            if n == max_new {
+                break;
+            }
+            if cache.len == context {
+                return Ok(Stop::Context);
+            }
+            logits = model.forward_cached(cache, &[next])?;
+        }
+        Ok(Stop::MaxNew)
+    })
+}
+// ANCHOR_END: generate_streaming
+
 /// `max_new` tokens after `prompt`, with the cache: the prompt runs in one pass, then one
-/// token per step. Errors on an empty prompt, unknown ids, or more tokens than the
-/// context holds.
+/// token per step ([`generate_streaming`] with no stop token). Errors on an empty prompt,
+/// unknown ids, or more tokens than the context holds.
 pub fn generate(
     model: &Gpt,
     prompt: &[u32],
     max_new: usize,
     sampling: &Sampling,
 ) -> Result<Vec<u32>> {
-    if prompt.is_empty() {
-        return Err(Error::InvalidArgument(
-            "the prompt is empty: give at least one token".into(),
-        ));
-    }
     if prompt.len() + max_new > model.cfg.context {
         return Err(Error::InvalidArgument(format!(
             "{} prompt tokens and {max_new} new ones exceed the model's context of {}",
@@ -224,25 +301,13 @@ pub fn generate(
             model.cfg.context
         )));
     }
-    // run on a rayon worker, so that the layers' parallel loops on one token's tiny
-    // tensors stay on this thread instead of each waking the pool
-    rayon::scope(|_| {
-        let mut cache = KvCache::with_capacity(&model.cfg, prompt.len() + max_new);
-        let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
-        let v = model.cfg.vocab_size;
-        let mut logits = model.forward_cached(&mut cache, prompt)?;
-        let mut out = Vec::with_capacity(max_new);
-        for _ in 0..max_new {
-            let last = &logits[logits.len() - v..];
-            let next = sample(last, sampling, &mut rng);
-            out.push(next);
-            if out.len() == max_new {
-                break;
-            }
-            logits = model.forward_cached(&mut cache, &[next])?;
-        }
-        Ok(out)
-    })
+    let mut cache = KvCache::with_capacity(&model.cfg, prompt.len() + max_new);
+    let mut out = Vec::with_capacity(max_new);
+    generate_streaming(model, &mut cache, prompt, max_new, sampling, &[], |id| {
+        out.push(id);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -398,5 +463,72 @@ mod tests {
             .contains("empty"));
         assert!(generate(&model, &[40], 4, &s).is_err());
         assert!(generate(&model, &[1; 10], 7, &s).is_err());
+    }
+
+    /// Streaming hands over what `generate` returns, stops at a stop token, at the
+    /// context's end and on the callback's error, and continues a cache.
+    #[test]
+    fn streaming_stops_where_it_should_and_continues_a_cache() {
+        let cfg = configs().remove(0);
+        let model = Gpt::init(cfg, 5).unwrap();
+        let greedy = Sampling::greedy();
+        let stream = |cache: &mut KvCache, prompt: &[u32], max_new: usize, stop: &[u32]| {
+            let mut out = Vec::new();
+            let why = generate_streaming(&model, cache, prompt, max_new, &greedy, stop, |id| {
+                out.push(id);
+                Ok(())
+            });
+            (out, why)
+        };
+        let whole = generate(&model, &[1, 2, 3], 6, &greedy).unwrap();
+        let mut cache = KvCache::new(&model.cfg);
+        let (out, why) = stream(&mut cache, &[1, 2, 3], 6, &[]);
+        assert_eq!((out, why.unwrap()), (whole.clone(), Stop::MaxNew));
+        // the first token that did not come before stops it, unhanded
+        let at = (1..6).find(|&i| !whole[..i].contains(&whole[i])).unwrap();
+        let (out, why) = stream(&mut KvCache::new(&model.cfg), &[1, 2, 3], 6, &[whole[at]]);
+        assert_eq!(
+            (out, why.unwrap()),
+            (whole[..at].to_vec(), Stop::EndOfTurn(whole[at]))
+        );
+        // a prompt run alone, then continued from the cache: as if given whole
+        let mut cache = KvCache::new(&model.cfg);
+        assert_eq!(stream(&mut cache, &[1, 2], 0, &[]).1.unwrap(), Stop::MaxNew);
+        assert_eq!(cache.len, 2);
+        let (out, _) = stream(&mut cache, &[3], 6, &[]);
+        assert_eq!(out, whole);
+        // context 16: a prompt of 10 leaves room to run 6 tokens; the 7th is handed over
+        let prompt: Vec<u32> = (0..10).collect();
+        let (out, why) = stream(&mut KvCache::new(&model.cfg), &prompt, 100, &[]);
+        assert_eq!(why.unwrap(), Stop::Context);
+        assert_eq!(out.len(), 7);
+        assert_eq!(out[..6], generate(&model, &prompt, 6, &greedy).unwrap());
+        let mut cache = KvCache::new(&model.cfg);
+        stream(&mut cache, &prompt, 0, &[]).1.unwrap();
+        let e = stream(&mut cache, &[1; 7], 1, &[])
+            .1
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("7 tokens after 10 cached") && e.contains("context of 16"),
+            "{e}"
+        );
+        let e = stream(&mut cache, &[], 1, &[]).1.unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let mut n = 0;
+        let e = generate_streaming(
+            &model,
+            &mut KvCache::new(&model.cfg),
+            &[1],
+            5,
+            &greedy,
+            &[],
+            |_| {
+                n += 1;
+                Err(Error::InvalidArgument("the reader left".into()))
+            },
+        );
+        assert!(e.unwrap_err().to_string().contains("the reader left"));
+        assert_eq!(n, 1);
     }
 }

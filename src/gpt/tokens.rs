@@ -21,7 +21,7 @@ use crate::{Error, Result};
 
 /// The rank file in a model folder.
 pub const TOKENIZER_RANKS: &str = "tokenizer.tiktoken";
-/// The split pattern of the rank file, `{"pattern": "gpt2" | "cl100k"}`.
+/// The split pattern of the rank file, `{"pattern": "gpt2" | "cl100k" | "smollm"}`.
 pub const TOKENIZER_META: &str = "tokenizer.json";
 
 /// How a model folder turns text into ids and back.
@@ -39,6 +39,7 @@ fn pattern_name(pattern: Pattern) -> &'static str {
     match pattern {
         Pattern::Gpt2 => "gpt2",
         Pattern::Cl100k => "cl100k",
+        Pattern::Smollm => "smollm",
     }
 }
 
@@ -67,10 +68,11 @@ impl Tokens {
         {
             Some("gpt2") => Pattern::Gpt2,
             Some("cl100k") => Pattern::Cl100k,
+            Some("smollm") => Pattern::Smollm,
             _ => {
                 return Err(Error::Checkpoint {
                     path: meta,
-                    message: "needs {\"pattern\": \"gpt2\" | \"cl100k\"}".into(),
+                    message: "needs {\"pattern\": \"gpt2\" | \"cl100k\" | \"smollm\"}".into(),
                 })
             }
         };
@@ -113,7 +115,11 @@ impl Tokens {
         Ok(match self {
             Tokens::Bytes => 256,
             Tokens::Bpe { encoding, .. } => {
-                let mut n = encoding.n_ranks();
+                // an encoding from a GGUF file's merges may end in unused ids
+                let mut n = (0..encoding.n_ranks() as u32)
+                    .rev()
+                    .find(|&id| encoding.token_bytes(id).is_ok())
+                    .map_or(0, |id| id as usize + 1);
                 for name in encoding.special_names() {
                     n = n.max(encoding.special_token(name)? as usize + 1);
                 }

@@ -1,12 +1,14 @@
 //! `llm bpe ...`: byte-pair encoding (chapter 3). Train a tokenizer on a text file, encode
-//! and decode with tiktoken's rank files (the same ids as Python tiktoken), and show how a
-//! text splits into tokens.
+//! and decode with tiktoken's rank files (the same ids as Python tiktoken) or with a
+//! model's tokenizer (a GGUF file's: the same ids as Hugging Face tokenizers and
+//! llama.cpp), and show how a text splits into tokens.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use llm_lessons::bpe::{train, view, Allowed, Encoding, Pattern};
+use llm_lessons::gpt::tokens::Tokens;
 use llm_lessons::Error;
 
 use crate::{say, CliResult};
@@ -35,7 +37,8 @@ pub enum BpeCommand {
     Encode {
         #[command(flatten)]
         tokenizer: TokenizerArgs,
-        /// Turn special-token text such as <|endoftext|> into its id (otherwise: ordinary text)
+        /// Turn special-token text such as <|endoftext|> into its id (otherwise: ordinary text;
+        /// with --model, special-token text is always matched, as Hugging Face tokenizers does)
         #[arg(long)]
         allow_special: bool,
         /// Allow only this special token (repeat for several); an unknown one is an error
@@ -54,7 +57,8 @@ pub enum BpeCommand {
     },
 }
 
-/// Which tokenizer: a rank file and the encoding (pattern + special tokens) it belongs to.
+/// Which tokenizer: a rank file and the encoding (pattern + special tokens) it belongs to,
+/// or a model's.
 #[derive(Args)]
 pub struct TokenizerArgs {
     /// r50k_base (GPT-2) or cl100k_base: their split patterns and special tokens
@@ -62,7 +66,7 @@ pub struct TokenizerArgs {
         long,
         value_enum,
         value_name = "NAME",
-        required_unless_present = "pattern"
+        required_unless_present_any = ["pattern", "model"]
     )]
     encoding: Option<EncodingArg>,
     /// For a rank file trained with `llm bpe train`: its split pattern (<|endoftext|> is the
@@ -70,8 +74,12 @@ pub struct TokenizerArgs {
     #[arg(long, value_enum, conflicts_with = "encoding")]
     pattern: Option<PatternArg>,
     /// The rank file (.tiktoken)
-    #[arg(long, value_name = "FILE")]
-    ranks: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "model")]
+    ranks: Option<PathBuf>,
+    /// A model's tokenizer instead: a GGUF file's (its vocabulary, merges, split and special
+    /// tokens), or a model folder's
+    #[arg(long, value_name = "FILE|DIR", conflicts_with_all = ["encoding", "pattern", "ranks"])]
+    model: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -86,6 +94,7 @@ pub enum EncodingArg {
 pub enum PatternArg {
     Gpt2,
     Cl100k,
+    Smollm,
 }
 
 impl From<PatternArg> for Pattern {
@@ -93,16 +102,32 @@ impl From<PatternArg> for Pattern {
         match p {
             PatternArg::Gpt2 => Pattern::Gpt2,
             PatternArg::Cl100k => Pattern::Cl100k,
+            PatternArg::Smollm => Pattern::Smollm,
         }
     }
 }
 
 impl TokenizerArgs {
     fn load(&self) -> llm_lessons::Result<Encoding> {
+        if let Some(model) = &self.model {
+            return match crate::quant::tokens_at(model)? {
+                Tokens::Bpe { encoding, .. } => Ok(*encoding),
+                // a byte-level model: every byte is its own token, whatever the split
+                Tokens::Bytes => Encoding::new(
+                    "bytes",
+                    (0..=255u8).map(|b| vec![b]).collect(),
+                    Pattern::Gpt2.split(),
+                    &[],
+                ),
+            };
+        }
+        let Some(ranks) = &self.ranks else {
+            return Err(Error::InvalidArgument("give --ranks or --model".into()));
+        };
         match (self.encoding, self.pattern) {
-            (Some(EncodingArg::R50kBase), _) => Encoding::r50k_base(&self.ranks),
-            (Some(EncodingArg::Cl100kBase), _) => Encoding::cl100k_base(&self.ranks),
-            (None, Some(p)) => Encoding::load_tiktoken(&self.ranks, p.into()),
+            (Some(EncodingArg::R50kBase), _) => Encoding::r50k_base(ranks),
+            (Some(EncodingArg::Cl100kBase), _) => Encoding::cl100k_base(ranks),
+            (None, Some(p)) => Encoding::load_tiktoken(ranks, p.into()),
             (None, None) => Err(Error::InvalidArgument(
                 "give --encoding or --pattern".into(),
             )),
@@ -139,7 +164,7 @@ pub fn run(cmd: BpeCommand) -> CliResult {
             let enc = tokenizer.load()?;
             let text = read_stdin()?;
             let names: Vec<&str> = special.iter().map(String::as_str).collect();
-            let allowed = if allow_special {
+            let allowed = if allow_special || (tokenizer.model.is_some() && names.is_empty()) {
                 Allowed::All
             } else if !names.is_empty() {
                 Allowed::Only(&names)

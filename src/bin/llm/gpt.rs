@@ -197,22 +197,61 @@ pub enum GptCommand {
         /// Tokens to generate
         #[arg(long, default_value_t = 50, value_name = "N")]
         max_new_tokens: usize,
-        /// Always take the most likely token
-        #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p", "seed"])]
-        greedy: bool,
-        /// Divide the logits by T (0: greedy)
-        #[arg(long, default_value_t = 1.0, value_name = "T")]
-        temperature: f32,
-        /// Sample among the K most likely tokens (0: all)
-        #[arg(long, default_value_t = 0, value_name = "K")]
-        top_k: usize,
-        /// Sample among the fewest most likely tokens whose probability reaches P
-        #[arg(long, default_value_t = 1.0, value_name = "P")]
-        top_p: f32,
-        /// Seed of the sampler
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        sampling: SamplingFlags,
     },
+}
+
+/// How the next token is chosen: `llm gpt generate` and `llm chat`.
+#[derive(clap::Args, Clone, Copy)]
+pub struct SamplingFlags {
+    /// Always take the most likely token
+    #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p", "seed"])]
+    greedy: bool,
+    /// Divide the logits by T (0: greedy)
+    #[arg(long, default_value_t = 1.0, value_name = "T")]
+    temperature: f32,
+    /// Sample among the K most likely tokens (0: all)
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    top_k: usize,
+    /// Sample among the fewest most likely tokens whose probability reaches P
+    #[arg(long, default_value_t = 1.0, value_name = "P")]
+    top_p: f32,
+    /// Seed of the sampler
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SamplingFlags {
+    /// The sampler the flags describe; a temperature or top-p out of range is an error.
+    pub fn sampling(&self) -> llm_lessons::Result<Sampling> {
+        if self.greedy {
+            return Ok(Sampling::greedy());
+        }
+        let SamplingFlags {
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            ..
+        } = *self;
+        if !(temperature >= 0.0 && temperature.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "--temperature must be 0 or more, got {temperature}"
+            )));
+        }
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "--top-p must be in (0, 1], got {top_p}"
+            )));
+        }
+        Ok(Sampling {
+            temperature,
+            top_k,
+            top_p,
+            seed,
+        })
+    }
 }
 
 /// The progress bar's message after each step (loss and tokens/s since `t0`, over the
@@ -605,38 +644,13 @@ pub fn run(cmd: GptCommand) -> CliResult {
             exact,
             prompt_ids,
             max_new_tokens,
-            greedy,
-            temperature,
-            top_k,
-            top_p,
-            seed,
+            sampling,
         } => {
             let dir = model;
             let t0 = std::time::Instant::now();
             let model = load_model_or_gguf(&dir, exact)?;
             let loaded = t0.elapsed();
-            let sampling = if greedy {
-                Sampling::greedy()
-            } else {
-                if !(temperature >= 0.0 && temperature.is_finite()) {
-                    return Err(Error::InvalidArgument(format!(
-                        "--temperature must be 0 or more, got {temperature}"
-                    ))
-                    .into());
-                }
-                if !(top_p > 0.0 && top_p <= 1.0) {
-                    return Err(Error::InvalidArgument(format!(
-                        "--top-p must be in (0, 1], got {top_p}"
-                    ))
-                    .into());
-                }
-                Sampling {
-                    temperature,
-                    top_k,
-                    top_p,
-                    seed,
-                }
-            };
+            let sampling = sampling.sampling()?;
             let out = match (prompt, prompt_ids) {
                 (_, Some(line)) => {
                     let ids = parse_ids(&line, "--prompt-ids")?;

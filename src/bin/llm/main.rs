@@ -4,11 +4,12 @@
 //!
 //! The logic lives in the library; this file parses arguments and prints. Each chapter's
 //! subcommand lives in its own file next to this one (`ngram.rs`, `word2vec.rs`, `bpe.rs`,
-//! `gpt.rs`, `lora.rs`, `quant.rs`): its clap enum and the function that runs it; here it
-//! is one variant and one match arm, and the helpers they share (`say`, `load_corpus`).
+//! `gpt.rs`, `lora.rs`, `quant.rs`, `chat.rs`): its clap enum (or arguments) and the
+//! function that runs it; here it is one variant and one match arm, and the helpers they share (`say`, `load_corpus`).
 //! Every failure is an `error: ...` line on stderr and exit code 1, never a panic.
 
 mod bpe;
+mod chat;
 mod gpt;
 mod lora;
 mod ngram;
@@ -78,6 +79,8 @@ enum Command {
     /// Quantization: write a model as GGUF in ggml's formats, report every format's size, error and cross-entropy (chapter 6)
     #[command(subcommand)]
     Quant(quant::QuantCommand),
+    /// Chat with a model from a GGUF file: its chat template, streamed replies (chapter 7)
+    Chat(chat::ChatArgs),
     /// Corpora
     #[command(subcommand)]
     Data(DataCommand),
@@ -168,6 +171,7 @@ fn run(cli: Cli) -> CliResult {
         Some(Command::Gpt(cmd)) => gpt::run(cmd),
         Some(Command::Lora(cmd)) => lora::run(cmd),
         Some(Command::Quant(cmd)) => quant::run(cmd),
+        Some(Command::Chat(args)) => chat::run(args),
         Some(Command::Data(DataCommand::ToyWorld {
             sentences,
             seed,

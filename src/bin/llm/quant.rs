@@ -16,9 +16,11 @@ use llm_lessons::gpt::Gpt;
 use llm_lessons::quant::gguf::llama::{
     model_from_gguf, requantize, to_gguf, tokens_from_gguf, Precision,
 };
-use llm_lessons::quant::gguf::Gguf;
+use llm_lessons::quant::gguf::{Gguf, Value};
 use llm_lessons::quant::matrix::Format;
 use llm_lessons::quant::report::{report, table, Scheme};
+use llm_lessons::real_model::chat::CHAT_TEMPLATE_KEY;
+use llm_lessons::real_model::ChatTemplate;
 use llm_lessons::Error;
 
 use crate::{say, CliResult};
@@ -42,6 +44,10 @@ pub enum QuantCommand {
         /// general.name in the file (default: the folder's name)
         #[arg(long)]
         name: Option<String>,
+        /// A Jinja chat template to store as tokenizer.chat_template (`llm chat` lays out
+        /// conversations with it)
+        #[arg(long, value_name = "FILE")]
+        chat_template: Option<PathBuf>,
     },
     /// Store a model folder's projections in every format and print, per format: bits
     /// per weight, the weights' bytes, max and RMS weight error (with the SNR measured
@@ -67,9 +73,10 @@ pub fn run(cmd: QuantCommand) -> CliResult {
             format,
             out,
             name,
+            chat_template,
         } => {
             let dir = model;
-            let g = if dir.is_file() {
+            let mut g = if dir.is_file() {
                 // a GGUF file: stored again in `format`, its metadata kept
                 let source = Gguf::read(&dir)?;
                 if out.exists() && same_file(&dir, &out) {
@@ -81,10 +88,7 @@ pub fn run(cmd: QuantCommand) -> CliResult {
                 }
                 let mut g = requantize(&source, format).map_err(|e| named(&dir, e))?;
                 if let Some(name) = name {
-                    g.set(
-                        "general.name",
-                        llm_lessons::quant::gguf::Value::String(name),
-                    );
+                    g.set("general.name", Value::String(name));
                 }
                 g
             } else {
@@ -96,6 +100,12 @@ pub fn run(cmd: QuantCommand) -> CliResult {
                 });
                 to_gguf(&model, &tokens, &name, format)?
             };
+            if let Some(path) = chat_template {
+                let source = llm_lessons::data::read_text(&path)?;
+                // a template that does not parse is refused before the file is written
+                ChatTemplate::new(&source, &[]).map_err(|e| named(&path, e))?;
+                g.set(CHAT_TEMPLATE_KEY, Value::String(source));
+            }
             g.write(&out)?;
             let mut by_format: Vec<(Format, usize, u64)> = Vec::new();
             for t in &g.tensors {
@@ -207,7 +217,8 @@ pub fn tokens_at(path: &Path) -> llm_lessons::Result<Tokens> {
     tokens_from_gguf(&Gguf::read(path)?).map_err(|e| named(path, e))
 }
 
-fn named(path: &Path, e: Error) -> Error {
+/// An error about a file's content, with the file's name in front.
+pub fn named(path: &Path, e: Error) -> Error {
     match e {
         Error::InvalidArgument(message) => Error::Checkpoint {
             path: path.to_path_buf(),

@@ -50,6 +50,7 @@ pub fn file_type(format: Format) -> u32 {
 /// llama.cpp's token types (`tokenizer.ggml.token_type`).
 const NORMAL: i32 = 1;
 const CONTROL: i32 = 3;
+const USER_DEFINED: i32 = 4;
 const UNUSED: i32 = 5;
 
 // ANCHOR: permute_rows
@@ -302,9 +303,9 @@ fn byte_to_char() -> [char; 256] {
 }
 
 /// The tokenizer as llama.cpp's `gpt2` (byte-level BPE) vocabulary: `tokenizer.ggml.model`,
-/// `.pre` (the split pattern: `gpt-2`, or `dbrx` for cl100k's), `.tokens` (each token's
-/// bytes in GPT-2's printable characters, by id), `.token_type`, `.merges` (`"a b"`, by
-/// the rank of the merged token) and the special ids. Ids past the tokenizer up to
+/// `.pre` (the split pattern: `gpt-2`, `dbrx` for cl100k's, or `smollm`), `.tokens` (each
+/// token's bytes in GPT-2's printable characters, by id), `.token_type`, `.merges` (`"a b"`,
+/// by the rank of the merged token, or an encoding's own merge list) and the special ids. Ids past the tokenizer up to
 /// `vocab_size` are `[PADn]` tokens of type unused, as the converter pads.
 pub fn tokenizer_metadata(
     tokens: &Tokens,
@@ -326,15 +327,25 @@ pub fn tokenizer_metadata(
         }
         Tokens::Bpe { encoding, pattern } => {
             let n = encoding.n_ranks();
+            let list = encoding.merges();
             for r in 0..n {
-                let bytes = encoding.token_bytes(r as u32)?;
+                // an encoding from merges may have unused ids
+                let Ok(bytes) = encoding.token_bytes(r as u32) else {
+                    texts.push(None);
+                    types.push(UNUSED);
+                    continue;
+                };
                 texts.push(Some(text(bytes)));
                 types.push(NORMAL);
-                if bytes.len() >= 2 {
+                if list.is_none() && bytes.len() >= 2 {
                     if let Some((a, b)) = last_merge(encoding, bytes, r as u32) {
                         merges.push(format!("{} {}", text(a), text(b)));
                     }
                 }
+            }
+            for &(a, b) in list.unwrap_or_default() {
+                let (a, b) = (encoding.token_bytes(a)?, encoding.token_bytes(b)?);
+                merges.push(format!("{} {}", text(a), text(b)));
             }
             for name in encoding.special_names() {
                 let id = encoding.special_token(name)? as usize;
@@ -351,6 +362,7 @@ pub fn tokenizer_metadata(
             match pattern {
                 Pattern::Gpt2 => "gpt-2",
                 Pattern::Cl100k => "dbrx",
+                Pattern::Smollm => "smollm",
             }
         }
     };
@@ -409,33 +421,53 @@ fn last_merge<'a>(enc: &Encoding, bytes: &'a [u8], rank: u32) -> Option<(&'a [u8
 }
 
 /// The tokenizer of a GGUF file, when it is one this crate encodes exactly: a `gpt2`
-/// vocabulary of the 256 bytes and no merges ([`Tokens::Bytes`]), or a byte-level BPE with
-/// the `gpt-2` or `dbrx` (cl100k) split whose merges are in the order of the ids they make
-/// (so that tiktoken's rule, merge the pair of lowest id, is the file's). Any other is an
-/// error that says so: the model then takes token ids.
+/// (byte-level BPE) vocabulary with the `gpt-2`, `dbrx` (cl100k) or `smollm` split. A
+/// vocabulary of the 256 bytes in order and no merges is [`Tokens::Bytes`]; any other is an
+/// [`Encoding::from_merges`] that replays the file's merges, as llama.cpp and Hugging Face
+/// tokenizers do, with the `CONTROL` and `USER_DEFINED` tokens (`<|im_start|>`, ...) as
+/// special tokens. A file without a tokenizer, or with another kind (SentencePiece's
+/// `llama`, another split), is an error that says so: the model then takes token ids.
 pub fn tokens_from_gguf(g: &Gguf) -> Result<Tokens> {
     let unsupported = |why: String| {
         Error::InvalidArgument(format!(
             "this GGUF file's tokenizer cannot be used here ({why}): give token ids instead"
         ))
     };
-    let model = g.get_str("tokenizer.ggml.model")?;
+    let model = match g.get("tokenizer.ggml.model") {
+        None => {
+            return Err(Error::InvalidArgument(
+                "this GGUF file has no tokenizer (no tokenizer.ggml.model in its metadata): \
+                 give token ids instead"
+                    .into(),
+            ))
+        }
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| unsupported(format!("tokenizer.ggml.model is {v:?}, not a string")))?,
+    };
     if model != "gpt2" {
         return Err(unsupported(format!(
-            "tokenizer.ggml.model is {model:?}, not \"gpt2\""
+            "tokenizer.ggml.model is {model:?}, not \"gpt2\", the byte-level BPE"
         )));
     }
-    let pattern = match g.get("tokenizer.ggml.pre").and_then(Value::as_str) {
-        Some("gpt-2") | None => Pattern::Gpt2,
-        Some("dbrx") => Pattern::Cl100k,
-        Some(other) => {
+    let pattern = match g.get("tokenizer.ggml.pre").map(|v| (v, v.as_str())) {
+        None | Some((_, Some("gpt-2"))) => Pattern::Gpt2,
+        Some((_, Some("dbrx"))) => Pattern::Cl100k,
+        Some((_, Some("smollm"))) => Pattern::Smollm,
+        Some((_, Some(other))) => {
             return Err(unsupported(format!(
-                "its split, tokenizer.ggml.pre {other:?}, is not gpt-2 or dbrx"
+                "its split, tokenizer.ggml.pre {other:?}, is not gpt-2, dbrx or smollm"
+            )))
+        }
+        Some((v, None)) => {
+            return Err(unsupported(format!(
+                "tokenizer.ggml.pre is {v:?}, not a string"
             )))
         }
     };
     let texts = g
-        .require("tokenizer.ggml.tokens")?
+        .get("tokenizer.ggml.tokens")
+        .ok_or_else(|| unsupported("tokenizer.ggml.tokens is missing".into()))?
         .as_strings()
         .ok_or_else(|| unsupported("tokenizer.ggml.tokens is not an array of strings".into()))?;
     let types: Vec<i32> = match g.get("tokenizer.ggml.token_type") {
@@ -454,46 +486,62 @@ pub fn tokens_from_gguf(g: &Gguf) -> Result<Tokens> {
     let to_byte = gpt2_char_to_byte();
     let decode =
         |t: &str| -> Option<Vec<u8>> { t.chars().map(|c| to_byte.get(&c).copied()).collect() };
-    let mut ranks = Vec::new();
+    let mut tokens = Vec::with_capacity(texts.len());
     let mut specials = Vec::new();
     for (id, t) in texts.iter().enumerate() {
         match types.get(id).copied().unwrap_or(NORMAL) {
-            NORMAL => {
-                if ranks.len() != id {
-                    return Err(unsupported(format!(
-                        "normal token {id} follows a special one"
-                    )));
-                }
-                ranks.push(
-                    decode(t)
-                        .ok_or_else(|| unsupported(format!("token {id} is not byte-level")))?,
-                );
+            NORMAL => tokens.push(Some(decode(t).filter(|b| !b.is_empty()).ok_or_else(
+                || {
+                    unsupported(format!(
+                        "token {id}, {t:?}, is not in GPT-2's byte characters"
+                    ))
+                },
+            )?)),
+            CONTROL | USER_DEFINED => {
+                specials.push((t.to_string(), id as u32));
+                tokens.push(None);
             }
-            CONTROL => specials.push((t.to_string(), id as u32)),
-            _ => {}
+            _ => tokens.push(None),
         }
     }
     if merges.is_empty()
-        && ranks.len() == 256
-        && ranks.iter().enumerate().all(|(b, t)| t == &[b as u8])
+        && specials.is_empty()
+        && tokens.iter().flatten().count() == 256
+        && (0..256).all(|b| tokens[b].as_deref() == Some(&[b as u8][..]))
     {
         return Ok(Tokens::Bytes);
     }
-    let mut last = 0;
-    for m in &merges {
-        let joined: String = m.split(' ').collect();
-        let id = texts.iter().position(|t| *t == joined);
-        match id {
-            Some(id) if id > last => last = id,
-            _ => {
-                return Err(unsupported(format!(
-                    "its merges are not in the order of the ids they make (at {m:?})"
-                )))
-            }
-        }
-    }
+    // merges are "left right", each side a token's text
+    let id_of: std::collections::HashMap<&str, u32> = texts
+        .iter()
+        .enumerate()
+        .filter(|&(id, _)| tokens[id].is_some())
+        .map(|(id, t)| (*t, id as u32))
+        .collect();
+    let pairs = merges
+        .iter()
+        .enumerate()
+        .map(|(rank, m)| {
+            let pair = m.split_once(' ');
+            pair.and_then(|(a, b)| Some((*id_of.get(a)?, *id_of.get(b)?)))
+                .ok_or_else(|| {
+                    unsupported(format!(
+                        "merge {rank}, {m:?}, is not two of its ordinary tokens"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let special: Vec<(&str, u32)> = specials.iter().map(|(t, id)| (t.as_str(), *id)).collect();
-    let encoding = Encoding::new("gguf", ranks, pattern.split(), &special)?;
+    let name = g
+        .get("general.name")
+        .and_then(Value::as_str)
+        .unwrap_or("gguf");
+    let encoding = Encoding::from_merges(name, tokens, &pairs, pattern.split(), &special).map_err(
+        |e| match e {
+            Error::InvalidArgument(why) => unsupported(why),
+            e => e,
+        },
+    )?;
     Ok(Tokens::Bpe {
         encoding: Box::new(encoding),
         pattern,

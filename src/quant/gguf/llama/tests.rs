@@ -180,14 +180,69 @@ fn tokenizers_travel_with_the_file() {
     let sample = "the cat sat on the rat";
     assert_eq!(back.encode(sample), tokens.encode(sample));
     assert_eq!(back.vocab_size().unwrap(), n);
-    // a tokenizer this crate does not encode
-    let mut other = g.clone();
-    other.set("tokenizer.ggml.pre", Value::String("smollm".into()));
-    let Err(e) = tokens_from_gguf(&other) else {
-        panic!("the smollm split is not ours")
+    // what the file gives back replays its merges, and writes them again as they were
+    let Tokens::Bpe { encoding, .. } = &back else {
+        panic!("a BPE")
     };
-    let e = e.to_string();
-    assert!(e.contains("smollm") && e.contains("token ids"), "{e}");
+    assert_eq!(encoding.merges().map(<[_]>::len), Some(merges.len()));
+    let again = to_gguf(&model, &back, "t", Format::F32).unwrap();
+    for key in ["tokenizer.ggml.merges", "tokenizer.ggml.pre"] {
+        assert_eq!(again.get(key), g.get(key), "{key}");
+    }
+    // tokenizers this crate does not encode, and no tokenizer at all
+    let error = |key: &str, value: Option<Value>| {
+        let mut other = g.clone();
+        match &value {
+            Some(v) => other.set(key, v.clone()),
+            None => other.metadata.retain(|(k, _)| k != key),
+        }
+        let Err(e) = tokens_from_gguf(&other) else {
+            panic!("{key} = {value:?} is not a tokenizer of ours")
+        };
+        e.to_string()
+    };
+    let e = error("tokenizer.ggml.pre", Some(Value::String("qwen2".into())));
+    assert!(e.contains("\"qwen2\"") && e.contains("token ids"), "{e}");
+    let e = error("tokenizer.ggml.model", Some(Value::String("llama".into())));
+    assert!(e.contains("\"llama\"") && e.contains("not \"gpt2\""), "{e}");
+    let e = error("tokenizer.ggml.model", None);
+    assert!(e.contains("has no tokenizer"), "{e}");
+    let e = error("tokenizer.ggml.tokens", None);
+    assert!(e.contains("tokenizer.ggml.tokens is missing"), "{e}");
+    let e = error(
+        "tokenizer.ggml.merges",
+        Some(Value::strings(["t h", "x yz"])),
+    );
+    assert!(e.contains("merge 1, \"x yz\", is not two"), "{e}");
+}
+
+/// SmolLM2's split travels as `tokenizer.ggml.pre = "smollm"`, and the file's tokenizer
+/// puts digits apart as the one it was written from.
+#[test]
+fn the_smollm_split_travels_with_the_file() {
+    let model = Gpt::init(small(), 1).unwrap();
+    let text = "in 2024 the cat sat on 12 mats; the cat ate 3 rats. ".repeat(20);
+    let enc = crate::bpe::train::train(&text, 280, Pattern::Smollm)
+        .unwrap()
+        .encoding("small")
+        .unwrap();
+    let tokens = Tokens::Bpe {
+        encoding: Box::new(enc),
+        pattern: Pattern::Smollm,
+    };
+    let g = to_gguf(&model, &tokens, "t", Format::F32).unwrap();
+    assert_eq!(g.get_str("tokenizer.ggml.pre").unwrap(), "smollm");
+    let back = tokens_from_gguf(&g).unwrap();
+    assert!(matches!(
+        back,
+        Tokens::Bpe {
+            pattern: Pattern::Smollm,
+            ..
+        }
+    ));
+    for sample in ["in 2024 the cat sat", "a  22 mats", "x1y22z333"] {
+        assert_eq!(back.encode(sample), tokens.encode(sample), "{sample:?}");
+    }
 }
 
 #[test]
