@@ -416,6 +416,82 @@ fn bpe_encode_matches_tiktoken_on_the_fixture() {
     );
 }
 
+/// `llm bpe encode --model` takes a model's tokenizer: a GGUF file's (here the fixture Llama
+/// with a BPE of the smollm split, written by `llm quant quantize`) or a folder's. It prints
+/// the ids of the rank file's tokenizer, digits one by one, special-token text matched, no
+/// BOS; `decode --model` gives the text back.
+#[test]
+fn bpe_encode_with_a_models_tokenizer() {
+    let dir = temp_dir("bpe-model");
+    let corpus = toy_corpus(&dir, "train.txt", 2000, 3);
+    // two spaces before a digit are a piece of their own: "  " becomes a token
+    let mut text = std::fs::read_to_string(&corpus).unwrap();
+    text.push_str(&"a  1  2  3\n".repeat(200));
+    std::fs::write(&corpus, text).unwrap();
+    let ranks = dir.join("ranks.tiktoken");
+    let ranks = ranks.to_str().unwrap();
+    ok(&[
+        "bpe",
+        "train",
+        "--corpus",
+        &corpus,
+        "--vocab-size",
+        "300",
+        "--pattern",
+        "smollm",
+        "--out",
+        ranks,
+    ]);
+    // the fixture Llama (vocabulary 320) with this tokenizer (300 ranks + <|endoftext|>)
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama-tiny");
+    let folder = dir.join("model");
+    std::fs::create_dir_all(&folder).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(file), folder.join(file)).unwrap();
+    }
+    std::fs::copy(ranks, folder.join("tokenizer.tiktoken")).unwrap();
+    std::fs::write(folder.join("tokenizer.json"), r#"{"pattern": "smollm"}"#).unwrap();
+    let gguf = dir.join("model.gguf");
+    let (folder, gguf) = (folder.to_str().unwrap(), gguf.to_str().unwrap());
+    ok(&[
+        "quant", "quantize", "--model", folder, "--format", "f32", "--out", gguf,
+    ]);
+
+    let text = "the cat sees the dog in 2024.\n  a  22 <|endoftext|>Ünïcödé 😀";
+    let encode_text = |args: &[&str], text: &str| {
+        let out = llm_stdin(&[&["bpe", "encode"][..], args].concat(), text.as_bytes());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let encode = |args: &[&str]| encode_text(args, text);
+    let want = encode(&["--pattern", "smollm", "--ranks", ranks, "--allow-special"]);
+    assert_eq!(encode(&["--model", gguf]), want);
+    assert_eq!(encode(&["--model", folder]), want);
+    // "2024" is four ids, its digits' bytes; <|endoftext|> is its id after the 300 ranks
+    assert!(want.contains(" 50 48 50 52 "), "{want}");
+    assert!(want.contains(" 300 "), "{want}");
+    // the smollm split: "  " then "2", where GPT-2's would give " " then " 2"
+    let ids = encode_text(&["--model", gguf], "a  2");
+    assert_eq!(ids.split_whitespace().count(), 3, "{ids}");
+    assert!(ids.trim_end().ends_with(" 50"), "{ids}");
+    let dec = llm_stdin(&["bpe", "decode", "--model", gguf], want.as_bytes());
+    assert_eq!(String::from_utf8(dec.stdout).unwrap(), text);
+    // with --model, nothing else names the tokenizer
+    let out = llm(&["bpe", "encode", "--model", gguf, "--ranks", ranks]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "clap refuses --ranks with --model"
+    );
+    let e = fails(&["bpe", "encode", "--model", &corpus]);
+    assert!(e.contains("not a GGUF file"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bpe_mistakes_are_errors_not_panics() {
     let dir = temp_dir("bpe-errors");

@@ -656,3 +656,65 @@ fn smollm2_chat_prompt_and_reply_are_the_references() {
         .unwrap()
         .starts_with(&format!("{}<|im_end|>", reply.text)));
 }
+
+/// SmolLM2's tokenizer, read from the GGUF (its tokens and merges, the `smollm` split, its
+/// CONTROL tokens matched in the text), gives Hugging Face tokenizers' ids on every text
+/// of `tests/fixtures/smollm2/tokenizer_ids.json` (accents, CJK, emoji, digit runs, code,
+/// whitespace runs, contractions, the chat special tokens, 4 KB of Moby-Dick, random
+/// strings) and on the whole of Moby-Dick; llama.cpp's ids are the same except on the one
+/// text the fixture lists (a byte the vocabulary lacks, between two symbols: Hugging Face
+/// drops it and merges its neighbours, llama.cpp keeps them apart). Decoding gives the text
+/// back, or what Hugging Face's decoder gives where a byte was dropped.
+#[test]
+#[ignore = "needs the fetched GGUF model: see the module doc"]
+fn smollm2_tokenizer_gives_hugging_faces_ids() {
+    use llm_lessons::bpe::Pattern;
+    use llm_lessons::gpt::tokens::Tokens;
+    use llm_lessons::quant::gguf::llama::tokens_from_gguf;
+    let Tokens::Bpe { encoding, pattern } = tokens_from_gguf(&smollm2()).unwrap() else {
+        panic!("SmolLM2's tokenizer is a BPE")
+    };
+    assert_eq!(pattern, Pattern::Smollm);
+    assert_eq!(encoding.special_token("<|im_start|>").unwrap(), 1);
+    assert_eq!(encoding.special_token("<|im_end|>").unwrap(), 2);
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2/tokenizer_ids.json");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let disagree: Vec<&str> = fixture["hf_llamacpp_disagree"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(disagree, ["missing_byte_in_symbols"]);
+    let cases = fixture["cases"].as_array().unwrap();
+    assert!(cases.len() > 250, "{} cases", cases.len());
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let text = case["text"].as_str().unwrap();
+        let ids = encoding.encode(text, Allowed::All).unwrap();
+        assert_eq!(ids, as_ids(&case["hf_ids"]), "{name}: {text:?}");
+        let llama_cpp = as_ids(&case["llamacpp_ids"]);
+        assert_eq!(ids == llama_cpp, !disagree.contains(&name), "{name}");
+        match case.get("hf_decoded").and_then(|d| d.as_str()) {
+            None => assert_eq!(encoding.decode(&ids).unwrap(), text, "{name}"),
+            Some(decoded) => assert_eq!(
+                String::from_utf8_lossy(&encoding.decode_bytes(&ids).unwrap()),
+                decoded,
+                "{name}"
+            ),
+        }
+    }
+    let book = std::fs::read_to_string(corpus("moby_dick.txt")).unwrap();
+    let whole = &fixture["moby_dick"]["whole_book"];
+    assert_eq!(
+        book.chars().count() as u64,
+        whole["chars"].as_u64().unwrap()
+    );
+    let ids = encoding.encode_ordinary_parallel(&book);
+    assert_eq!(ids.len() as u64, whole["hf_n_ids"].as_u64().unwrap());
+    assert_eq!(fnv1a64(&ids), whole["hf_fnv1a64"].as_str().unwrap());
+    assert_eq!(whole["llamacpp_fnv1a64"], whole["hf_fnv1a64"]);
+    assert_eq!(encoding.decode(&ids).unwrap(), book);
+}

@@ -434,21 +434,30 @@ impl Encoding {
             }
         };
         let mut ids = Vec::new();
-        let mut rest = text;
+        // Where each name next occurs at or after `start`: found again only once passed, so
+        // a long text with many special tokens (a chat history) is scanned once per name.
+        let mut next_at: Vec<Option<usize>> = names.iter().map(|n| text.find(n)).collect();
+        let mut start = 0;
         loop {
+            for (name, at) in names.iter().zip(&mut next_at) {
+                if at.is_some_and(|at| at < start) {
+                    *at = text[start..].find(name).map(|i| start + i);
+                }
+            }
             // The earliest allowed special token; the longest if two start at the same place.
             let next = names
                 .iter()
-                .filter_map(|n| rest.find(n).map(|at| (at, std::cmp::Reverse(n.len()), *n)))
+                .zip(&next_at)
+                .filter_map(|(n, at)| at.map(|at| (at, std::cmp::Reverse(n.len()), *n)))
                 .min();
             match next {
                 Some((at, _, name)) => {
-                    ids.extend(self.encode_ordinary(&rest[..at]));
+                    ids.extend(self.encode_ordinary(&text[start..at]));
                     ids.push(self.special[name]);
-                    rest = &rest[at + name.len()..];
+                    start = at + name.len();
                 }
                 None => {
-                    ids.extend(self.encode_ordinary(rest));
+                    ids.extend(self.encode_ordinary(&text[start..]));
                     return Ok(ids);
                 }
             }

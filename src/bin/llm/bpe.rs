@@ -38,7 +38,8 @@ pub enum BpeCommand {
         #[command(flatten)]
         tokenizer: TokenizerArgs,
         /// Turn special-token text such as <|endoftext|> into its id (otherwise: ordinary text;
-        /// with --model, special-token text is always matched, as Hugging Face tokenizers does)
+        /// with --model, every special token is matched, as Hugging Face tokenizers does,
+        /// unless --special names some)
         #[arg(long)]
         allow_special: bool,
         /// Allow only this special token (repeat for several); an unknown one is an error
