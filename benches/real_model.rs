@@ -51,9 +51,8 @@ fn median(xs: &[f64]) -> f64 {
 fn decode(model: &Gpt, prompt: &[u32], new: usize) -> Result<(f64, f64, Vec<u32>)> {
     let t0 = Instant::now();
     let mut cache = KvCache::with_capacity(&model.cfg, prompt.len() + new + 1);
-    let logits = model.forward_cached(&mut cache, prompt)?;
-    let vocab = model.cfg.vocab_size;
-    let mut next = argmax(&logits[logits.len() - vocab..]);
+    let logits = model.forward_cached_last(&mut cache, prompt)?;
+    let mut next = argmax(&logits);
     let t_first = Instant::now();
     let mut out = vec![next];
     for _ in 0..new {
@@ -104,7 +103,8 @@ fn run(
         text = tokens.decode(&out[..out.len().min(16)])?;
         let t = Instant::now();
         let mut cache = KvCache::with_capacity(&model.cfg, filler.len());
-        model.forward_cached(&mut cache, &filler)?;
+        // as llama.cpp's prefill: the prompt's keys and values, the last position's logits
+        model.forward_cached_last(&mut cache, &filler)?;
         pre.push(filler.len() as f64 / t.elapsed().as_secs_f64());
         println!(
             "rep {}: decode {:.1} tok/s ({new} tokens), prefill {:.1} tok/s ({} tokens), prompt + first token {:.1} ms",

@@ -65,6 +65,19 @@ impl Gpt {
     /// cache, and returns their logits, `(tokens.len(), V)`. The logits are those
     /// [`Gpt::forward`] gives for the same positions of the whole sequence.
     pub fn forward_cached(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.run_cached(cache, tokens, tokens.len())
+    }
+
+    /// [`Gpt::forward_cached`] returning only the last position's logits, `(V,)`: what a
+    /// prompt needs before generating. The output head is the largest matrix of a small
+    /// model (SmolLM2's is a fifth of its weights), so a prompt of `n` tokens skips `n - 1`
+    /// of its products.
+    pub fn forward_cached_last(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.run_cached(cache, tokens, 1)
+    }
+
+    /// Runs `tokens` through the cache and returns the logits of the last `keep` positions.
+    fn run_cached(&self, cache: &mut KvCache, tokens: &[u32], keep: usize) -> Result<Vec<f32>> {
         let cfg = &self.cfg;
         let (n, pos0) = (tokens.len(), cache.len);
         if n == 0 {
@@ -118,17 +131,12 @@ impl Gpt {
             self.block_forward(l, &x, &mut x_out, &mut acts, &mut scratch, sink, shape);
             std::mem::swap(&mut x, &mut x_out);
         }
-        let (mut ln, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
-        norm_forward(
-            cfg.norm,
-            &p.final_norm,
-            &mut ln,
-            &mut mean,
-            &mut rstd,
-            &x,
-            c,
-        );
-        let mut logits = vec![0.0; n * cfg.vocab_size];
+        // the final norm and the head for the positions whose logits are asked for
+        let keep = keep.min(n);
+        let x = &x[(n - keep) * c..];
+        let (mut ln, mut mean, mut rstd) = (vec![0.0; keep * c], vec![0.0; keep], vec![0.0; keep]);
+        norm_forward(cfg.norm, &p.final_norm, &mut ln, &mut mean, &mut rstd, x, c);
+        let mut logits = vec![0.0; keep * cfg.vocab_size];
         self.head_forward(&mut logits, &ln);
         cache.len += n;
         Ok(logits)
@@ -265,7 +273,7 @@ where
     rayon::scope(|_| {
         let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
         let v = model.cfg.vocab_size;
-        let mut logits = model.forward_cached(cache, prompt)?;
+        let mut logits = model.forward_cached_last(cache, prompt)?;
         for n in 1..=max_new {
             let next = sample(&logits[logits.len() - v..], sampling, &mut rng);
             if stop_at.contains(&next) {
@@ -356,6 +364,19 @@ mod tests {
                 .zip(&cached)
                 .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(diff < 1e-5 * scale, "{cfg:?}: {diff} of {scale}");
+            // the last position alone: the same values (up to the head's summation order
+            // for one row instead of five), the same cache
+            let close = |a: &[f32], b: &[f32]| {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5 * scale)
+            };
+            let mut short = KvCache::new(&cfg);
+            let last = model.forward_cached_last(&mut short, &ids[..5]).unwrap();
+            assert!(close(
+                &last,
+                &cached[4 * cfg.vocab_size..5 * cfg.vocab_size]
+            ));
+            let rest = model.forward_cached(&mut short, &ids[5..]).unwrap();
+            assert!(close(&rest, &cached[5 * cfg.vocab_size..]));
             assert!(
                 model.forward_cached(&mut cache, &[1; 7]).is_err(),
                 "10 + 7 > context 16"
