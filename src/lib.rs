@@ -64,3 +64,8 @@ pub struct BookChapter05;
 #[cfg(doctest)]
 #[doc = include_str!("../book/src/ch06_quantization.md")]
 pub struct BookChapter06;
+
+/// Chapter 7's Rust snippets, compiled as doctests (`no_run`: they need the fetched model).
+#[cfg(doctest)]
+#[doc = include_str!("../book/src/ch07_real_model.md")]
+pub struct BookChapter07;

@@ -183,6 +183,7 @@ impl ChatTemplate {
         &self.special_tokens
     }
 
+    // ANCHOR: render
     /// The conversation as the model reads it. With `add_generation_prompt` the text ends
     /// with the opening of the assistant's turn, so that what the model writes next is its
     /// reply. The template sees `messages` (`role`, `content`), `add_generation_prompt` and
@@ -213,6 +214,7 @@ impl ChatTemplate {
             .render(Value::from(ctx))
             .map_err(|e| template_error("the chat template failed", &e))
     }
+    // ANCHOR_END: render
 }
 
 #[cfg(test)]

@@ -173,6 +173,7 @@ impl Pretrained {
     }
 }
 
+// ANCHOR: load
 /// Reads a GGUF file into a [`Pretrained`] model ([`Pretrained::from_gguf`]); errors name
 /// the file. The file is only read.
 pub fn load(path: &Path, precision: Precision) -> Result<Pretrained> {
@@ -191,6 +192,7 @@ pub fn load(path: &Path, precision: Precision) -> Result<Pretrained> {
     }
     Ok(loaded)
 }
+// ANCHOR_END: load
 
 #[cfg(test)]
 mod tests;

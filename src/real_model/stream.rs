@@ -24,6 +24,7 @@ pub struct Utf8Stream {
     pending: Vec<u8>,
 }
 
+// ANCHOR: utf8_stream
 impl Utf8Stream {
     /// The text that `bytes` complete.
     pub fn push(&mut self, bytes: &[u8]) -> String {
@@ -67,6 +68,8 @@ impl Utf8Stream {
         out
     }
 }
+
+// ANCHOR_END: utf8_stream
 
 /// Token ids in, text out: each token's bytes through a [`Utf8Stream`]. The pieces
 /// together are what [`Tokens::decode`] gives for all the ids.
