@@ -600,6 +600,50 @@ fn smollm2_q4_1_is_close_to_llama_cpp() {
     }
 }
 
+/// `tests/fixtures/smollm2/france_last_logits.f32`, the logits chapter 7's exercise 5 reads
+/// (`lessons/07_real_model.rs`): the 49,152 logits at the last position of the reference's
+/// `france` case (`The capital of France is`) from our Llama on the file's weights
+/// dequantized to f32 (`Precision::Exact`, within 2.2e-5 of transformers in every top-10
+/// logit: `smollm2_f32_equals_transformers`), as raw little-endian f32. With
+/// `LLM_LESSONS_WRITE_FIXTURE=1` it (re)writes the file first; in any case it checks that
+/// the file holds what the model gives, to 1e-4 per logit (the sums may run in another order
+/// on another CPU; the reference's own f64 run differs from its f32 one by up to 1e-4).
+#[test]
+#[ignore = "needs the fetched GGUF model: see the module doc"]
+fn smollm2_france_logits_fixture_is_our_f32_model() {
+    use llm_lessons::gpt::Activations;
+    use llm_lessons::quant::gguf::llama::{model_from_gguf, Precision};
+    let model = model_from_gguf(&smollm2(), Precision::Exact).unwrap();
+    let vocab = model.cfg.vocab_size;
+    let case = &smollm2_reference()["cases"][0];
+    assert_eq!(case["name"], "france");
+    let ids = as_ids(&case["ids"]);
+    assert_eq!(ids, [504, 3575, 282, 4649, 314]);
+    let mut acts = Activations::new(&model.cfg, 1, ids.len());
+    model.forward(&mut acts, &ids).unwrap();
+    let last = &acts.logits[(ids.len() - 1) * vocab..];
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/smollm2/france_last_logits.f32");
+    if std::env::var_os("LLM_LESSONS_WRITE_FIXTURE").is_some() {
+        let bytes: Vec<u8> = last.iter().flat_map(|v| v.to_le_bytes()).collect();
+        data::write_atomic(&path, &bytes).unwrap();
+        eprintln!("wrote {} ({} bytes)", path.display(), bytes.len());
+    }
+    let stored: Vec<f32> = std::fs::read(&path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(stored.len(), vocab, "one logit per token");
+    let worst = stored
+        .iter()
+        .zip(last)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    eprintln!("the fixture is within {worst:.1e} of the model's logits");
+    assert!(worst <= 1e-4, "the fixture is off by {worst}");
+}
+
 /// SmolLM2 as `real_model::load` gives it: the chat template read from the file renders
 /// the shared reference's chat prompt (transformers' `apply_chat_template` for `What is
 /// 2+2?`, in `tests/fixtures/smollm2/chat_template.json`) and tokenizes to its ids; the
