@@ -1,4 +1,4 @@
-//! Plots, written as small SVG files. Three kinds: a line chart of a measure against a
+//! Plots, written as small SVG files. Four kinds: a line chart of a measure against a
 //! setting (perplexity against the n-gram order, one line per smoothing method),
 //!
 //! ```
@@ -28,7 +28,7 @@
 //! # Ok::<(), llm_lessons::Error>(())
 //! ```
 //!
-//! and a heatmap of a matrix, such as attention probabilities with a token on each row and
+//! a heatmap of a matrix, such as attention probabilities with a token on each row and
 //! column:
 //!
 //! ```
@@ -41,10 +41,21 @@
 //! # Ok::<(), llm_lessons::Error>(())
 //! ```
 //!
+//! and horizontal bars, each with its label and value, such as the likeliest next tokens:
+//!
+//! ```
+//! use llm_lessons::plot::BarChart;
+//! let chart = BarChart::new("After \"The capital of France is\"", "probability")
+//!     .bars([(" Paris", 0.6), (" a", 0.1)]);
+//! let svg = chart.to_svg_string()?;
+//! assert!(svg.contains("Paris") && svg.contains("0.6"));
+//! # Ok::<(), llm_lessons::Error>(())
+//! ```
+//!
 //! Points that are not finite are left out (the perplexity of an unsmoothed model is often
 //! infinite), and so are points at or below 0 on a log axis; a chart with nothing left to
-//! draw is an error. Not here: bar charts, several panels, PNG output (plotters can do all
-//! three), and moving labels apart when they overlap.
+//! draw is an error. Not here: several panels, PNG output (plotters can do both), and
+//! moving labels apart when they overlap.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -841,6 +852,127 @@ impl HeatmapChart {
     }
 }
 
+/// Width of a bar chart, in pixels; its height grows with the bars.
+const BAR_WIDTH: u32 = 720;
+
+/// Height of one bar of a bar chart and the gap under it, in pixels.
+const BAR_ROW: i32 = 26;
+
+/// A horizontal bar chart: one bar per labelled value, drawn from 0 to the value, top to
+/// bottom in the order given, with the label on the left and the value written at the
+/// bar's end (the ten likeliest next tokens and their probabilities). The values must be
+/// finite and at least 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarChart {
+    pub title: String,
+    /// What the values are (written under the bars).
+    pub x_label: String,
+    /// `(label, value)`, top to bottom.
+    pub bars: Vec<(String, f64)>,
+}
+
+impl BarChart {
+    /// A chart without bars.
+    pub fn new(title: impl Into<String>, x_label: impl Into<String>) -> BarChart {
+        BarChart {
+            title: title.into(),
+            x_label: x_label.into(),
+            bars: Vec::new(),
+        }
+    }
+
+    /// Adds bars, under those already there.
+    pub fn bars<L: Into<String>>(mut self, bars: impl IntoIterator<Item = (L, f64)>) -> Self {
+        self.bars
+            .extend(bars.into_iter().map(|(label, v)| (label.into(), v)));
+        self
+    }
+
+    /// Draws the chart and writes it to `path` as SVG, atomically.
+    pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<()> {
+        save_svg(path.as_ref(), self.render())
+    }
+
+    /// Draws the chart as an SVG document.
+    pub fn to_svg_string(&self) -> Result<String> {
+        svg_string(&self.title, self.render())
+    }
+
+    /// Shows the chart inline in an evcxr (Jupyter) notebook cell; prints the error instead
+    /// if it cannot be drawn.
+    #[cfg(feature = "evcxr")]
+    pub fn evcxr_display(&self) {
+        evcxr_display(self.to_svg_string());
+    }
+
+    /// The largest value, or what is wrong with the bars.
+    fn largest(&self) -> std::result::Result<f64, String> {
+        if self.bars.is_empty() {
+            return Err("the chart has no bars".into());
+        }
+        if let Some((label, v)) = self
+            .bars
+            .iter()
+            .find(|(_, v)| !(v.is_finite() && *v >= 0.0))
+        {
+            return Err(format!(
+                "bar {label:?} has the value {v}: bars need a finite value of at least 0"
+            ));
+        }
+        Ok(self.bars.iter().fold(0.0, |m, (_, v)| m.max(*v)))
+    }
+
+    fn render(&self) -> std::result::Result<String, String> {
+        register_font();
+        let largest = self.largest()?;
+        let scale = if largest > 0.0 { largest } else { 1.0 };
+        let height = 40 + 10 + BAR_ROW as u32 * self.bars.len() as u32 + 40;
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (BAR_WIDTH, height)).into_drawing_area();
+            let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+            root.fill(&WHITE).map_err(err)?;
+            let body = root.titled(&self.title, ("sans-serif", 20)).map_err(err)?;
+            let font = small_font();
+            let (mut label_w, mut value_w) = (0, 0);
+            for (label, v) in &self.bars {
+                label_w = label_w.max(body.estimate_text_size(label, &font).map_err(err)?.0);
+                value_w = value_w.max(body.estimate_text_size(&tick(*v), &font).map_err(err)?.0);
+            }
+            let (left, top) = (label_w as i32 + 14, 10);
+            let length = (body.dim_in_pixel().0 as i32 - left - value_w as i32 - 20).max(1);
+            let right_aligned = font.pos(Pos::new(HPos::Right, VPos::Center));
+            for (i, (label, v)) in self.bars.iter().enumerate() {
+                let (y, mid) = (top + BAR_ROW * i as i32, top + BAR_ROW * i as i32 + 9);
+                let end = left + (length as f64 * v / scale).round() as i32;
+                let bar =
+                    Rectangle::new([(left, y), (end.max(left + 1), y + 18)], COLORS[0].filled());
+                body.draw(&bar).map_err(err)?;
+                body.draw(&Text::new(
+                    label.as_str(),
+                    (left - 6, mid),
+                    right_aligned.clone(),
+                ))
+                .map_err(err)?;
+                body.draw(&Text::new(tick(*v), (end + 5, mid), font.clone()))
+                    .map_err(err)?;
+            }
+            let bottom = top + BAR_ROW * self.bars.len() as i32;
+            body.draw(&PathElement::new(
+                vec![(left, top - 4), (left, bottom)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(err)?;
+            let centred = font.pos(Pos::new(HPos::Center, VPos::Center));
+            let at = (left + length / 2, bottom + 16);
+            body.draw(&Text::new(self.x_label.as_str(), at, centred))
+                .map_err(err)?;
+            root.present().map_err(err)?;
+        }
+        Ok(svg)
+    }
+}
+
 /// Draws a line from pixel `a` to pixel `b`, stopping short of the dots at both ends, with
 /// an arrowhead at `b` if `head`. Nothing if the two are at the same place.
 fn draw_arrow(
@@ -1235,6 +1367,59 @@ mod tests {
         // Constant and non-finite values still draw (the scale gets a width of 1).
         let flat = HeatmapChart::new("t", "x", "y", vec![vec![0.0, f64::NAN]]);
         assert!(flat.to_svg_string().unwrap().contains("#C8C8C8"));
+    }
+
+    #[test]
+    fn bar_chart_draws_a_bar_per_value_with_its_label_and_value() {
+        let chart = BarChart::new("Next token", "probability")
+            .bars([(" Paris", 0.5), (" the", 0.25)])
+            .bars([("<a>", 0.0)]);
+        let svg = chart.to_svg_string().unwrap();
+        for text in [
+            "Next token",
+            "probability",
+            " Paris",
+            "0.5",
+            "0.25",
+            "&lt;a&gt;",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        // 3 bars and the white background
+        assert_eq!(svg.matches("<rect").count(), 3 + 1, "{svg}");
+        // the bars' lengths follow the values: 0.25's is half of 0.5's
+        let widths: Vec<f64> = svg
+            .split("<rect")
+            .skip(2)
+            .map(|r| {
+                r.split("width=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert!((widths[1] / widths[0] - 0.5).abs() < 0.01, "{widths:?}");
+        assert!(widths[2] <= 1.0, "{widths:?}");
+    }
+
+    #[test]
+    fn bar_chart_errors_name_the_problem() {
+        let bad = |chart: BarChart| chart.to_svg_string().unwrap_err().to_string();
+        let e = bad(BarChart::new("Empty", "p"));
+        assert!(e.contains("Empty") && e.contains("no bars"), "{e}");
+        let e = bad(BarChart::new("t", "p").bars([("a", 1.0), ("b", -0.5)]));
+        assert!(e.contains("bar \"b\" has the value -0.5"), "{e}");
+        let e = bad(BarChart::new("t", "p").bars([("c", f64::NAN)]));
+        assert!(e.contains("bar \"c\""), "{e}");
+        // all zero still draws
+        assert!(BarChart::new("t", "p")
+            .bars([("z", 0.0)])
+            .to_svg_string()
+            .is_ok());
     }
 
     #[test]

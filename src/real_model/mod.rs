@@ -16,7 +16,8 @@
 //! - [`stream`]: text as the tokens come, holding back a character cut between tokens;
 //! - [`conversation`]: a conversation with the model: the history rendered each turn, the
 //!   KV cache kept for the part that did not change, the reply streamed and stopped at the
-//!   end-of-turn token ([`crate::gpt::generate::generate_streaming`]).
+//!   end-of-turn token ([`crate::gpt::generate::generate_streaming`]);
+//! - [`tour`]: the tour's step, one question to the fetched model.
 //!
 //! ```no_run
 //! use llm_lessons::gpt::generate::Sampling;
@@ -39,6 +40,7 @@
 pub mod chat;
 pub mod conversation;
 pub mod stream;
+pub mod tour;
 
 pub use chat::{ChatTemplate, Message};
 pub use conversation::{Conversation, Reply};
