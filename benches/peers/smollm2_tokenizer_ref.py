@@ -11,7 +11,7 @@ tokens, bytes the vocabulary lacks, the first characters of Moby-Dick, and seede
 the whole book, as a count and a hash of its ids),
 as two peers give them:
 
-- Hugging Face tokenizers, built from the GGUF exactly as shared/reference/make_smollm2_ref.py builds
+- Hugging Face tokenizers, built from the GGUF exactly as tests/fixtures/smollm2/make_smollm2_ref.py builds
   it: BPE(vocab, merges from tokenizer.ggml.tokens / .merges), pre-tokenizer
   Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=False)], ByteLevel decoder, the
   CONTROL / USER_DEFINED tokens as special tokens (matched in the text); no BOS.
@@ -122,7 +122,7 @@ def field(r, k):
 
 
 def build_tokenizer(r):
-    """as shared/reference/make_smollm2_ref.py builds it"""
+    """as tests/fixtures/smollm2/make_smollm2_ref.py builds it"""
     toks = field(r, "tokenizer.ggml.tokens")
     merges = [tuple(m.split(" ")) for m in field(r, "tokenizer.ggml.merges")]
     tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(toks)}, merges=merges))
