@@ -483,20 +483,12 @@ fn smollm2_reference() -> serde_json::Value {
 }
 
 /// Mean next-token cross-entropy in nats, each log-softmax in f64 as the reference computes
-/// it, and the largest logit's id at the last position.
+/// it.
 fn mean_ce_f64(logits: &[f32], ids: &[u32], vocab: usize) -> f64 {
-    let mut sum = 0.0;
-    for t in 0..ids.len() - 1 {
-        let row = &logits[t * vocab..(t + 1) * vocab];
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
-        let log_z = max
-            + row
-                .iter()
-                .map(|&x| (x as f64 - max).exp())
-                .sum::<f64>()
-                .ln();
-        sum += log_z - row[ids[t + 1] as usize] as f64;
-    }
+    let rows = logits.chunks_exact(vocab).zip(&ids[1..]);
+    let sum: f64 = rows
+        .map(|(row, &next)| llm_lessons::gpt::run::next_token_nll(row, next as usize))
+        .sum();
     sum / (ids.len() - 1) as f64
 }
 
