@@ -24,6 +24,7 @@ pub mod gpt;
 pub mod lora;
 pub mod ngram;
 pub mod plot;
+pub mod post;
 pub mod progress;
 pub mod quant;
 pub mod real_model;
@@ -69,3 +70,8 @@ pub struct BookChapter06;
 #[cfg(doctest)]
 #[doc = include_str!("../book/src/ch07_real_model.md")]
 pub struct BookChapter07;
+
+/// Chapter 8's Rust snippets, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../book/src/ch08_post_training.md")]
+pub struct BookChapter08;

@@ -64,6 +64,10 @@ pub fn steps() -> Vec<Step> {
             title: "Chapter 7: a real model",
             run: crate::real_model::tour::chapter_7,
         },
+        Step {
+            title: "Chapter 8: post-training",
+            run: crate::post::tour::chapter_8,
+        },
     ]
 }
 

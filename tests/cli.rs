@@ -260,10 +260,13 @@ fn tour_writes_its_files() {
         "ch06/snr_by_bits.svg",
         "ch06/bits_vs_cross_entropy.svg",
         "ch06/test_ids.txt",
+        "ch08/table.md",
+        "ch08/dpo_rewards.svg",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     assert!(out.contains("after the LoRA fine-tune"), "{out}");
+    assert!(out.contains("| SFT + DPO (Llama 3) |"), "{out}");
     assert!(
         out.contains("why blocks, at 8 bits") && out.contains("q4_1"),
         "{out}"
@@ -1705,5 +1708,136 @@ fn chat_replies_as_generation_on_the_rendered_conversation() {
         "{e}"
     );
     assert!(!bad.exists(), "nothing written");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn post_training_stages_run_resume_and_score() {
+    let dir = temp_dir("post");
+    let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let base = ok(&["post", "base", "--out", &d("base"), "--steps", "200"]);
+    assert!(base.contains("base model"), "{base}");
+    let sft_args = [
+        "post",
+        "sft",
+        "--model",
+        &d("base"),
+        "--out",
+        &d("sft"),
+        "--steps",
+        "150",
+        "--examples",
+        "500",
+    ];
+    let sft = ok(&sft_args);
+    assert!(sft.contains("judge on 400 held-out requests"), "{sft}");
+    // again with the same flags: the run is complete in its checkpoints, and ends the same
+    let weights = std::fs::read(dir.join("sft/model.safetensors")).unwrap();
+    let again = ok(&sft_args);
+    assert_eq!(
+        std::fs::read(dir.join("sft/model.safetensors")).unwrap(),
+        weights
+    );
+    assert_eq!(sft.lines().last(), again.lines().last());
+    let reward = ok(&[
+        "post",
+        "reward",
+        "--model",
+        &d("sft"),
+        "--out",
+        &d("rm"),
+        "--requests",
+        "300",
+        "--steps",
+        "10",
+    ]);
+    assert!(reward.contains("held-out pairs"), "{reward}");
+    assert!(dir.join("rm/reward_head.safetensors").exists());
+    let pairs = d("rm/pairs.jsonl");
+    let rlhf = ok(&[
+        "post",
+        "rlhf",
+        "--model",
+        &d("sft"),
+        "--reward",
+        &d("rm"),
+        "--out",
+        &d("rlhf"),
+        "--steps",
+        "3",
+    ]);
+    assert!(rlhf.contains("KL from the reference"), "{rlhf}");
+    let dpo = ok(&[
+        "post",
+        "dpo",
+        "--model",
+        &d("sft"),
+        "--pairs",
+        &pairs,
+        "--out",
+        &d("dpo"),
+        "--steps",
+        "5",
+        "--llama3",
+    ]);
+    assert!(dpo.contains("DPO (Llama 3)"), "{dpo}");
+    // the DPO model against its reference on its own pairs: below ln 2 after training on them
+    let loss = ok(&[
+        "post",
+        "dpo-loss",
+        "--model",
+        &d("dpo"),
+        "--reference",
+        &d("sft"),
+        "--pairs",
+        &pairs,
+    ]);
+    let value: f64 = loss.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(value < 2f64.ln() && value > 0.0, "{loss}");
+    // the PyTorch fixture: TRL's form, mean loss 0.7749410149
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let f = |p: &str| fixtures.join(p).to_str().unwrap().to_string();
+    // its reference model as a model folder
+    std::fs::create_dir_all(dir.join("reference")).unwrap();
+    std::fs::copy(
+        fixtures.join("dpo/reference.safetensors"),
+        dir.join("reference/model.safetensors"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures.join("dpo/config.json"),
+        dir.join("reference/config.json"),
+    )
+    .unwrap();
+    let fixture_loss = ok(&[
+        "post",
+        "dpo-loss",
+        "--model",
+        &f("llama-tiny"),
+        "--reference",
+        &d("reference"),
+        "--pairs",
+        &f("dpo/pairs.jsonl"),
+    ]);
+    assert!(
+        fixture_loss.contains("mean DPO loss 0.77494"),
+        "{fixture_loss}"
+    );
+    // mistakes
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, "{\"prompt_ids\": [1, 2]}\n").unwrap();
+    let e = fails(&[
+        "post",
+        "dpo-loss",
+        "--model",
+        &d("sft"),
+        "--reference",
+        &d("sft"),
+        "--pairs",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(e.contains("line 1") && e.contains("chosen_ids"), "{e}");
+    let e = fails(&["post", "sft", "--model", &f("llama-tiny"), "--out", &d("x")]);
+    assert!(e.contains("vocabulary"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -55,6 +55,8 @@ pub struct Activations {
     pub losses: Vec<f32>,
     /// Whether the buffers hold a [`Gpt::forward_loss`], which [`Gpt::backward`] needs.
     has_loss: bool,
+    /// Whether they hold a forward, which [`Gpt::backward_from_hidden`] needs.
+    has_forward: bool,
     fwd: FwdScratch,
     bwd: BwdScratch,
     d_resid: Vec<f32>,
@@ -88,6 +90,7 @@ impl Activations {
             probs: vec![0.0; n * v],
             losses: vec![0.0; n],
             has_loss: false,
+            has_forward: false,
             fwd: FwdScratch::new(cfg, n),
             bwd: BwdScratch::new(cfg, b, t),
             d_resid: vec![0.0; n * c],
@@ -275,6 +278,7 @@ impl Gpt {
         let a = acts;
         a.inputs.copy_from_slice(inputs);
         a.has_loss = false;
+        a.has_forward = false;
 
         self.embed(&mut a.resid[0], inputs);
         if let Some(wpe) = &p.pos_emb {
@@ -304,6 +308,7 @@ impl Gpt {
             c,
         );
         self.head_forward(&mut a.logits, &a.lnf);
+        a.has_forward = true;
         Ok(())
     }
     // ANCHOR_END: forward
@@ -331,6 +336,15 @@ impl Gpt {
     /// [`Params::zeros`] when all are trainable; zero them first for a fresh gradient).
     /// Errors if `acts` holds no such forward, or `grads` does not fit the model.
     pub fn backward(&self, acts: &mut Activations, grads: &mut Params) -> Result<()> {
+        self.backward_of(acts, grads, None)
+    }
+
+    fn backward_of(
+        &self,
+        acts: &mut Activations,
+        grads: &mut Params,
+        weights: Option<&[f32]>,
+    ) -> Result<()> {
         self.check_f32("a backward")?;
         if !acts.has_loss {
             return Err(Error::InvalidArgument(
@@ -339,15 +353,14 @@ impl Gpt {
             ));
         }
         self.params.check_grads(grads)?;
-        let (cfg, p) = (&self.cfg, &self.params);
-        let (t, n) = (acts.t, acts.b * acts.t);
-        let (c, v) = (cfg.d_model, cfg.vocab_size);
-        let shape = self.attn_shape_of(acts.b, t);
+        let p = &self.params;
+        let (n, c, v) = (acts.b * acts.t, self.cfg.d_model, self.cfg.vocab_size);
         let a = acts;
 
-        // loss and head: dlogits = (probs - onehot) / N
+        // loss and head: dlogits = (probs - onehot) * weight, the weight 1/N for the mean
         a.d_logits.fill(0.0);
-        cross_entropy_backward(&mut a.d_logits, &a.probs, &a.targets, &a.d_loss, v);
+        let d_loss = weights.unwrap_or(&a.d_loss);
+        cross_entropy_backward(&mut a.d_logits, &a.probs, &a.targets, d_loss, v);
         let d_ln = &mut a.bwd.d_ln;
         d_ln.fill(0.0);
         match (&p.lm_head, &mut grads.lm_head) {
@@ -360,6 +373,16 @@ impl Gpt {
             (None, None) => linear_backward_input(d_ln, &a.d_logits, &p.tok_emb, n, c, v),
             _ => unreachable!("check_grads compared the tensors"),
         }
+        self.trunk_backward(a, grads);
+        Ok(())
+    }
+
+    /// From the gradient of the final norm's output (`acts.bwd.d_ln`) down to the
+    /// embeddings: the final norm, the blocks in reverse, the embedding tables.
+    fn trunk_backward(&self, a: &mut Activations, grads: &mut Params) {
+        let (cfg, p) = (&self.cfg, &self.params);
+        let (t, c) = (a.t, cfg.d_model);
+        let shape = self.attn_shape_of(a.b, t);
         a.d_resid.fill(0.0);
         let x_last = &a.resid[cfg.n_layers];
         norm_backward(
@@ -393,7 +416,60 @@ impl Gpt {
                 position_embedding_backward(dwpe, &a.d_resid, t, c);
             }
         }
-        Ok(())
     }
     // ANCHOR_END: backward
+
+    /// The gradient of `Σ_i weights[i] · loss_i`, a weighted sum of the positions' losses
+    /// of the last [`Gpt::forward_loss`] (`weights` is `(B, T)`), added into `grads`.
+    /// [`Gpt::backward`] is the case `weights[i] = 1 / (B T)`. A weight of 0 leaves a
+    /// position out (padding, a prompt's tokens); a negative one pushes its target's
+    /// probability down instead of up (descending on `w loss` with `w > 0` raises it): post-training's losses are such sums, since
+    /// `loss_i = -log p(target_i)`.
+    pub fn backward_weighted(
+        &self,
+        acts: &mut Activations,
+        grads: &mut Params,
+        weights: &[f32],
+    ) -> Result<()> {
+        if weights.len() != acts.b * acts.t {
+            return Err(Error::InvalidArgument(format!(
+                "{} loss weights for a batch of {} x {} positions",
+                weights.len(),
+                acts.b,
+                acts.t
+            )));
+        }
+        self.backward_of(acts, grads, Some(weights))
+    }
+
+    /// The gradient of a loss that reads the final hidden states (the final norm's output,
+    /// `(B, T, C)`, in `acts.lnf`) instead of the logits, given `d_hidden`, its gradient
+    /// with respect to them: a reward model's scalar head sits there. Needs a
+    /// [`Gpt::forward`] in `acts`; adds into `grads`.
+    pub fn backward_from_hidden(
+        &self,
+        acts: &mut Activations,
+        grads: &mut Params,
+        d_hidden: &[f32],
+    ) -> Result<()> {
+        self.check_f32("a backward")?;
+        if !acts.has_forward {
+            return Err(Error::InvalidArgument(
+                "backward_from_hidden needs the activations of a forward".into(),
+            ));
+        }
+        if d_hidden.len() != acts.lnf.len() {
+            return Err(Error::InvalidArgument(format!(
+                "a hidden-state gradient of {} values for {} x {} positions of {}",
+                d_hidden.len(),
+                acts.b,
+                acts.t,
+                self.cfg.d_model
+            )));
+        }
+        self.params.check_grads(grads)?;
+        acts.bwd.d_ln.copy_from_slice(d_hidden);
+        self.trunk_backward(acts, grads);
+        Ok(())
+    }
 }

@@ -184,6 +184,111 @@ impl Trainer {
         })
     }
     // ANCHOR_END: train_step
+
+    /// One step on a batch the caller built (`inputs` and `targets`, `(B, T)` as this
+    /// trainer's config says) with an objective of the positions' losses: `objective`
+    /// receives `loss_i = -log p(target_i)` for every position and returns the objective's
+    /// value and its gradient with respect to each `loss_i`; the step then runs
+    /// [`Gpt::backward_weighted`] with those weights, clips and updates as [`Trainer::step`]
+    /// does. Post-training's losses (a masked mean, DPO, a policy gradient) are such
+    /// objectives. Errors if the value is not finite.
+    pub fn step_on(
+        &mut self,
+        model: &mut Gpt,
+        inputs: &[u32],
+        targets: &[u32],
+        objective: impl FnOnce(&[f32]) -> Result<(f32, Vec<f32>)>,
+    ) -> Result<StepLog> {
+        let n = self.config.batch * self.config.seq_len;
+        if inputs.len() != n || targets.len() != n {
+            return Err(Error::InvalidArgument(format!(
+                "a batch of {} inputs and {} targets for {} x {} positions",
+                inputs.len(),
+                targets.len(),
+                self.config.batch,
+                self.config.seq_len
+            )));
+        }
+        model
+            .params
+            .set_lora_step(Some((self.config.seed, self.step as u64)));
+        let result = (|| {
+            model.forward_loss(&mut self.acts, inputs, targets)?;
+            let (loss, weights) = objective(&self.acts.losses)?;
+            if !loss.is_finite() {
+                return Err(Error::Diverged {
+                    step: self.step,
+                    loss,
+                    uniform: (model.cfg.vocab_size as f32).ln(),
+                });
+            }
+            self.grads.zero();
+            model.backward_weighted(&mut self.acts, &mut self.grads, &weights)?;
+            Ok(loss)
+        })();
+        model.params.set_lora_step(None);
+        let loss = result?;
+        let grad_norm = clip_grad_norm(&mut self.grads, self.config.clip.unwrap_or(f32::INFINITY));
+        let lr = self.config.schedule.lr(self.step);
+        self.opt.step(&mut model.params, &self.grads, lr);
+        self.step += 1;
+        Ok(StepLog {
+            step: self.step - 1,
+            loss,
+            lr,
+            grad_norm,
+        })
+    }
+
+    /// [`Trainer::step_on`] for an objective of the final hidden states instead of the
+    /// tokens' losses (a reward model's head reads them): `objective` receives the final
+    /// norm's output `(B, T, C)` and returns the value and its gradient with respect to it,
+    /// which [`Gpt::backward_from_hidden`] takes down the model.
+    pub fn step_on_hidden(
+        &mut self,
+        model: &mut Gpt,
+        inputs: &[u32],
+        objective: impl FnOnce(&[f32]) -> Result<(f32, Vec<f32>)>,
+    ) -> Result<StepLog> {
+        let n = self.config.batch * self.config.seq_len;
+        if inputs.len() != n {
+            return Err(Error::InvalidArgument(format!(
+                "a batch of {} inputs for {} x {} positions",
+                inputs.len(),
+                self.config.batch,
+                self.config.seq_len
+            )));
+        }
+        model
+            .params
+            .set_lora_step(Some((self.config.seed, self.step as u64)));
+        let result = (|| {
+            model.forward(&mut self.acts, inputs)?;
+            let (loss, d_hidden) = objective(&self.acts.lnf)?;
+            if !loss.is_finite() {
+                return Err(Error::Diverged {
+                    step: self.step,
+                    loss,
+                    uniform: (model.cfg.vocab_size as f32).ln(),
+                });
+            }
+            self.grads.zero();
+            model.backward_from_hidden(&mut self.acts, &mut self.grads, &d_hidden)?;
+            Ok(loss)
+        })();
+        model.params.set_lora_step(None);
+        let loss = result?;
+        let grad_norm = clip_grad_norm(&mut self.grads, self.config.clip.unwrap_or(f32::INFINITY));
+        let lr = self.config.schedule.lr(self.step);
+        self.opt.step(&mut model.params, &self.grads, lr);
+        self.step += 1;
+        Ok(StepLog {
+            step: self.step - 1,
+            loss,
+            lr,
+            grad_norm,
+        })
+    }
 }
 
 /// The mean loss over up to `max_windows` windows of `seq_len` tokens that tile `data`

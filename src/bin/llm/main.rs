@@ -13,6 +13,7 @@ mod chat;
 mod gpt;
 mod lora;
 mod ngram;
+mod post;
 mod quant;
 mod word2vec;
 
@@ -81,6 +82,9 @@ enum Command {
     Quant(quant::QuantCommand),
     /// Chat with a model from a GGUF file: its chat template, streamed replies (chapter 7)
     Chat(chat::ChatArgs),
+    /// Post-training on a chat task a judge scores: SFT, a reward model, RLHF, DPO (chapter 8)
+    #[command(subcommand)]
+    Post(post::PostCommand),
     /// Corpora
     #[command(subcommand)]
     Data(DataCommand),
@@ -172,6 +176,7 @@ fn run(cli: Cli) -> CliResult {
         Some(Command::Lora(cmd)) => lora::run(cmd),
         Some(Command::Quant(cmd)) => quant::run(cmd),
         Some(Command::Chat(args)) => chat::run(args),
+        Some(Command::Post(cmd)) => post::run(cmd),
         Some(Command::Data(DataCommand::ToyWorld {
             sentences,
             seed,
