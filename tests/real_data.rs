@@ -780,3 +780,41 @@ fn smollm2_tour_step_answers_its_question() {
     }
     assert!(report.files.is_empty());
 }
+
+/// Chapter 8's SFT on the real model: a few steps of LoRA on SmolLM2-135M-Instruct lower
+/// the loss on the chat task's demonstrations and change its replies (`llm post lora-sft`
+/// runs the book's longer demonstration).
+#[test]
+#[ignore = "needs the fetched corpora: see the module doc"]
+fn smollm2_learns_the_chat_task_through_lora() {
+    use llm_lessons::data::grammar::Grammar;
+    use llm_lessons::post::pipeline::eval_requests;
+    use llm_lessons::post::real::{lora_sft, RealSftConfig};
+    use llm_lessons::post::task::examples;
+    use llm_lessons::quant::gguf::llama::Precision;
+    let path = corpus("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut pre = llm_lessons::real_model::load(&path, Precision::Exact).unwrap();
+    let grammar = Grammar::toy_world();
+    let cfg = RealSftConfig {
+        steps: 8,
+        batch: 2,
+        eval_requests: 3,
+        ..RealSftConfig::demo()
+    };
+    let demos = examples(&grammar, 50, 11);
+    let held_out = eval_requests(&grammar, cfg.eval_requests);
+    let done = lora_sft(&mut pre, &demos, &held_out, &cfg, None, &mut |_, _, _| {}).unwrap();
+    // rank 8 on q_proj (576 -> 576) and v_proj (576 -> 192) in 30 blocks
+    assert_eq!(done.trainable, 30 * (8 * 576 + 576 * 8 + 8 * 576 + 192 * 8));
+    let loss = done.log.column("loss").unwrap();
+    let (first, last) = (loss[..3].iter().sum::<f64>(), loss[5..].iter().sum::<f64>());
+    assert!(last < first, "SFT losses by step: {loss:?}");
+    let texts =
+        |r: &[llm_lessons::post::real::Reply]| r.iter().map(|x| x.text.clone()).collect::<Vec<_>>();
+    assert_ne!(texts(&done.before), texts(&done.after));
+    println!(
+        "losses {loss:?}\nbefore {:?}\nafter {:?}",
+        texts(&done.before),
+        texts(&done.after)
+    );
+}

@@ -15,7 +15,9 @@
 //!   on chapter 4's trainer (logs, checkpoints, resuming);
 //! - [`pipeline`]: the whole chapter, from pre-training a base model to the table of every
 //!   method scored by the judge, and the preference pairs the judge labels; [`report`]:
-//!   the loss masks compared, RLHF at several KL coefficients, and the charts.
+//!   the loss masks compared, RLHF at several KL coefficients, and the charts;
+//! - [`real`]: the same SFT on a real model, SmolLM2-135M-Instruct through LoRA adapters,
+//!   judged before and after.
 //!
 //! Not here: PPO's value network and clipping (see [`rlhf`] for why), rejection sampling
 //! (Llama 3's other tool), and human preferences.
@@ -24,6 +26,7 @@ pub mod batch;
 pub mod dpo;
 pub mod eval;
 pub mod pipeline;
+pub mod real;
 pub mod report;
 pub mod reward;
 pub mod rlhf;

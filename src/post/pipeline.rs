@@ -76,12 +76,12 @@ impl PipelineConfig {
             rlhf: RlhfConfig {
                 prompts: 8,
                 samples: 4,
-                kl_coef: 0.1,
+                kl_coef: 0.5,
                 temperature: 1.0,
             },
-            rlhf_steps: 150,
+            rlhf_steps: 300,
             dpo_steps: 200,
-            lr: [1e-3, 3e-4, 1e-4, 3e-4],
+            lr: [1e-3, 3e-4, 3e-4, 3e-4],
             eval_requests: 400,
         }
     }

@@ -10,16 +10,19 @@ use clap::{Subcommand, ValueEnum};
 use llm_lessons::data::grammar::Grammar;
 use llm_lessons::data::write_atomic;
 use llm_lessons::gpt::checkpoint::{load_model, save};
+use llm_lessons::gpt::peft::save_adapter;
 use llm_lessons::gpt::Gpt;
 use llm_lessons::post::dpo::{dpo_loss_and_gradient, read_pairs, DpoConfig, Pair};
 use llm_lessons::post::pipeline::{
     self, eval_requests, preference_pairs, score_method, PipelineConfig, Progress,
 };
+use llm_lessons::post::real::{lora_sft, RealSft, RealSftConfig};
 use llm_lessons::post::report::{kl_sweep, mask_comparison, write_report};
 use llm_lessons::post::reward::{train_reward_model, RewardModel};
 use llm_lessons::post::run::Checkpointing;
 use llm_lessons::post::sft::{conversations, positions_needed};
 use llm_lessons::post::task::{examples, ChatVocab, LossMask, Request};
+use llm_lessons::quant::gguf::llama::Precision;
 use llm_lessons::{progress, Error};
 
 use crate::{say, CliResult};
@@ -154,6 +157,26 @@ pub enum PostCommand {
         /// A model to measure the KL divergence from (the SFT model)
         #[arg(long, value_name = "DIR")]
         reference: Option<PathBuf>,
+    },
+    /// SFT on a real model: SmolLM2-135M-Instruct (a GGUF file) taught the chat task through
+    /// LoRA adapters, judged before and after
+    LoraSft {
+        /// The GGUF file (`bash data/fetch.sh` fetches SmolLM2-135M-Instruct's)
+        #[arg(long, value_name = "FILE")]
+        model: PathBuf,
+        /// Where the adapters (PEFT's files) and the log go
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value_t = RealSftConfig::demo().steps)]
+        steps: usize,
+        /// Conversations per step
+        #[arg(long, default_value_t = RealSftConfig::demo().batch)]
+        batch: usize,
+        #[arg(long, default_value_t = RealSftConfig::demo().lr)]
+        lr: f32,
+        /// Held-out requests judged before and after
+        #[arg(long, default_value_t = RealSftConfig::demo().eval_requests)]
+        requests: usize,
     },
     /// The chapter's table: every method from the same base, over several seeds, with the
     /// loss masks compared, RLHF at several KL coefficients, and the charts
@@ -431,6 +454,58 @@ pub fn run(cmd: PostCommand) -> CliResult {
             };
             print_scores(&m, r.as_ref(), &grammar, &vocab, requests)?;
         }
+        PostCommand::LoraSft {
+            model,
+            out,
+            steps,
+            batch,
+            lr,
+            requests,
+        } => {
+            let mut pre = llm_lessons::real_model::load(&model, Precision::Exact)?;
+            let rc = RealSftConfig {
+                steps,
+                batch,
+                lr,
+                eval_requests: requests,
+                ..RealSftConfig::demo()
+            };
+            let demos = examples(&grammar, rc.examples, 10 + rc.seed);
+            let held_out = eval_requests(&grammar, requests);
+            progress("replies before the fine-tune", 0, 1);
+            // no checkpoints: each would write the 540 MB f32 base beside the adapters
+            let done = lora_sft(&mut pre, &demos, &held_out, &rc, None, progress)?;
+            bar.finish_and_clear();
+            save_adapter(
+                &out,
+                &pre.model.params,
+                &rc.lora,
+                &model.display().to_string(),
+            )?;
+            write_atomic(&out.join("log.csv"), done.log.to_csv().as_bytes())?;
+            for (name, replies) in [("before", &done.before), ("after", &done.after)] {
+                say(format!(
+                    "{name} the fine-tune: {:.1}% of {} held-out requests answered right",
+                    100.0 * RealSft::accuracy(replies),
+                    replies.len()
+                ))?;
+                for r in replies.iter().take(4) {
+                    say(format!(
+                        "  {} -> {:?} ({})",
+                        llm_lessons::post::real::request_text(&r.request),
+                        r.text.trim(),
+                        r.verdict.name()
+                    ))?;
+                }
+            }
+            say(format!(
+                "{steps} steps of {batch} conversations, {} adapter values trained, {:.0} tokens/s, last loss {:.3}: {}",
+                done.trainable,
+                done.tokens_per_s,
+                done.log.rows.last().map_or(f64::NAN, |r| r[1]),
+                out.display()
+            ))?;
+        }
         PostCommand::Table { out, seeds, quick } => {
             let cfg = if quick { PipelineConfig::quick() } else { cfg };
             let (base, base_speed) = pipeline::pretrain_base(&cfg, &vocab, &grammar, |s| {
@@ -441,7 +516,7 @@ pub fn run(cmd: PostCommand) -> CliResult {
                 runs.push(pipeline::run_seed(&base, &cfg, seed, progress)?);
             }
             let masks = mask_comparison(&base, &cfg, 1, progress)?;
-            let sweep = kl_sweep(&runs[0], &cfg, &[0.0, cfg.rlhf.kl_coef, 0.5], progress)?;
+            let sweep = kl_sweep(&runs[0], &cfg, &[0.0, 0.1, 0.5], progress)?;
             bar.finish_and_clear();
             std::fs::create_dir_all(&out).map_err(|e| Error::Write {
                 path: out.clone(),
