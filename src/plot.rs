@@ -1141,7 +1141,11 @@ fn distinct(values: &[f64]) -> usize {
 /// An axis label with at most three significant digits: `tick(20.000001) == "20"`,
 /// `tick(0.25) == "0.25"`, `tick(1234.6) == "1235"`.
 fn tick(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
+    // a grid line at zero often arrives as a rounding residue such as 5.6e-17
+    if v.abs() < 1e-12 {
+        return "0".into();
+    }
+    if !v.is_finite() {
         return format!("{v}");
     }
     let digits = (2 - v.abs().log10().floor() as i32).max(0) as usize;
@@ -1436,5 +1440,7 @@ mod tests {
         assert_eq!(tick(1234.6), "1235");
         assert_eq!(tick(3.0), "3");
         assert_eq!(tick(9.87654), "9.88");
+        assert_eq!(tick(5.551115123125783e-17), "0");
+        assert_eq!(tick(-0.05), "-0.05");
     }
 }

@@ -572,7 +572,7 @@ pub fn table(runs: &[SeedRun]) -> String {
 /// [`table`] of the scores of each run (`runs[k][i]`: run `k`'s method `i`).
 pub fn score_table(runs: &[Vec<MethodScore>]) -> String {
     let mut out = String::from(
-        "| model | judge accuracy, greedy | sampled (T = 1) | unfinished | ungrammatical | wrong subject | missing word | KL from SFT, nats | training tokens/s |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| model | judge accuracy, greedy | sampled (T = 1) | unfinished or not words | ungrammatical | wrong subject | missing word | KL from SFT, nats | training tokens/s |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let Some(first) = runs.first() else {
         return out;

@@ -101,9 +101,13 @@ pub struct RealSft {
     pub before: Vec<Reply>,
     pub after: Vec<Reply>,
     pub log: PostLog,
-    /// Training tokens per second, and the trainable values.
+    /// Training tokens per second (padding excluded), and the trainable values.
     pub tokens_per_s: f64,
     pub trainable: usize,
+    /// Each step's batch: `batch` rows of this many positions (the longest conversation).
+    pub positions: usize,
+    /// Seconds of training (the steps alone).
+    pub seconds: f64,
 }
 
 impl RealSft {
@@ -210,5 +214,7 @@ pub fn lora_sft(
         log,
         tokens_per_s: tokens / seconds,
         trainable,
+        positions: t,
+        seconds,
     })
 }

@@ -197,6 +197,23 @@ pub fn write_report(
     let table_path = dir.join("table.md");
     crate::data::write_atomic(&table_path, md.as_bytes())?;
     files.push(table_path);
+    let mut save_log = |name: String, log: &PostLog| -> Result<()> {
+        let p = dir.join(name);
+        crate::data::write_atomic(&p, log.to_csv().as_bytes())?;
+        files.push(p);
+        Ok(())
+    };
+    if let Some(first) = runs.first() {
+        let s = first.seed;
+        save_log(format!("seed{s}_sft_log.csv"), &first.sft_log)?;
+        save_log(format!("seed{s}_reward_model_log.csv"), &first.rm_log)?;
+        save_log(format!("seed{s}_rlhf_log.csv"), &first.rlhf_log)?;
+        save_log(format!("seed{s}_dpo_log.csv"), &first.dpo_log)?;
+        save_log(format!("seed{s}_dpo_llama3_log.csv"), &first.dpo_llama3_log)?;
+    }
+    for (coef, log, _) in sweep {
+        save_log(format!("rlhf_kl_{coef}_log.csv"), log)?;
+    }
     if let Some(first) = runs.first() {
         let p = dir.join("dpo_rewards.svg");
         dpo_chart(first).save_svg(&p)?;

@@ -499,8 +499,10 @@ pub fn run(cmd: PostCommand) -> CliResult {
                 }
             }
             say(format!(
-                "{steps} steps of {batch} conversations, {} adapter values trained, {:.0} tokens/s, last loss {:.3}: {}",
+                "{steps} steps of {batch} conversations (rows of {} positions), {} adapter values trained, {:.2} s/step, {:.0} tokens/s, last loss {:.3}: {}",
+                done.positions,
                 done.trainable,
+                done.seconds / steps as f64,
                 done.tokens_per_s,
                 done.log.rows.last().map_or(f64::NAN, |r| r[1]),
                 out.display()
