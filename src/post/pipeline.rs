@@ -24,7 +24,7 @@ use crate::gpt::optim::{AdamWConfig, Decay, LrSchedule};
 use crate::gpt::run::{Run, RunConfig, RunOptions};
 use crate::gpt::train::TrainConfig;
 use crate::gpt::{Gpt, GptConfig};
-use crate::Result;
+use crate::{Error, Result};
 
 /// How long each stage trains, and on how much.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,10 +90,11 @@ impl PipelineConfig {
     pub fn quick() -> Self {
         PipelineConfig {
             base_sentences: 2000,
-            base_steps: 60,
-            sft_examples: 200,
-            sft_steps: 20,
-            pair_requests: 60,
+            base_steps: 200,
+            sft_examples: 500,
+            sft_steps: 150,
+            // enough requests that some get right and wrong answers: pairs
+            pair_requests: 300,
             rm_steps: 10,
             rlhf_steps: 4,
             dpo_steps: 10,
@@ -279,8 +280,10 @@ pub struct SeedRun {
     pub seed: u64,
     pub scores: Vec<MethodScore>,
     pub pair_stats: PairStats,
-    /// The reward model's accuracy on held-out pairs (labelled by the judge, no noise).
+    /// The reward model's accuracy on held-out pairs (labelled by the judge, no noise), and
+    /// how many there were.
     pub rm_accuracy: f64,
+    pub rm_test_pairs: usize,
     pub sft_log: PostLog,
     pub rm_log: PostLog,
     pub rlhf_log: PostLog,
@@ -367,6 +370,15 @@ pub fn run_seed(
         cfg.label_noise,
         30 + seed,
     )?;
+    if pairs.is_empty() {
+        return Err(Error::TooSmall {
+            what: "the preference pairs".into(),
+            why: format!(
+                "none of {} requests got both a right and a wrong answer from the SFT model ({} all right, {} all wrong): train SFT longer or ask more requests",
+                pair_stats.requests, pair_stats.all_correct, pair_stats.all_wrong
+            ),
+        });
+    }
     let rm_test_requests: Vec<Request> = examples(&grammar, cfg.pair_requests / 4, 2000 + seed)
         .into_iter()
         .map(|e| e.request)
@@ -455,6 +467,7 @@ pub fn run_seed(
         scores,
         pair_stats,
         rm_accuracy,
+        rm_test_pairs: rm_test.len(),
         sft_log,
         rm_log,
         rlhf_log,

@@ -172,13 +172,14 @@ pub fn write_report(
         let p = &r.pair_stats;
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {:.1}% |",
+            "| {} | {} | {} | {} | {} | {:.1}% of {} |",
             r.seed,
             p.requests,
             p.all_correct,
             p.all_wrong,
             p.pairs,
-            100.0 * r.rm_accuracy
+            100.0 * r.rm_accuracy,
+            r.rm_test_pairs
         );
     }
     if !masks.is_empty() {

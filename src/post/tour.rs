@@ -43,11 +43,12 @@ pub fn chapter_8(out_dir: &Path, size: TourSize) -> Result<StepReport> {
     let p = &run.pair_stats;
     let _ = writeln!(
         text,
-        "preference pairs: {} of {} requests had right and wrong answers among {} samples; the reward model ranks {:.1}% of held-out pairs as the judge does",
+        "preference pairs: {} of {} requests had right and wrong answers among {} samples; the reward model ranks {:.1}% of {} held-out pairs as the judge does",
         p.pairs,
         p.requests,
         cfg.pair_samples,
-        100.0 * run.rm_accuracy
+        100.0 * run.rm_accuracy,
+        run.rm_test_pairs
     );
     let files = write_report(&dir, &[run], &[], &[], base_speed)?;
     Ok(StepReport {
