@@ -199,44 +199,17 @@ impl Trainer {
         targets: &[u32],
         objective: impl FnOnce(&[f32]) -> Result<(f32, Vec<f32>)>,
     ) -> Result<StepLog> {
-        let n = self.config.batch * self.config.seq_len;
-        if inputs.len() != n || targets.len() != n {
+        if targets.len() != inputs.len() {
             return Err(Error::InvalidArgument(format!(
-                "a batch of {} inputs and {} targets for {} x {} positions",
+                "a batch of {} inputs and {} targets",
                 inputs.len(),
-                targets.len(),
-                self.config.batch,
-                self.config.seq_len
+                targets.len()
             )));
         }
-        model
-            .params
-            .set_lora_step(Some((self.config.seed, self.step as u64)));
-        let result = (|| {
-            model.forward_loss(&mut self.acts, inputs, targets)?;
-            let (loss, weights) = objective(&self.acts.losses)?;
-            if !loss.is_finite() {
-                return Err(Error::Diverged {
-                    step: self.step,
-                    loss,
-                    uniform: (model.cfg.vocab_size as f32).ln(),
-                });
-            }
-            self.grads.zero();
-            model.backward_weighted(&mut self.acts, &mut self.grads, &weights)?;
-            Ok(loss)
-        })();
-        model.params.set_lora_step(None);
-        let loss = result?;
-        let grad_norm = clip_grad_norm(&mut self.grads, self.config.clip.unwrap_or(f32::INFINITY));
-        let lr = self.config.schedule.lr(self.step);
-        self.opt.step(&mut model.params, &self.grads, lr);
-        self.step += 1;
-        Ok(StepLog {
-            step: self.step - 1,
-            loss,
-            lr,
-            grad_norm,
+        self.step_through(model, inputs, |model, acts| {
+            model.forward_loss(acts, inputs, targets)?;
+            let (loss, weights) = objective(&acts.losses)?;
+            Ok((loss, Gradient::PerPosition(weights)))
         })
     }
 
@@ -249,6 +222,22 @@ impl Trainer {
         model: &mut Gpt,
         inputs: &[u32],
         objective: impl FnOnce(&[f32]) -> Result<(f32, Vec<f32>)>,
+    ) -> Result<StepLog> {
+        self.step_through(model, inputs, |model, acts| {
+            model.forward(acts, inputs)?;
+            let (loss, d_hidden) = objective(&acts.lnf)?;
+            Ok((loss, Gradient::Hidden(d_hidden)))
+        })
+    }
+
+    /// What [`Trainer::step_on`] and [`Trainer::step_on_hidden`] share: the batch's size
+    /// checked, LoRA's dropout step set, `forward` run (it returns the objective and where
+    /// its gradient enters the model), the backward, clipping and the AdamW update.
+    fn step_through(
+        &mut self,
+        model: &mut Gpt,
+        inputs: &[u32],
+        forward: impl FnOnce(&Gpt, &mut Activations) -> Result<(f32, Gradient)>,
     ) -> Result<StepLog> {
         let n = self.config.batch * self.config.seq_len;
         if inputs.len() != n {
@@ -263,8 +252,7 @@ impl Trainer {
             .params
             .set_lora_step(Some((self.config.seed, self.step as u64)));
         let result = (|| {
-            model.forward(&mut self.acts, inputs)?;
-            let (loss, d_hidden) = objective(&self.acts.lnf)?;
+            let (loss, gradient) = forward(model, &mut self.acts)?;
             if !loss.is_finite() {
                 return Err(Error::Diverged {
                     step: self.step,
@@ -273,7 +261,14 @@ impl Trainer {
                 });
             }
             self.grads.zero();
-            model.backward_from_hidden(&mut self.acts, &mut self.grads, &d_hidden)?;
+            match gradient {
+                Gradient::PerPosition(w) => {
+                    model.backward_weighted(&mut self.acts, &mut self.grads, &w)?
+                }
+                Gradient::Hidden(d) => {
+                    model.backward_from_hidden(&mut self.acts, &mut self.grads, &d)?
+                }
+            }
             Ok(loss)
         })();
         model.params.set_lora_step(None);
@@ -289,6 +284,14 @@ impl Trainer {
             grad_norm,
         })
     }
+}
+
+/// Where an objective's gradient enters the model.
+enum Gradient {
+    /// `∂L/∂loss_i` for every position: [`Gpt::backward_weighted`].
+    PerPosition(Vec<f32>),
+    /// `∂L/∂h` at the final hidden states: [`Gpt::backward_from_hidden`].
+    Hidden(Vec<f32>),
 }
 
 /// The mean loss over up to `max_windows` windows of `seq_len` tokens that tile `data`
