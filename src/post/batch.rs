@@ -68,6 +68,22 @@ impl Packed {
     }
 }
 
+/// `f` on each chunk of `items` (at most `size` each), the chunks in parallel, its results
+/// concatenated in order: a model's forward on many conversations, a batch at a time.
+pub fn map_chunks<T: Sync, R: Send>(
+    items: &[T],
+    size: usize,
+    f: impl Fn(&[T]) -> Result<Vec<R>> + Sync,
+) -> Result<Vec<R>> {
+    use rayon::prelude::*;
+    let parts: Vec<Result<Vec<R>>> = items.par_chunks(size.max(1)).map(&f).collect();
+    let mut out = Vec::with_capacity(items.len());
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}
+
 // ANCHOR: completion_logp
 /// `log π(answer | prompt) = Σ_i log p(answer_i | prompt, answer_<i)`: the sum, over the
 /// answer's positions, of minus their losses (`loss_j = -log p(target_j)`).

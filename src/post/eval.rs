@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::batch::{pack, sum_logp};
+use super::batch::{map_chunks, pack, sum_logp};
 use super::task::{judge, prompt_ids, ChatVocab, Request, Verdict, IM_END};
 use crate::data::grammar::Grammar;
 use crate::gpt::generate::{generate_streaming, KvCache, Sampling, Stop};
@@ -117,28 +117,19 @@ pub fn score(
 
 /// Each answer's summed log-probability under `model`, `log π(answer | prompt)`.
 pub fn answer_logps(model: &Gpt, conversations: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<f64>> {
-    let chunks: Vec<&[(Vec<u32>, Vec<u32>)]> = conversations.chunks(16).collect();
-    let parts: Vec<Result<Vec<f64>>> = chunks
-        .par_iter()
-        .map(|chunk| {
-            let seqs: Vec<Vec<u32>> = chunk.iter().map(|(p, a)| [&p[..], a].concat()).collect();
-            let t = seqs.iter().map(|s| s.len() - 1).max().unwrap_or(1);
-            let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-            let packed = pack(&refs, refs.len(), t)?;
-            let mut acts = Activations::new(&model.cfg, packed.b, t);
-            model.forward_loss(&mut acts, &packed.inputs, &packed.targets)?;
-            Ok(chunk
-                .iter()
-                .enumerate()
-                .map(|(r, (p, _))| sum_logp(&acts.losses, &packed.positions(r, p.len(), |_| true)))
-                .collect())
-        })
-        .collect();
-    let mut out = Vec::with_capacity(conversations.len());
-    for p in parts {
-        out.extend(p?);
-    }
-    Ok(out)
+    map_chunks(conversations, 16, |chunk| {
+        let seqs: Vec<Vec<u32>> = chunk.iter().map(|(p, a)| [&p[..], a].concat()).collect();
+        let t = seqs.iter().map(|s| s.len() - 1).max().unwrap_or(1);
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        let packed = pack(&refs, refs.len(), t)?;
+        let mut acts = Activations::new(&model.cfg, packed.b, t);
+        model.forward_loss(&mut acts, &packed.inputs, &packed.targets)?;
+        Ok(chunk
+            .iter()
+            .enumerate()
+            .map(|(r, (p, _))| sum_logp(&acts.losses, &packed.positions(r, p.len(), |_| true)))
+            .collect())
+    })
 }
 
 // ANCHOR: kl

@@ -15,7 +15,7 @@ use super::rlhf::{rlhf_step, RlhfConfig};
 use super::run::{run_steps, Checkpointing, PostLog};
 use super::sft::{conversations, positions_needed, sft_step};
 use super::task::{
-    examples, judge, ChatVocab, Conversation, Example, LossMask, Request, END_OF_TEXT,
+    examples, judge, requests, ChatVocab, Conversation, Example, LossMask, Request, END_OF_TEXT,
 };
 use crate::data::grammar::Grammar;
 use crate::gpt::checkpoint::average;
@@ -305,10 +305,7 @@ fn tokens_per_s(log: &PostLog, seconds: f64) -> f64 {
 
 /// The held-out requests every model is scored on (fixed across seeds).
 pub fn eval_requests(grammar: &Grammar, n: usize) -> Vec<Request> {
-    examples(grammar, n, 1000)
-        .into_iter()
-        .map(|e| e.request)
-        .collect()
+    requests(grammar, n, 1000)
 }
 
 /// SFT, pairs, reward model, RLHF, DPO (TRL's and Llama 3's) and their average, from
@@ -357,10 +354,7 @@ pub fn run_seed(
     )?);
 
     // preference pairs from the SFT model's own answers
-    let pair_requests: Vec<Request> = examples(&grammar, cfg.pair_requests, 20 + seed)
-        .into_iter()
-        .map(|e| e.request)
-        .collect();
+    let pair_requests = requests(&grammar, cfg.pair_requests, 20 + seed);
     let (pairs, pair_stats) = preference_pairs(
         &sft,
         &grammar,
@@ -379,10 +373,7 @@ pub fn run_seed(
             ),
         });
     }
-    let rm_test_requests: Vec<Request> = examples(&grammar, cfg.pair_requests / 4, 2000 + seed)
-        .into_iter()
-        .map(|e| e.request)
-        .collect();
+    let rm_test_requests = requests(&grammar, cfg.pair_requests / 4, 2000 + seed);
     let (rm_test, _) = preference_pairs(
         &sft,
         &grammar,
@@ -405,10 +396,7 @@ pub fn run_seed(
     let rm_accuracy = rm.accuracy(&rm_test)?;
 
     // RLHF
-    let rl_requests: Vec<Request> = examples(&grammar, cfg.pair_requests, 50 + seed)
-        .into_iter()
-        .map(|e| e.request)
-        .collect();
+    let rl_requests = requests(&grammar, cfg.pair_requests, 50 + seed);
     let (policy, rlhf_log, rlhf_speed) = rlhf(
         &sft,
         &rm,

@@ -9,7 +9,7 @@ use super::pipeline::{
     eval_requests, rlhf, score_method, sft, table, MethodScore, PipelineConfig, Progress, SeedRun,
 };
 use super::sft::{conversations, positions_needed};
-use super::task::{examples, ChatVocab, LossMask, Request};
+use super::task::{examples, requests, ChatVocab, LossMask};
 use crate::data::grammar::Grammar;
 use crate::gpt::Gpt;
 use crate::plot::{LineChart, Series};
@@ -60,10 +60,7 @@ pub fn kl_sweep(
     let grammar = Grammar::toy_world();
     let vocab = ChatVocab::new(&grammar);
     let held_out = eval_requests(&grammar, cfg.eval_requests);
-    let requests: Vec<Request> = examples(&grammar, cfg.pair_requests, 50 + run.seed)
-        .into_iter()
-        .map(|e| e.request)
-        .collect();
+    let requests = requests(&grammar, cfg.pair_requests, 50 + run.seed);
     let t = run.sft.cfg.context.min(36);
     let mut out = Vec::new();
     for &kl_coef in coefs {

@@ -10,8 +10,8 @@
 use std::path::Path;
 
 use rand::seq::SliceRandom;
-use rayon::prelude::*;
 
+use super::batch::map_chunks;
 use super::dpo::Pair;
 use super::run::{run_steps, step_rng, Checkpointing, PostLog};
 use crate::data::write_atomic;
@@ -67,31 +67,23 @@ impl RewardModel {
     /// The reward of each conversation (prompt then answer).
     pub fn score(&self, conversations: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<f64>> {
         let c = self.trunk.cfg.d_model;
-        let parts: Vec<Result<Vec<f64>>> = conversations
-            .par_chunks(16)
-            .map(|chunk| {
-                let seqs: Vec<Vec<u32>> = chunk.iter().map(|(p, a)| [&p[..], a].concat()).collect();
-                let t = seqs.iter().map(Vec::len).max().unwrap_or(1);
-                if t > self.trunk.cfg.context {
-                    return Err(Error::InvalidArgument(format!(
-                        "a conversation of {t} tokens is longer than the context {}",
-                        self.trunk.cfg.context
-                    )));
-                }
-                let (inputs, last) = pack_inputs(&seqs, seqs.len(), t);
-                let mut acts = Activations::new(&self.trunk.cfg, seqs.len(), t);
-                self.trunk.forward(&mut acts, &inputs)?;
-                Ok(last
-                    .iter()
-                    .map(|&j| dot(&acts.lnf[j * c..(j + 1) * c], &self.head))
-                    .collect())
-            })
-            .collect();
-        let mut out = Vec::with_capacity(conversations.len());
-        for p in parts {
-            out.extend(p?);
-        }
-        Ok(out)
+        map_chunks(conversations, 16, |chunk| {
+            let seqs: Vec<Vec<u32>> = chunk.iter().map(|(p, a)| [&p[..], a].concat()).collect();
+            let t = seqs.iter().map(Vec::len).max().unwrap_or(1);
+            if t > self.trunk.cfg.context {
+                return Err(Error::InvalidArgument(format!(
+                    "a conversation of {t} tokens is longer than the context {}",
+                    self.trunk.cfg.context
+                )));
+            }
+            let (inputs, last) = pack_inputs(&seqs, seqs.len(), t);
+            let mut acts = Activations::new(&self.trunk.cfg, seqs.len(), t);
+            self.trunk.forward(&mut acts, &inputs)?;
+            Ok(last
+                .iter()
+                .map(|&j| dot(&acts.lnf[j * c..(j + 1) * c], &self.head))
+                .collect())
+        })
     }
 
     /// The fraction of `pairs` whose chosen answer gets the higher reward.

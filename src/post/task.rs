@@ -252,6 +252,14 @@ pub fn examples(grammar: &Grammar, n: usize, seed: u64) -> Vec<Example> {
     out
 }
 
+/// The requests of [`examples`] alone: `n` of them, drawn with `seed`.
+pub fn requests(grammar: &Grammar, n: usize, seed: u64) -> Vec<Request> {
+    examples(grammar, n, seed)
+        .into_iter()
+        .map(|e| e.request)
+        .collect()
+}
+
 // ANCHOR: chat_format
 /// The prompt the assistant answers: `<|im_start|> user REQUEST <|im_end|> <|im_start|>
 /// assistant`. Its answer follows, ended by `<|im_end|>`.

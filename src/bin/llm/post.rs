@@ -21,7 +21,7 @@ use llm_lessons::post::report::{kl_sweep, mask_comparison, write_report};
 use llm_lessons::post::reward::{train_reward_model, RewardModel};
 use llm_lessons::post::run::Checkpointing;
 use llm_lessons::post::sft::{conversations, positions_needed};
-use llm_lessons::post::task::{examples, ChatVocab, LossMask, Request};
+use llm_lessons::post::task::{examples, requests, ChatVocab, LossMask};
 use llm_lessons::quant::gguf::llama::Precision;
 use llm_lessons::{progress, Error};
 
@@ -271,12 +271,7 @@ pub fn run(cmd: PostCommand) -> CliResult {
             seed,
         } => {
             let sft = load_chat_model(&model, &vocab)?;
-            let reqs = |n: usize, s: u64| -> Vec<Request> {
-                examples(&grammar, n, s)
-                    .into_iter()
-                    .map(|e| e.request)
-                    .collect()
-            };
+            let reqs = |n: usize, s: u64| llm_lessons::post::task::requests(&grammar, n, s);
             progress("sampling answers for the pairs", 0, 1);
             let (pairs, stats) = preference_pairs(
                 &sft,
@@ -345,10 +340,7 @@ pub fn run(cmd: PostCommand) -> CliResult {
                 kl_coef,
                 ..cfg.rlhf
             };
-            let requests: Vec<Request> = examples(&grammar, cfg.pair_requests, 50 + seed)
-                .into_iter()
-                .map(|e| e.request)
-                .collect();
+            let requests = requests(&grammar, cfg.pair_requests, 50 + seed);
             let ck = Checkpointing {
                 dir: out.clone(),
                 every: 50,
