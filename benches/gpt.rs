@@ -6,6 +6,10 @@
 //! usage: cargo bench --bench gpt -- [llama-tiny|gpt2-tiny] [STEPS] [BATCH] [--head-only]
 //!        cargo bench --bench gpt -- generate [llama-tiny|gpt2-tiny] [NEW_TOKENS]
 //!        cargo bench --bench gpt -- fused [llama-tiny|gpt2-tiny] [REPEATS]
+//!        cargo bench --bench gpt -- moe [ROUNDS] [STEPS]
+//! (`moe`: llama-tiny's dense MLP against DeepSeekMoE at equal active and at equal total
+//! parameters, and deepseek-tiny, batch 16 x 128; the models take turns, ROUNDS rounds of
+//! STEPS steps each, and each model's median step and the spread over rounds are printed)
 //! (`--head-only` freezes every tensor but the output head: no gradients or moments for
 //! them; `fused` times the q, k, v projections and SwiGLU's gate and up as separate
 //! products against one product with the weights stacked)
@@ -33,6 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.first().is_some_and(|a| a == "fused") {
         return bench_fused(&args[1..]);
     }
+    if args.first().is_some_and(|a| a == "moe") {
+        return bench_moe(&args[1..]);
+    }
     let head_only = args.iter().any(|a| a == "--head-only");
     let args: Vec<String> = args.into_iter().filter(|a| a != "--head-only").collect();
     let preset = args.first().map_or("llama-tiny", |s| s.as_str());
@@ -54,6 +61,73 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rayon::current_num_threads(),
         summary(&times, b * t, &grads, &opt)
     );
+    Ok(())
+}
+
+fn bench_moe(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let rounds: usize = args.first().map_or(Ok(5), |s| s.parse())?;
+    let steps: usize = args.get(1).map_or(Ok(5), |s| s.parse())?;
+    let dense = GptConfig::llama_tiny();
+    let configs = [
+        ("llama-tiny (dense SwiGLU 344)", dense.clone()),
+        (
+            "+ MoE, equal active (1 + 2 of 8 experts of 115)",
+            GptConfig {
+                moe: Some(GptConfig::moe_tiny()),
+                ..dense.clone()
+            },
+        ),
+        (
+            "+ MoE, equal total (1 + 2 of 8 experts of 38)",
+            GptConfig {
+                moe: Some(GptConfig::moe_tiny_equal_total()),
+                ..dense.clone()
+            },
+        ),
+        ("deepseek-tiny (MLA, MoE, MTP)", GptConfig::deepseek_tiny()),
+    ];
+    let b = 16;
+    let mut state: Vec<_> = configs
+        .iter()
+        .map(|(_, cfg)| {
+            let model = Gpt::init(cfg.clone(), 0)?;
+            let acts = Activations::new(cfg, b, cfg.context);
+            let grads = model.params.grads();
+            let opt = AdamW::new(&model.params, AdamWConfig::default());
+            Ok((model, acts, grads, opt))
+        })
+        .collect::<Result<_, llm_lessons::Error>>()?;
+    let mut medians = vec![Vec::new(); configs.len()];
+    for _ in 0..rounds {
+        for (k, (model, acts, grads, opt)) in state.iter_mut().enumerate() {
+            let times = time_steps(model, acts, grads, opt, b, steps)?;
+            medians[k].push(times.total);
+        }
+    }
+    println!(
+        "training step, batch {b}x{}, {} threads, {rounds} rounds of {steps} steps (models in turn):",
+        dense.context,
+        rayon::current_num_threads()
+    );
+    let base = {
+        let mut m = medians[0].clone();
+        m.sort_by(f64::total_cmp);
+        m[m.len() / 2]
+    };
+    for ((name, cfg), m) in configs.iter().zip(&mut medians) {
+        m.sort_by(f64::total_cmp);
+        let med = m[m.len() / 2];
+        println!(
+            "  {name:<48} {:>7.1} ms/step (rounds {:.1}-{:.1}), {:>6.0} tokens/s, {:.2}x the dense step; {} parameters, {} active",
+            med * 1e3,
+            m[0] * 1e3,
+            m[m.len() - 1] * 1e3,
+            (b * cfg.context) as f64 / med,
+            med / base,
+            cfg.n_params(),
+            cfg.n_active_params()
+        );
+    }
     Ok(())
 }
 

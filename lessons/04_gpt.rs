@@ -394,6 +394,7 @@ mod reference {
             n_heads,
             n_kv_heads,
             head_dim: 1,
+            v_head_dim: 1,
         };
         let v: Vec<f32> = (0..n_kv_heads).map(|g| g as f32).collect();
         let (mut y, mut att) = (vec![0.0; n_heads], vec![0.0; n_heads]);
@@ -421,6 +422,7 @@ mod reference {
             n_heads: 1,
             n_kv_heads: 1,
             head_dim: hs,
+            v_head_dim: hs,
         };
         let mut scratch = vec![0.0; t * t];
         attention::attention_backward(dq, dk, dv, &mut scratch, dy, att, q, k, v, s);
@@ -442,6 +444,9 @@ mod reference {
             positions: Positions::Learned,
             mlp: Mlp::Gelu,
             tied_head: true,
+            mla: None,
+            moe: None,
+            mtp: None,
         }
     }
 
@@ -485,6 +490,7 @@ mod reference {
             n_heads: heads.n_heads,
             n_kv_heads: heads.n_kv_heads,
             head_dim: heads.head_dim,
+            v_head_dim: heads.head_dim,
         };
         let mut y = vec![0.0; heads.n_heads * heads.head_dim];
         // one new query at position len - 1, after len - 1 cached positions
@@ -1043,6 +1049,7 @@ fn exercise_5_causal_softmax() {
         n_heads: 1,
         n_kv_heads: 1,
         head_dim: hs,
+        v_head_dim: hs,
     };
     let (mut y, mut att) = (vec![0.0; t * hs], vec![0.0; t * t]);
     attention_forward(&mut y, &mut att, &q, &k, &v, shape);
@@ -1102,6 +1109,7 @@ fn exercise_6_gqa_head_grouping() {
             n_heads,
             n_kv_heads,
             head_dim: hs,
+            v_head_dim: hs,
         };
         let mha = AttnShape {
             n_kv_heads: n_heads,
@@ -1199,6 +1207,7 @@ fn exercise_7_attention_backward() {
         n_heads: 1,
         n_kv_heads: 1,
         head_dim: hs,
+        v_head_dim: hs,
     };
     let (mut y, mut att) = (vec![0.0; t * hs], vec![0.0; t * t]);
     attention_forward(&mut y, &mut att, &q, &k, &v, shape);
@@ -1333,14 +1342,15 @@ fn decode_with_your_cache(model: &Gpt, ids: &[u32]) -> Vec<f32> {
         for (blk, cache) in p.blocks.iter().zip(&mut caches) {
             rms_norm_forward(&mut ln, &mut rrms, &x, blk.attn_norm.weight(), c, eps);
             let (mut q0, mut k0, mut v_new) = (vec![0.0; c], vec![0.0; kv], vec![0.0; kv]);
-            blk.attn.q_proj.forward(&mut q0, &ln);
-            blk.attn.k_proj.forward(&mut k0, &ln);
-            blk.attn.v_proj.forward(&mut v_new, &ln);
+            let attn = blk.attn.mha().expect("a Llama block");
+            attn.q_proj.forward(&mut q0, &ln);
+            attn.k_proj.forward(&mut k0, &ln);
+            attn.v_proj.forward(&mut v_new, &ln);
             let (mut q, mut k) = (vec![0.0; c], vec![0.0; kv]);
             rope_forward(&mut q, &q0, &table, pos, 1, cfg.n_heads);
             rope_forward(&mut k, &k0, &table, pos, 1, cfg.n_kv_heads);
             let y = solution::attend_with_cache(cache, &q, &k, &v_new, heads);
-            blk.attn.o_proj.forward(&mut out, &y);
+            attn.o_proj.forward(&mut out, &y);
             add_into(&mut x, &out);
             rms_norm_forward(&mut ln, &mut rrms, &x, blk.mlp_norm.weight(), c, eps);
             let (mut a, mut b, mut h) = (vec![0.0; f], vec![0.0; f], vec![0.0; f]);
@@ -1418,6 +1428,7 @@ fn exercise_9_attention_with_a_kv_cache() {
         n_heads: 4,
         n_kv_heads: 2,
         head_dim: 3,
+        v_head_dim: 3,
     };
     let (mut full, mut att) = (vec![0.0; t * qw], vec![0.0; 4 * t * t]);
     attention_forward(&mut full, &mut att, &q, &k, &v, shape);

@@ -13,12 +13,15 @@
 //! | 5. LoRA | [`lora`] (the adapter itself: [`gpt::lora`]) |
 //! | 6. Quantization | [`quant`] (GGUF files: [`quant::gguf`]) |
 //! | 7. A real pretrained model | [`real_model`] (one call: [`real_model::load`]) |
+//! | 8. Post-training | [`post`] |
+//! | 9. DeepSeek-V3's ideas | [`deepseek`] (the layers: [`gpt::mla`], [`gpt::moe`]) |
 //!
 //! Shared helpers: [`data`] (corpora, the toy-world grammar), [`plot`], [`progress`],
 //! [`error`].
 
 pub mod bpe;
 pub mod data;
+pub mod deepseek;
 pub mod error;
 pub mod gpt;
 pub mod lora;

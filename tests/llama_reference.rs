@@ -101,7 +101,10 @@ fn config_and_weights_load_by_hugging_face_names() {
         .find(|t| t.name == "model.layers.1.self_attn.q_proj.weight")
         .unwrap();
     assert_eq!(q.shape, [64, 64]);
-    assert_eq!(q.data, model.params.blocks[1].attn.q_proj.f32().data);
+    assert_eq!(
+        q.data,
+        model.params.blocks[1].attn.mha().unwrap().q_proj.f32().data
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@
 //! ```
 //! use llm_lessons::gpt::attention::{attention_forward, AttnShape};
 //! // one head of width 1, two positions; position 0 can only attend to itself
-//! let shape = AttnShape { b: 1, t: 2, n_heads: 1, n_kv_heads: 1, head_dim: 1 };
+//! let shape = AttnShape { b: 1, t: 2, n_heads: 1, n_kv_heads: 1, head_dim: 1, v_head_dim: 1 };
 //! let (q, k, v) = ([1.0, 1.0], [0.0, 0.0], [3.0, 5.0]);
 //! let (mut y, mut p) = ([0.0; 2], [0.0; 4]);
 //! attention_forward(&mut y, &mut p, &q, &k, &v, shape);
@@ -40,8 +40,11 @@ pub struct AttnShape {
     pub n_heads: usize,
     /// Key/value heads; must divide `n_heads`.
     pub n_kv_heads: usize,
-    /// `hs`.
+    /// `hs`, the width of a query and a key head; the scores are scaled by `1/sqrt(hs)`.
     pub head_dim: usize,
+    /// The width of a value head, and so of an output head: `hs` in GPT and Llama;
+    /// DeepSeek's MLA has queries and keys of `d_h + d_h^R` and values of `d_v`.
+    pub v_head_dim: usize,
 }
 
 impl AttnShape {
@@ -50,6 +53,12 @@ impl AttnShape {
     }
     fn kv_width(&self) -> usize {
         self.n_kv_heads * self.head_dim
+    }
+    fn v_width(&self) -> usize {
+        self.n_kv_heads * self.v_head_dim
+    }
+    fn y_width(&self) -> usize {
+        self.n_heads * self.v_head_dim
     }
     /// Panics unless the key/value heads divide the query heads.
     #[track_caller]
@@ -74,22 +83,20 @@ impl AttnShape {
         self.check(kernel);
         let rows = self.b * self.t;
         for &(name, len) in queries {
-            expect_len(
-                kernel,
-                name,
-                len,
-                rows * self.q_width(),
-                "(B, T, n_heads, hs)",
-            );
+            let (want, layout) = if name.contains('y') {
+                (self.y_width(), "(B, T, n_heads, v_hs)")
+            } else {
+                (self.q_width(), "(B, T, n_heads, hs)")
+            };
+            expect_len(kernel, name, len, rows * want, layout);
         }
         for &(name, len) in keys_values {
-            expect_len(
-                kernel,
-                name,
-                len,
-                rows * self.kv_width(),
-                "(B, T, n_kv_heads, hs)",
-            );
+            let (want, layout) = if name.contains('v') {
+                (self.v_width(), "(B, T, n_kv_heads, v_hs)")
+            } else {
+                (self.kv_width(), "(B, T, n_kv_heads, hs)")
+            };
+            expect_len(kernel, name, len, rows * want, layout);
         }
         let probs = self.b * self.n_heads * self.t * self.t;
         expect_len(kernel, "att", att, probs, "(B, n_heads, T, T)");
@@ -110,6 +117,16 @@ fn head_mut(x: &mut [f32], s: AttnShape, width: usize, h: usize) -> ArrayViewMut
     strided_mut(&mut x[h * s.head_dim..], s.t, s.head_dim, width)
 }
 
+/// [`head`] of a value-shaped tensor (values, outputs): heads `v_hs` wide.
+fn v_head(x: &[f32], s: AttnShape, width: usize, h: usize) -> ArrayView2<'_, f32> {
+    strided(&x[h * s.v_head_dim..], s.t, s.v_head_dim, width)
+}
+
+/// The mutable form of [`v_head`].
+fn v_head_mut(x: &mut [f32], s: AttnShape, width: usize, h: usize) -> ArrayViewMut2<'_, f32> {
+    strided_mut(&mut x[h * s.v_head_dim..], s.t, s.v_head_dim, width)
+}
+
 // ANCHOR: attention_forward
 /// Causal attention: `y = softmax(q k^T / sqrt(hs) + mask) v`, per sequence and head.
 ///
@@ -126,7 +143,7 @@ pub fn attention_forward(
     s: AttnShape,
 ) {
     // the sequences are independent: one task each, across the threads
-    let (t, qw, kw) = (s.t, s.q_width(), s.kv_width());
+    let (t, qw, kw, vw, yw) = (s.t, s.q_width(), s.kv_width(), s.v_width(), s.y_width());
     let k_ = "attention_forward";
     s.check_buffers(
         k_,
@@ -135,11 +152,11 @@ pub fn attention_forward(
         att.len(),
     );
     let seq = AttnShape { b: 1, ..s };
-    y.par_chunks_mut(t * qw)
+    y.par_chunks_mut(t * yw)
         .zip(att.par_chunks_mut(s.n_heads * t * t))
         .zip(
             q.par_chunks(t * qw)
-                .zip(k.par_chunks(t * kw).zip(v.par_chunks(t * kw))),
+                .zip(k.par_chunks(t * kw).zip(v.par_chunks(t * vw))),
         )
         .for_each(|((y, att), (q, (k, v)))| attention_forward_one(y, att, q, k, v, seq));
 }
@@ -159,7 +176,7 @@ fn attention_forward_one(
         let (qh, kh, vh) = (
             head(q, s, s.q_width(), h),
             head(k, s, s.kv_width(), g),
-            head(v, s, s.kv_width(), g),
+            v_head(v, s, s.v_width(), g),
         );
         let p = &mut att[h * t * t..][..t * t];
         // S = q k^T / sqrt(hs), by blocks of queries: queries r0..r1 see keys ..r1 at most,
@@ -182,7 +199,7 @@ fn attention_forward_one(
             }
         });
         // y = P v, by the same blocks
-        let (pm, mut yh) = (mat(p, t, t), head_mut(y, s, s.q_width(), h));
+        let (pm, mut yh) = (mat(p, t, t), v_head_mut(y, s, s.y_width(), h));
         for (r0, r1) in causal_blocks(t) {
             let (p_blk, v_seen) = (pm.slice(s![r0..r1, ..r1]), vh.slice(s![..r1, ..]));
             matmul(
@@ -247,7 +264,7 @@ pub fn attention_forward_cached(
     let k_ = "attention_forward_cached";
     s.check(k_);
     expect_len(k_, "q", q.len(), n * s.q_width(), "(n, n_heads, hs)");
-    expect_len(k_, "y", y.len(), n * s.q_width(), "(n, n_heads, hs)");
+    expect_len(k_, "y", y.len(), n * s.y_width(), "(n, n_heads, v_hs)");
     expect_len(
         k_,
         "k",
@@ -259,7 +276,7 @@ pub fn attention_forward_cached(
         k_,
         "v",
         v.len(),
-        total * s.kv_width(),
+        total * s.v_width(),
         "(pos0 + n, n_kv_heads, hs)",
     );
     let scale = 1.0 / (s.head_dim as f32).sqrt();
@@ -286,13 +303,13 @@ pub fn attention_forward_cached(
         for (i, row) in p.chunks_exact_mut(total).enumerate() {
             causal_softmax(row, pos0 + i + 1);
         }
-        let vh = head(v, kvs, s.kv_width(), g);
+        let vh = v_head(v, kvs, s.v_width(), g);
         matmul(
             1.0,
             &mat(&p, n, total),
             &vh,
             0.0,
-            &mut head_mut(y, qs, s.q_width(), h),
+            &mut v_head_mut(y, qs, s.y_width(), h),
             Threads::One,
         );
     }
@@ -326,7 +343,7 @@ pub fn attention_backward(
     v: &[f32],
     s: AttnShape,
 ) {
-    let (t, qw, kw) = (s.t, s.q_width(), s.kv_width());
+    let (t, qw, kw, vw, yw) = (s.t, s.q_width(), s.kv_width(), s.v_width(), s.y_width());
     let k_ = "attention_backward";
     s.check_buffers(
         k_,
@@ -343,12 +360,12 @@ pub fn attention_backward(
     let seq = AttnShape { b: 1, ..s };
     let grads = dq
         .par_chunks_mut(t * qw)
-        .zip(dk.par_chunks_mut(t * kw).zip(dv.par_chunks_mut(t * kw)));
+        .zip(dk.par_chunks_mut(t * kw).zip(dv.par_chunks_mut(t * vw)));
     let inputs = q
         .par_chunks(t * qw)
-        .zip(k.par_chunks(t * kw).zip(v.par_chunks(t * kw)));
+        .zip(k.par_chunks(t * kw).zip(v.par_chunks(t * vw)));
     let per_seq = dy
-        .par_chunks(t * qw)
+        .par_chunks(t * yw)
         .zip(att.par_chunks(s.n_heads * t * t))
         .zip(scratch.par_chunks_mut(t * t));
     grads.zip(inputs).zip(per_seq).for_each(
@@ -373,14 +390,14 @@ fn attention_backward_one(
     s: AttnShape,
 ) {
     let (t, scale) = (s.t, 1.0 / (s.head_dim as f32).sqrt());
-    let (qw, kw) = (s.q_width(), s.kv_width());
+    let (qw, kw, vw, yw) = (s.q_width(), s.kv_width(), s.v_width(), s.y_width());
     for h in 0..s.n_heads {
         let g = h / s.n_rep();
-        let (qh, kh, vh) = (head(q, s, qw, h), head(k, s, kw, g), head(v, s, kw, g));
+        let (qh, kh, vh) = (head(q, s, qw, h), head(k, s, kw, g), v_head(v, s, vw, g));
         let p = &att[h * t * t..][..t * t];
-        let (pm, dyh) = (mat(p, t, t), head(dy, s, qw, h));
+        let (pm, dyh) = (mat(p, t, t), v_head(dy, s, yw, h));
         // dv += P^T dy and dP = dy v^T (into the scratch), by blocks of queries
-        let (mut dvh, mut dsm) = (head_mut(dv, s, kw, g), mat_mut(ds, t, t));
+        let (mut dvh, mut dsm) = (v_head_mut(dv, s, vw, g), mat_mut(ds, t, t));
         for (r0, r1) in causal_blocks(t) {
             let (p_blk, dy_blk) = (pm.slice(s![r0..r1, ..r1]), dyh.slice(s![r0..r1, ..]));
             matmul(
@@ -497,6 +514,7 @@ mod tests {
             n_heads: 4,
             n_kv_heads: 2,
             head_dim: 3,
+            v_head_dim: 3,
         };
         let mut rng = Rng::new(22);
         let (q, k, v) = (
@@ -541,6 +559,7 @@ mod tests {
                 n_heads: 2,
                 n_kv_heads: 1,
                 head_dim: 4,
+                v_head_dim: 4,
             },
             21,
         );
@@ -556,6 +575,7 @@ mod tests {
                     n_heads: 4,
                     n_kv_heads,
                     head_dim: 3,
+                    v_head_dim: 3,
                 },
                 seed,
             );
@@ -570,6 +590,7 @@ mod tests {
             n_heads: 2,
             n_kv_heads: 1,
             head_dim: 4,
+            v_head_dim: 4,
         };
         let mut rng = Rng::new(14);
         let (q, mut k, mut v) = (
@@ -614,6 +635,7 @@ mod tests {
             n_heads: 4,
             n_kv_heads: 2,
             head_dim: 3,
+            v_head_dim: 3,
         };
         let m = AttnShape { n_kv_heads: 4, ..g };
         let mut rng = Rng::new(15);

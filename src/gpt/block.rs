@@ -14,10 +14,12 @@ use super::attention::{
     attention_backward, attention_forward, attention_forward_cached, AttnShape,
 };
 use super::config::{GptConfig, Mlp, Norm};
+use super::mla::{mla_forward_cached, mla_qkv_backward, mla_qkv_forward, MlaAbsorbed, MlaActs};
 use super::mlp::{gelu_backward, gelu_forward, swiglu_backward, swiglu_forward};
 use super::model::Gpt;
+use super::moe::{moe_backward, moe_forward, MoeActs};
 use super::norm::{layer_norm_backward, layer_norm_forward, rms_norm_backward, rms_norm_forward};
-use super::params::{BlockParams, MlpParams, NormParams};
+use super::params::{Attention, BlockParams, MlpParams, NormParams};
 use super::residual::residual_forward;
 use super::rope::{rope_backward, rope_forward};
 
@@ -49,6 +51,10 @@ pub struct BlockActs {
     pub mlp_b: Vec<f32>,
     /// MLP hidden after the nonlinearity, `(n, d_ff)`.
     pub mlp_h: Vec<f32>,
+    /// MLA's latents (empty without MLA).
+    pub mla: MlaActs,
+    /// The MoE's routing and experts (empty in a dense block).
+    pub moe: MoeActs,
 }
 
 impl BlockActs {
@@ -57,7 +63,8 @@ impl BlockActs {
     /// cache and keeps no probabilities).
     pub fn new(cfg: &GptConfig, b: usize, t: usize, keep_kv: bool) -> Self {
         let n = b * t;
-        let (c, f, kv) = (cfg.d_model, cfg.d_ff, cfg.kv_dim());
+        let (c, f) = (cfg.d_model, cfg.d_ff);
+        let (qw, kw, vw, yw) = cfg.attn_widths();
         let mean = if matches!(cfg.norm, Norm::LayerNorm { .. }) {
             n
         } else {
@@ -68,11 +75,11 @@ impl BlockActs {
             ln1: vec![0.0; n * c],
             ln1_mean: vec![0.0; mean],
             ln1_rstd: vec![0.0; n],
-            q: vec![0.0; n * c],
-            k: kept(n * kv),
-            v: kept(n * kv),
+            q: vec![0.0; n * qw],
+            k: kept(n * kw),
+            v: kept(n * vw),
             att: kept(b * cfg.n_heads * t * t),
-            att_y: vec![0.0; n * c],
+            att_y: vec![0.0; n * yw],
             resid_mid: vec![0.0; n * c],
             ln2: vec![0.0; n * c],
             ln2_mean: vec![0.0; mean],
@@ -80,6 +87,10 @@ impl BlockActs {
             mlp_a: vec![0.0; n * f],
             mlp_b: vec![0.0; if cfg.mlp == Mlp::SwiGlu { n * f } else { 0 }],
             mlp_h: vec![0.0; n * f],
+            mla: cfg
+                .mla
+                .map_or_else(MlaActs::default, |m| MlaActs::new(&m, n)),
+            moe: MoeActs::default(),
         }
     }
 }
@@ -93,6 +104,13 @@ pub enum KvSink<'a> {
     Cache {
         k: &'a mut [f32],
         v: &'a mut [f32],
+        pos0: usize,
+    },
+    /// Generation with MLA: the latents `[c^KV; k^R]` into rows `pos0..pos0 + n` of `k`
+    /// (`(pos0 + n, d_c + d_h^R)`), attended through the absorbed matrices.
+    Latent {
+        k: &'a mut [f32],
+        absorbed: &'a MlaAbsorbed,
         pos0: usize,
     },
 }
@@ -134,15 +152,16 @@ pub struct BwdScratch {
 impl BwdScratch {
     pub fn new(cfg: &GptConfig, b: usize, t: usize) -> Self {
         let n = b * t;
-        let (c, f, kv) = (cfg.d_model, cfg.d_ff, cfg.kv_dim());
+        let (c, f) = (cfg.d_model, cfg.d_ff);
+        let (qw, kw, vw, yw) = cfg.attn_widths();
         BwdScratch {
             d_ln: vec![0.0; n * c],
-            d_att_y: vec![0.0; n * c],
-            d_q: vec![0.0; n * c],
-            d_k: vec![0.0; n * kv],
-            d_v: vec![0.0; n * kv],
-            d_q_rot: vec![0.0; n * c],
-            d_k_rot: vec![0.0; n * kv],
+            d_att_y: vec![0.0; n * yw],
+            d_q: vec![0.0; n * qw],
+            d_k: vec![0.0; n * kw],
+            d_v: vec![0.0; n * vw],
+            d_q_rot: vec![0.0; n * qw],
+            d_k_rot: vec![0.0; n * kw],
             d_att: vec![0.0; b * t * t],
             d_h: vec![0.0; n * f],
             d_a: vec![0.0; n * f],
@@ -223,36 +242,122 @@ pub(crate) fn norm_backward(
 
 impl Gpt {
     // ANCHOR: block_forward
-    /// Block `l` on the rows of `x` (`shape.b` sequences of `shape.t` positions), into
+    /// Block `blk` on the rows of `x` (`shape.b` sequences of `shape.t` positions), into
     /// `x_out`, keeping what the backward needs in `a`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn block_forward(
         &self,
-        l: usize,
+        blk: &BlockParams,
         x: &[f32],
         x_out: &mut [f32],
         a: &mut BlockActs,
         s: &mut FwdScratch,
-        mut kv: KvSink<'_>,
+        kv: KvSink<'_>,
         shape: AttnShape,
     ) {
         let cfg = &self.cfg;
-        let BlockParams {
-            attn_norm,
-            attn,
-            mlp_norm,
-            mlp,
-        } = &self.params.blocks[l];
-        let (c, kvd, n) = (cfg.d_model, cfg.kv_dim(), shape.b * shape.t);
+        let c = cfg.d_model;
         norm_forward(
             cfg.norm,
-            attn_norm,
+            &blk.attn_norm,
             &mut a.ln1,
             &mut a.ln1_mean,
             &mut a.ln1_rstd,
             x,
             c,
         );
+        match &blk.attn {
+            Attention::Mha(_) => self.mha_forward(blk, a, s, kv, shape),
+            Attention::Mla(p) => {
+                let m = cfg.mla.as_ref().expect(CHECKED);
+                let table = self.rope.as_ref().expect(CHECKED);
+                match kv {
+                    KvSink::Keep => {
+                        mla_qkv_forward(
+                            p,
+                            m,
+                            cfg.n_heads,
+                            table,
+                            &mut a.mla,
+                            &mut a.q,
+                            &mut a.k,
+                            &mut a.v,
+                            &a.ln1,
+                            shape.t,
+                        );
+                        attention_forward(&mut a.att_y, &mut a.att, &a.q, &a.k, &a.v, shape);
+                        p.o_proj.forward(&mut s.tmp_c, &a.att_y);
+                    }
+                    KvSink::Latent { k, absorbed, pos0 } => mla_forward_cached(
+                        p,
+                        absorbed,
+                        m,
+                        cfg.n_heads,
+                        table,
+                        &mut a.mla,
+                        k,
+                        pos0,
+                        &a.ln1,
+                        &mut s.tmp_c,
+                    ),
+                    KvSink::Cache { .. } => unreachable!("an MLA model caches latents"),
+                }
+            }
+        }
+        residual_forward(&mut a.resid_mid, x, &s.tmp_c);
+        // MLP half
+        norm_forward(
+            cfg.norm,
+            &blk.mlp_norm,
+            &mut a.ln2,
+            &mut a.ln2_mean,
+            &mut a.ln2_rstd,
+            &a.resid_mid,
+            c,
+        );
+        let down_proj = match &blk.mlp {
+            MlpParams::Gelu { up_proj, down_proj } => {
+                up_proj.forward(&mut a.mlp_a, &a.ln2);
+                gelu_forward(&mut a.mlp_h, &a.mlp_a);
+                down_proj
+            }
+            MlpParams::SwiGlu {
+                gate_proj,
+                up_proj,
+                down_proj,
+            } => {
+                gate_proj.forward(&mut a.mlp_a, &a.ln2);
+                up_proj.forward(&mut a.mlp_b, &a.ln2);
+                swiglu_forward(&mut a.mlp_h, &a.mlp_a, &a.mlp_b);
+                down_proj
+            }
+            MlpParams::Moe(p) => {
+                let m = cfg.moe.as_ref().expect(CHECKED);
+                moe_forward(p, m, &mut a.moe, &mut s.tmp_c, &a.ln2, shape.t);
+                residual_forward(x_out, &a.resid_mid, &s.tmp_c);
+                return;
+            }
+        };
+        down_proj.forward(&mut s.tmp_c, &a.mlp_h);
+        residual_forward(x_out, &a.resid_mid, &s.tmp_c);
+    }
+    // ANCHOR_END: block_forward
+
+    /// Multi-head (grouped-query) attention's half of [`Gpt::block_forward`]: from the
+    /// normalised input `a.ln1` to `o_proj`'s output in `s.tmp_c`.
+    fn mha_forward(
+        &self,
+        blk: &BlockParams,
+        a: &mut BlockActs,
+        s: &mut FwdScratch,
+        mut kv: KvSink<'_>,
+        shape: AttnShape,
+    ) {
+        let cfg = &self.cfg;
+        let Attention::Mha(attn) = &blk.attn else {
+            unreachable!("{CHECKED}")
+        };
+        let (kvd, n) = (cfg.kv_dim(), shape.b * shape.t);
         let ln1 = &a.ln1;
         // this step's keys and values: the block's own buffers, or the cache's next rows
         let (k_new, v_new, pos0) = match &mut kv {
@@ -261,6 +366,7 @@ impl Gpt {
                 let rows = *pos0 * kvd..(*pos0 + n) * kvd;
                 (&mut k[rows.clone()], &mut v[rows], *pos0)
             }
+            KvSink::Latent { .. } => unreachable!("only MLA caches latents"),
         };
         match &self.rope {
             Some(table) => {
@@ -281,49 +387,19 @@ impl Gpt {
                 let seen = (pos0 + n) * kvd;
                 attention_forward_cached(&mut a.att_y, &a.q, &k[..seen], &v[..seen], pos0, shape)
             }
+            KvSink::Latent { .. } => unreachable!("only MLA caches latents"),
         }
         attn.o_proj.forward(&mut s.tmp_c, &a.att_y);
-        residual_forward(&mut a.resid_mid, x, &s.tmp_c);
-        // MLP half
-        norm_forward(
-            cfg.norm,
-            mlp_norm,
-            &mut a.ln2,
-            &mut a.ln2_mean,
-            &mut a.ln2_rstd,
-            &a.resid_mid,
-            c,
-        );
-        let down_proj = match mlp {
-            MlpParams::Gelu { up_proj, down_proj } => {
-                up_proj.forward(&mut a.mlp_a, &a.ln2);
-                gelu_forward(&mut a.mlp_h, &a.mlp_a);
-                down_proj
-            }
-            MlpParams::SwiGlu {
-                gate_proj,
-                up_proj,
-                down_proj,
-            } => {
-                gate_proj.forward(&mut a.mlp_a, &a.ln2);
-                up_proj.forward(&mut a.mlp_b, &a.ln2);
-                swiglu_forward(&mut a.mlp_h, &a.mlp_a, &a.mlp_b);
-                down_proj
-            }
-        };
-        down_proj.forward(&mut s.tmp_c, &a.mlp_h);
-        residual_forward(x_out, &a.resid_mid, &s.tmp_c);
     }
-    // ANCHOR_END: block_forward
 
     // ANCHOR: block_backward
-    /// Backward of block `l`, whose input was `x`: `d_resid` holds the gradient of the
+    /// Backward of block `blk`, whose input was `x`: `d_resid` holds the gradient of the
     /// block's output and leaves holding the gradient of its input; the parameters'
     /// gradients are added into `g`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn block_backward(
         &self,
-        l: usize,
+        blk: &BlockParams,
         x: &[f32],
         a: &BlockActs,
         g: &mut BlockParams,
@@ -332,7 +408,6 @@ impl Gpt {
         shape: AttnShape,
     ) {
         let cfg = &self.cfg;
-        let blk = &self.params.blocks[l];
         let c = cfg.d_model;
         let BwdScratch {
             d_ln,
@@ -350,9 +425,7 @@ impl Gpt {
         } = s;
 
         // MLP half. d_resid is d x_out: it is the gradient of the MLP's output too.
-        d_h.fill(0.0);
         d_ln.fill(0.0);
-        d_a.fill(0.0);
         match (&blk.mlp, &mut g.mlp) {
             (
                 MlpParams::Gelu { up_proj, down_proj },
@@ -361,6 +434,8 @@ impl Gpt {
                     down_proj: d_down,
                 },
             ) => {
+                d_h.fill(0.0);
+                d_a.fill(0.0);
                 down_proj.backward(d_h, d_down, d_resid, &a.mlp_h);
                 gelu_backward(d_a, d_h, &a.mlp_a);
                 up_proj.backward(d_ln, d_up, d_a, &a.ln2);
@@ -377,11 +452,17 @@ impl Gpt {
                     down_proj: d_down,
                 },
             ) => {
+                d_h.fill(0.0);
+                d_a.fill(0.0);
                 down_proj.backward(d_h, d_down, d_resid, &a.mlp_h);
                 d_b.fill(0.0);
                 swiglu_backward(d_a, d_b, d_h, &a.mlp_a, &a.mlp_b);
                 gate_proj.backward(d_ln, d_gate, d_a, &a.ln2);
                 up_proj.backward(d_ln, d_up, d_b, &a.ln2);
+            }
+            (MlpParams::Moe(p), MlpParams::Moe(dp)) => {
+                let m = cfg.moe.as_ref().expect(CHECKED);
+                moe_backward(p, dp, m, &a.moe, d_ln, d_resid, &a.ln2, shape.t);
             }
             _ => unreachable!("{CHECKED}"),
         }
@@ -399,30 +480,53 @@ impl Gpt {
         );
 
         // attention half, the same way: d_resid is d x_mid, the gradient of o_proj's output
-        let (attn, d_attn) = (&blk.attn, &mut g.attn);
         d_att_y.fill(0.0);
-        attn.o_proj
-            .backward(d_att_y, &mut d_attn.o_proj, d_resid, &a.att_y);
+        blk.attn
+            .o_proj()
+            .backward(d_att_y, g.attn.o_proj_mut(), d_resid, &a.att_y);
         d_q_rot.fill(0.0);
         d_k_rot.fill(0.0);
         d_v.fill(0.0);
         attention_backward(
             d_q_rot, d_k_rot, d_v, d_att, d_att_y, &a.att, &a.q, &a.k, &a.v, shape,
         );
-        let (d_q, d_k) = match &self.rope {
-            Some(table) => {
-                d_q.fill(0.0);
-                d_k.fill(0.0);
-                rope_backward(d_q, d_q_rot, table, 0, shape.t, cfg.n_heads);
-                rope_backward(d_k, d_k_rot, table, 0, shape.t, cfg.n_kv_heads);
-                (&d_q[..], &d_k[..])
-            }
-            None => (&d_q_rot[..], &d_k_rot[..]),
-        };
         d_ln.fill(0.0);
-        attn.q_proj.backward(d_ln, &mut d_attn.q_proj, d_q, &a.ln1);
-        attn.k_proj.backward(d_ln, &mut d_attn.k_proj, d_k, &a.ln1);
-        attn.v_proj.backward(d_ln, &mut d_attn.v_proj, d_v, &a.ln1);
+        match (&blk.attn, &mut g.attn) {
+            (Attention::Mha(attn), Attention::Mha(d_attn)) => {
+                let (d_q, d_k) = match &self.rope {
+                    Some(table) => {
+                        d_q.fill(0.0);
+                        d_k.fill(0.0);
+                        rope_backward(d_q, d_q_rot, table, 0, shape.t, cfg.n_heads);
+                        rope_backward(d_k, d_k_rot, table, 0, shape.t, cfg.n_kv_heads);
+                        (&d_q[..], &d_k[..])
+                    }
+                    None => (&d_q_rot[..], &d_k_rot[..]),
+                };
+                attn.q_proj.backward(d_ln, &mut d_attn.q_proj, d_q, &a.ln1);
+                attn.k_proj.backward(d_ln, &mut d_attn.k_proj, d_k, &a.ln1);
+                attn.v_proj.backward(d_ln, &mut d_attn.v_proj, d_v, &a.ln1);
+            }
+            (Attention::Mla(p), Attention::Mla(dp)) => {
+                let m = cfg.mla.as_ref().expect(CHECKED);
+                let table = self.rope.as_ref().expect(CHECKED);
+                mla_qkv_backward(
+                    p,
+                    dp,
+                    m,
+                    cfg.n_heads,
+                    table,
+                    &a.mla,
+                    d_ln,
+                    d_q_rot,
+                    d_k_rot,
+                    d_v,
+                    &a.ln1,
+                    shape.t,
+                );
+            }
+            _ => unreachable!("{CHECKED}"),
+        }
         norm_backward(
             &blk.attn_norm,
             &mut g.attn_norm,

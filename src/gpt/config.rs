@@ -67,7 +67,73 @@ pub struct GptConfig {
     pub mlp: Mlp,
     /// The output head is the token embedding matrix (GPT-2) rather than its own matrix.
     pub tied_head: bool,
+    /// DeepSeek's multi-head latent attention instead of (grouped-query) multi-head
+    /// attention; `None` for GPT-2 and Llama.
+    #[serde(default)]
+    pub mla: Option<MlaConfig>,
+    /// DeepSeekMoE in place of the dense MLP (after the first dense layers); `None`: every
+    /// block has the dense MLP.
+    #[serde(default)]
+    pub moe: Option<MoeConfig>,
+    /// One multi-token-prediction depth that also predicts the token after next.
+    #[serde(default)]
+    pub mtp: Option<MtpConfig>,
 }
+
+// ANCHOR: deepseek_switches
+/// Multi-head latent attention (DeepSeek-V2/V3): keys and values come from one latent
+/// `c_kv = W_dkv h` of width `kv_lora_rank`, the only thing (with the shared RoPE key) a
+/// cache keeps. Names are `transformers`' `DeepseekV3Config` fields.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MlaConfig {
+    /// Width of the query latent `c_q`; `None`: queries come straight from `h` (`q_proj`).
+    pub q_lora_rank: Option<usize>,
+    /// Width of the key/value latent `c_kv`, `d_c`.
+    pub kv_lora_rank: usize,
+    /// Per head, the part of query and key without position, `d_h`.
+    pub qk_nope_head_dim: usize,
+    /// Per head, the rotated part, `d_h^R`; the key's is one vector shared by all heads.
+    pub qk_rope_head_dim: usize,
+    /// Per head, the value width.
+    pub v_head_dim: usize,
+    /// RoPE in adjacent pairs `(2i, 2i+1)` (DeepSeek's weights, `rope_interleave`), or in
+    /// Llama's halves.
+    pub rope_interleave: bool,
+}
+
+/// DeepSeekMoE: shared experts every token goes through, and routed experts of which each
+/// token picks `top_k` by sigmoid affinity (plus a balancing bias used to choose only).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MoeConfig {
+    /// Routed experts, `N_r` (`n_routed_experts`).
+    pub n_routed: usize,
+    /// Shared experts, `N_s` (`n_shared_experts`): one SwiGLU `N_s` times as wide.
+    pub n_shared: usize,
+    /// Routed experts per token, `K_r` (`num_experts_per_tok`).
+    pub top_k: usize,
+    /// Hidden width of one expert (`moe_intermediate_size`).
+    pub d_expert: usize,
+    /// Groups of experts (`n_group`) and how many groups a token may use (`topk_group`).
+    pub n_group: usize,
+    pub topk_group: usize,
+    /// Normalise the chosen gates to sum to 1 (`norm_topk_prob`), then scale them.
+    pub norm_topk_prob: bool,
+    pub routed_scaling_factor: f32,
+    /// The first blocks keep the dense MLP (`first_k_dense_replace`).
+    pub first_dense: usize,
+    /// `γ`, the bias update speed of auxiliary-loss-free balancing (0: no balancing).
+    pub bias_update_speed: f32,
+    /// `α` of the sequence-wise balance loss (0: none).
+    pub seq_aux_alpha: f32,
+}
+
+/// Multi-token prediction, one depth: from the main model's last hidden state and the
+/// next token's embedding, predict the token after it; its loss is weighted by `lambda`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MtpConfig {
+    pub lambda: f32,
+}
+// ANCHOR_END: deepseek_switches
 
 impl GptConfig {
     // ANCHOR: presets
@@ -86,6 +152,9 @@ impl GptConfig {
             positions: Positions::Learned,
             mlp: Mlp::Gelu,
             tied_head: true,
+            mla: None,
+            moe: None,
+            mtp: None,
         }
     }
 
@@ -106,18 +175,113 @@ impl GptConfig {
             positions: Positions::Rope { theta: 10000.0 },
             mlp: Mlp::SwiGlu,
             tied_head: false,
+            mla: None,
+            moe: None,
+            mtp: None,
         }
     }
     // ANCHOR_END: presets
 
-    /// The preset of that name: `gpt2-tiny` or `llama-tiny`.
+    // ANCHOR: deepseek_presets
+    /// DeepSeek-V3's attention at llama-tiny's width: 4 heads with `qk_nope_head_dim` 32,
+    /// a shared RoPE key of 16, values of 32, a key/value latent of 64 and a query latent
+    /// of 96 (DeepSeek-V3 keeps about these ratios: 128, 64, 128, 512, 1536), interleaved
+    /// RoPE. A cache keeps 64 + 16 = 80 numbers per token and layer.
+    pub fn mla_tiny() -> MlaConfig {
+        MlaConfig {
+            q_lora_rank: Some(96),
+            kv_lora_rank: 64,
+            qk_nope_head_dim: 32,
+            qk_rope_head_dim: 16,
+            v_head_dim: 32,
+            rope_interleave: true,
+        }
+    }
+
+    /// DeepSeekMoE for llama-tiny with as many *active* parameters per token as its
+    /// dense MLP: 1 shared and 2 of 8 routed experts of width 115 (3 × 115 = 345 against
+    /// the dense 344), the first block dense as in DeepSeek-V3, γ = 0.001 and α = 0.0001
+    /// as in the DeepSeek-V3 report (§2.1.2, §4.2).
+    pub fn moe_tiny() -> MoeConfig {
+        MoeConfig {
+            n_routed: 8,
+            n_shared: 1,
+            top_k: 2,
+            d_expert: 115,
+            n_group: 1,
+            topk_group: 1,
+            norm_topk_prob: true,
+            routed_scaling_factor: 1.0,
+            first_dense: 1,
+            bias_update_speed: 0.001,
+            seq_aux_alpha: 0.0001,
+        }
+    }
+
+    /// [`GptConfig::moe_tiny`] with as many *total* parameters as the dense MLP: 9
+    /// experts of width 38 (342 against 344), so a token uses a third of them.
+    pub fn moe_tiny_equal_total() -> MoeConfig {
+        MoeConfig {
+            d_expert: 38,
+            ..Self::moe_tiny()
+        }
+    }
+
+    /// One MTP depth weighted by λ = 0.3 (DeepSeek-V3's first 10T tokens).
+    pub fn mtp_tiny() -> MtpConfig {
+        MtpConfig { lambda: 0.3 }
+    }
+
+    /// llama-tiny with DeepSeek-V3's three ideas: MLA, DeepSeekMoE and MTP. Every head
+    /// has its own key and value (MLA has no groups), so `n_kv_heads = n_heads`.
+    pub fn deepseek_tiny() -> Self {
+        GptConfig {
+            n_kv_heads: 4,
+            mla: Some(Self::mla_tiny()),
+            moe: Some(Self::moe_tiny()),
+            mtp: Some(Self::mtp_tiny()),
+            ..Self::llama_tiny()
+        }
+    }
+    // ANCHOR_END: deepseek_presets
+
+    /// The preset of that name: `gpt2-tiny`, `llama-tiny` or `deepseek-tiny`.
     pub fn preset(name: &str) -> Result<Self> {
         match name {
             "gpt2-tiny" => Ok(Self::gpt2_tiny()),
             "llama-tiny" => Ok(Self::llama_tiny()),
+            "deepseek-tiny" => Ok(Self::deepseek_tiny()),
             _ => Err(Error::InvalidArgument(format!(
-                "unknown preset {name:?} (known: gpt2-tiny, llama-tiny)"
+                "unknown preset {name:?} (known: gpt2-tiny, llama-tiny, deepseek-tiny)"
             ))),
+        }
+    }
+
+    /// Widths of attention's buffers per position: queries, keys, values and the output
+    /// before `o_proj`. `(C, kv_dim, kv_dim, C)`, or MLA's `(H (d_h + d_h^R), same,
+    /// H d_v, H d_v)`.
+    pub fn attn_widths(&self) -> (usize, usize, usize, usize) {
+        match &self.mla {
+            None => (self.d_model, self.kv_dim(), self.kv_dim(), self.d_model),
+            Some(m) => {
+                let qk = self.n_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim);
+                let v = self.n_heads * m.v_head_dim;
+                (qk, qk, v, v)
+            }
+        }
+    }
+
+    /// Whether block `l` has the MoE (DeepSeek keeps the first blocks dense).
+    pub fn is_moe_layer(&self, l: usize) -> bool {
+        self.moe.is_some_and(|m| l >= m.first_dense)
+    }
+
+    /// Numbers per token and layer that a generation cache keeps: keys and values,
+    /// `2 n_kv_heads hs`, or MLA's latent and shared RoPE key, `d_c + d_h^R`.
+    pub fn cache_floats_per_token(&self) -> usize {
+        match &self.mla {
+            Some(m) => m.kv_lora_rank + m.qk_rope_head_dim,
+            None => 2 * self.kv_dim(),
         }
     }
 
@@ -171,13 +335,88 @@ impl GptConfig {
         if !(eps.is_finite() && eps > 0.0) {
             return bad(format!("norm eps must be positive, not {eps}"));
         }
-        if let Positions::Rope { theta } = self.positions {
+        if let Some(m) = &self.mla {
+            let Positions::Rope { .. } = self.positions else {
+                return bad("MLA needs RoPE positions".into());
+            };
+            if self.n_kv_heads != self.n_heads {
+                return bad(format!(
+                    "MLA gives every head its own key and value: n_kv_heads {} must be n_heads {}",
+                    self.n_kv_heads, self.n_heads
+                ));
+            }
+            let dims = [
+                ("kv_lora_rank", m.kv_lora_rank),
+                ("qk_nope_head_dim", m.qk_nope_head_dim),
+                ("qk_rope_head_dim", m.qk_rope_head_dim),
+                ("v_head_dim", m.v_head_dim),
+                ("q_lora_rank", m.q_lora_rank.unwrap_or(1)),
+            ];
+            for (name, value) in dims {
+                if value == 0 {
+                    return bad(format!("MLA's {name} must be at least 1"));
+                }
+            }
+            if m.qk_rope_head_dim % 2 != 0 {
+                return bad(format!(
+                    "RoPE needs an even qk_rope_head_dim, not {}",
+                    m.qk_rope_head_dim
+                ));
+            }
+        }
+        if let Some(m) = &self.moe {
+            if m.n_routed == 0 || m.d_expert == 0 || m.top_k == 0 || m.top_k > m.n_routed {
+                return bad(format!(
+                    "MoE needs 1 <= top_k ({}) <= n_routed ({}) and d_expert >= 1",
+                    m.top_k, m.n_routed
+                ));
+            }
+            if m.n_group == 0 || m.n_routed % m.n_group != 0 {
+                return bad(format!(
+                    "n_group {} must divide n_routed {}",
+                    m.n_group, m.n_routed
+                ));
+            }
+            let per_group = m.n_routed / m.n_group;
+            if m.topk_group == 0 || m.topk_group > m.n_group || m.topk_group * per_group < m.top_k {
+                return bad(format!(
+                    "topk_group {} of {} groups of {} experts cannot hold top_k {}",
+                    m.topk_group, m.n_group, per_group, m.top_k
+                ));
+            }
+            if m.n_group > 1 && per_group < 2 {
+                return bad(
+                    "a group's score is its two best experts: groups need 2 or more".into(),
+                );
+            }
+            let finite = [
+                m.routed_scaling_factor,
+                m.bias_update_speed,
+                m.seq_aux_alpha,
+            ];
+            if finite.iter().any(|x| !x.is_finite() || *x < 0.0) {
+                return bad(
+                    "MoE's scaling, bias update speed and alpha must be finite and >= 0".into(),
+                );
+            }
+        }
+        if let Some(m) = &self.mtp {
+            if !(m.lambda.is_finite() && m.lambda >= 0.0) {
+                return bad(format!(
+                    "MTP's lambda must be finite and >= 0, not {}",
+                    m.lambda
+                ));
+            }
+        }
+        if let (Positions::Rope { .. }, None) = (self.positions, &self.mla) {
             if self.head_dim() % 2 != 0 {
                 return bad(format!(
                     "RoPE needs an even head_dim, not {}",
                     self.head_dim()
                 ));
             }
+        }
+        if let Positions::Rope { theta } = self.positions {
             if !(theta.is_finite() && theta > 1.0) {
                 return bad(format!("RoPE theta must be above 1, not {theta}"));
             }
@@ -185,24 +424,44 @@ impl GptConfig {
         Ok(())
     }
 
-    /// Number of trainable parameters.
+    /// Number of trained parameters (the MTP depth's included; MoE's balancing bias,
+    /// which no gradient moves, not).
     pub fn n_params(&self) -> usize {
-        let (c, f, v) = (self.d_model, self.d_ff, self.vocab_size);
-        let norm = match self.norm {
-            Norm::LayerNorm { .. } => 2 * c,
-            Norm::RmsNorm { .. } => c,
-        };
-        let mlp = match self.mlp {
-            Mlp::Gelu => 2 * c * f,
-            Mlp::SwiGlu => 3 * c * f,
-        };
-        let attn = 2 * c * c + 2 * c * self.kv_dim();
-        let pos = match self.positions {
-            Positions::Learned => self.context * c,
-            Positions::Rope { .. } => 0,
-        };
-        let head = if self.tied_head { 0 } else { v * c };
-        v * c + pos + self.n_layers * (2 * norm + attn + mlp) + norm + head
+        let mut n = 0;
+        super::params::Params::zeros(self).visit(|spec, _| {
+            if !super::params::is_buffer(&spec.name) {
+                n += spec.len();
+            }
+        });
+        n
+    }
+
+    /// Parameters one token's next-token prediction uses: [`GptConfig::n_params`] without
+    /// the MTP depth (dropped at inference) and, in each MoE block, without the
+    /// `N_r - K_r` routed experts a token does not go through.
+    pub fn n_active_params(&self) -> usize {
+        let c = self.d_model;
+        let mut n = self.n_params() - self.n_mtp_params();
+        if let Some(m) = &self.moe {
+            let moe_layers = (0..self.n_layers).filter(|&l| self.is_moe_layer(l)).count();
+            n -= moe_layers * (m.n_routed - m.top_k) * 3 * c * m.d_expert;
+        }
+        n
+    }
+
+    /// Parameters of the MTP depth alone.
+    pub fn n_mtp_params(&self) -> usize {
+        if self.mtp.is_none() {
+            return 0;
+        }
+        let mut n = 0;
+        let prefix = format!("model.layers.{}.", self.n_layers);
+        super::params::Params::zeros(self).visit(|spec, _| {
+            if spec.name.starts_with(&prefix) && !super::params::is_buffer(&spec.name) {
+                n += spec.len();
+            }
+        });
+        n
     }
 }
 

@@ -11,7 +11,9 @@
 
 use super::block::{norm_forward, BlockActs, FwdScratch, KvSink};
 use super::config::GptConfig;
+use super::mla::MlaAbsorbed;
 use super::model::Gpt;
+use super::params::Attention;
 use super::residual::add_into;
 use crate::{Error, Result};
 use ndarray_rand::rand::{Rng as _, SeedableRng};
@@ -22,10 +24,14 @@ use rand_chacha::ChaCha8Rng;
 #[derive(Clone, Debug)]
 pub struct KvCache {
     /// Per layer, `(len, kv_dim)`: [`Gpt::forward_cached`] appends the new positions' rows.
+    /// With MLA, `k` holds the latents `[c^KV; k^R]`, `(len, d_c + d_h^R)`, and `v` nothing.
     pub k: Vec<Vec<f32>>,
     pub v: Vec<Vec<f32>>,
     /// Positions cached.
     pub len: usize,
+    /// MLA's absorbed matrices per layer, made from the model's weights on first use: a
+    /// cache serves the one model it was filled by.
+    absorbed: Vec<MlaAbsorbed>,
 }
 
 impl KvCache {
@@ -38,23 +44,45 @@ impl KvCache {
     /// and the tokens to generate after it, so that it never moves while it grows. Only
     /// what is written is touched: reserved pages cost no memory until then.
     pub fn with_capacity(cfg: &GptConfig, positions: usize) -> Self {
-        let size = positions.min(cfg.context) * cfg.kv_dim();
-        let layers = || {
+        let (kw, vw) = Self::widths(cfg);
+        let layers = |w: usize| {
             (0..cfg.n_layers)
-                .map(|_| Vec::with_capacity(size))
+                .map(|_| Vec::with_capacity(positions.min(cfg.context) * w))
                 .collect()
         };
         KvCache {
-            k: layers(),
-            v: layers(),
+            k: layers(kw),
+            v: layers(vw),
             len: 0,
+            absorbed: Vec::new(),
+        }
+    }
+
+    /// An empty cache for the MTP depth's one block.
+    pub fn for_mtp(cfg: &GptConfig) -> Self {
+        KvCache::with_capacity(
+            &GptConfig {
+                n_layers: 1,
+                ..cfg.clone()
+            },
+            0,
+        )
+    }
+
+    /// Numbers per position and layer in `k` and in `v`: `kv_dim` each, or MLA's
+    /// `d_c + d_h^R` and none.
+    fn widths(cfg: &GptConfig) -> (usize, usize) {
+        match &cfg.mla {
+            Some(m) => (m.kv_lora_rank + m.qk_rope_head_dim, 0),
+            None => (cfg.kv_dim(), cfg.kv_dim()),
         }
     }
 
     /// Bytes of a full cache (the whole context) in f32:
-    /// `2 (keys and values) * L * context * n_kv_heads * hs * 4`.
+    /// `L * context * cache_floats_per_token * 4`, where a token keeps `2 n_kv_heads hs`
+    /// numbers per layer, or MLA's `d_c + d_h^R` ([`GptConfig::cache_floats_per_token`]).
     pub fn bytes(cfg: &GptConfig) -> usize {
-        2 * cfg.n_layers * cfg.context * cfg.kv_dim() * std::mem::size_of::<f32>()
+        cfg.n_layers * cfg.context * cfg.cache_floats_per_token() * std::mem::size_of::<f32>()
     }
 }
 // ANCHOR_END: kv_cache
@@ -78,6 +106,26 @@ impl Gpt {
 
     /// Runs `tokens` through the cache and returns the logits of the last `keep` positions.
     fn run_cached(&self, cache: &mut KvCache, tokens: &[u32], keep: usize) -> Result<Vec<f32>> {
+        self.run_cached_hidden(cache, tokens, keep)
+            .map(|(logits, _)| logits)
+    }
+
+    /// [`Gpt::forward_cached`], also returning the new positions' last hidden states (the
+    /// last block's output, before the final norm), `(n, C)`: what an MTP depth reads.
+    pub fn forward_cached_with_hidden(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.run_cached_hidden(cache, tokens, tokens.len())
+    }
+
+    fn run_cached_hidden(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        keep: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
         let cfg = &self.cfg;
         let (n, pos0) = (tokens.len(), cache.len);
         if n == 0 {
@@ -115,33 +163,159 @@ impl Gpt {
             }
         }
         // room for the new rows (within the reserve, the buffers do not move)
-        let rows = (pos0 + n) * cfg.kv_dim();
-        cache.k.iter_mut().for_each(|k| k.resize(rows, 0.0));
-        cache.v.iter_mut().for_each(|v| v.resize(rows, 0.0));
+        let (kw, vw) = KvCache::widths(cfg);
+        cache
+            .k
+            .iter_mut()
+            .for_each(|k| k.resize((pos0 + n) * kw, 0.0));
+        cache
+            .v
+            .iter_mut()
+            .for_each(|v| v.resize((pos0 + n) * vw, 0.0));
+        if let (Some(m), true) = (&cfg.mla, cache.absorbed.is_empty()) {
+            cache.absorbed = p
+                .blocks
+                .iter()
+                .map(|b| match &b.attn {
+                    Attention::Mla(a) => MlaAbsorbed::new(a, m, cfg.n_heads),
+                    Attention::Mha(_) => unreachable!("an MLA config has MLA blocks"),
+                })
+                .collect();
+        }
         // one block's buffers, reused by every layer: generation keeps nothing for a backward
         let mut acts = BlockActs::new(cfg, 1, n, false);
         let mut scratch = FwdScratch::new(cfg, n);
         let mut x_out = vec![0.0f32; n * c];
         for l in 0..cfg.n_layers {
-            let sink = KvSink::Cache {
-                k: &mut cache.k[l],
-                v: &mut cache.v[l],
-                pos0,
+            let sink = match cache.absorbed.get(l) {
+                Some(absorbed) => KvSink::Latent {
+                    k: &mut cache.k[l],
+                    absorbed,
+                    pos0,
+                },
+                None => KvSink::Cache {
+                    k: &mut cache.k[l],
+                    v: &mut cache.v[l],
+                    pos0,
+                },
             };
-            self.block_forward(l, &x, &mut x_out, &mut acts, &mut scratch, sink, shape);
+            let blk = &p.blocks[l];
+            self.block_forward(blk, &x, &mut x_out, &mut acts, &mut scratch, sink, shape);
             std::mem::swap(&mut x, &mut x_out);
         }
         // the final norm and the head for the positions whose logits are asked for
         let keep = keep.min(n);
-        let x = &x[(n - keep) * c..];
+        let last = &x[(n - keep) * c..];
         let (mut ln, mut mean, mut rstd) = (vec![0.0; keep * c], vec![0.0; keep], vec![0.0; keep]);
-        norm_forward(cfg.norm, &p.final_norm, &mut ln, &mut mean, &mut rstd, x, c);
+        norm_forward(
+            cfg.norm,
+            &p.final_norm,
+            &mut ln,
+            &mut mean,
+            &mut rstd,
+            last,
+            c,
+        );
         let mut logits = vec![0.0; keep * cfg.vocab_size];
         self.head_forward(&mut logits, &ln);
         cache.len += n;
-        Ok(logits)
+        Ok((logits, x))
     }
     // ANCHOR_END: forward_cached
+
+    // ANCHOR: mtp_cached
+    /// The MTP depth at positions `cache.len..`, for generation: position `i` reads the main
+    /// model's last hidden state there (`hidden`, `(n, C)`, from
+    /// [`Gpt::forward_cached_with_hidden`]) and the token after it (`next`), and its logits
+    /// (`(n, V)`, returned) guess the token after that. `cache` is the depth's own
+    /// ([`KvCache::for_mtp`]). Errors without an MTP depth.
+    pub fn mtp_forward_cached(
+        &self,
+        cache: &mut KvCache,
+        hidden: &[f32],
+        next: &[u32],
+    ) -> Result<Vec<f32>> {
+        let (cfg, p) = (&self.cfg, &self.params);
+        let Some(mp) = &p.mtp else {
+            return Err(Error::InvalidArgument("the model has no MTP depth".into()));
+        };
+        let (n, c, pos0) = (next.len(), cfg.d_model, cache.len);
+        if n == 0 || hidden.len() != n * c || cache.k.len() != 1 {
+            return Err(Error::InvalidArgument(format!(
+                "the MTP depth takes (n, C) hidden states for n next tokens and its one-layer \
+                 cache: {} hidden values, {n} tokens, {} cache layers",
+                hidden.len(),
+                cache.k.len()
+            )));
+        }
+        if pos0 + n > cfg.context {
+            return Err(Error::InvalidArgument(format!(
+                "{} positions do not fit the model's context of {}",
+                pos0 + n,
+                cfg.context
+            )));
+        }
+        if let Some(&id) = next.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+            return Err(Error::InvalidArgument(format!(
+                "token id {id} is out of range for vocab_size {}",
+                cfg.vocab_size
+            )));
+        }
+        let norm = |w, x: &[f32]| {
+            let (mut y, mut mean, mut rstd) = (vec![0.0; x.len()], vec![0.0; n], vec![0.0; n]);
+            norm_forward(cfg.norm, w, &mut y, &mut mean, &mut rstd, x, c);
+            y
+        };
+        let mut emb = vec![0.0; n * c];
+        self.embed(&mut emb, next);
+        let (en, hn) = (norm(&mp.enorm, &emb), norm(&mp.hnorm, hidden));
+        let cat: Vec<f32> = en
+            .chunks_exact(c)
+            .zip(hn.chunks_exact(c))
+            .flat_map(|(e, h)| e.iter().chain(h).copied())
+            .collect();
+        let mut x = vec![0.0; n * c];
+        mp.eh_proj.forward(&mut x, &cat);
+        let (kw, vw) = KvCache::widths(cfg);
+        cache.k[0].resize((pos0 + n) * kw, 0.0);
+        cache.v[0].resize((pos0 + n) * vw, 0.0);
+        if let (Some(m), Attention::Mla(a), true) =
+            (&cfg.mla, &mp.block.attn, cache.absorbed.is_empty())
+        {
+            cache.absorbed = vec![MlaAbsorbed::new(a, m, cfg.n_heads)];
+        }
+        let sink = match cache.absorbed.first() {
+            Some(absorbed) => KvSink::Latent {
+                k: &mut cache.k[0],
+                absorbed,
+                pos0,
+            },
+            None => KvSink::Cache {
+                k: &mut cache.k[0],
+                v: &mut cache.v[0],
+                pos0,
+            },
+        };
+        let mut acts = BlockActs::new(cfg, 1, n, false);
+        let mut scratch = FwdScratch::new(cfg, n);
+        let mut x_out = vec![0.0; n * c];
+        let shape = self.attn_shape_of(1, n);
+        self.block_forward(
+            &mp.block,
+            &x,
+            &mut x_out,
+            &mut acts,
+            &mut scratch,
+            sink,
+            shape,
+        );
+        let xn = norm(&mp.norm, &x_out);
+        let mut logits = vec![0.0; n * cfg.vocab_size];
+        self.head_forward(&mut logits, &xn);
+        cache.len += n;
+        Ok(logits)
+    }
+    // ANCHOR_END: mtp_cached
 }
 
 /// How the next token is chosen from the logits.

@@ -7,7 +7,7 @@
 //! Every problem is an [`Error::Checkpoint`] naming the file: a truncated file, a missing,
 //! extra or mis-shaped tensor, a config that the tensors contradict.
 
-use super::config::{GptConfig, Mlp, Norm, Positions};
+use super::config::{GptConfig, MlaConfig, Mlp, MoeConfig, MtpConfig, Norm, Positions};
 use super::model::{Gpt, Params};
 use crate::{Error, Result};
 use safetensors::tensor::TensorView;
@@ -121,7 +121,9 @@ pub fn params_from_tensors(
     let mut extra: Vec<String> = by_name
         .into_keys()
         .filter(|n| {
-            !(n.ends_with("rotary_emb.inv_freq") || (cfg.tied_head && n == "lm_head.weight"))
+            !(n.ends_with("rotary_emb.inv_freq")
+                || (cfg.tied_head && n == "lm_head.weight")
+                || is_mtp_copy(cfg, n))
         })
         .collect();
     extra.sort();
@@ -135,6 +137,19 @@ pub fn params_from_tensors(
         ));
     }
     Ok(params)
+}
+
+/// DeepSeek-V3's checkpoint repeats the embedding and the head inside its MTP layer
+/// (`model.layers.61.embed_tokens.weight`, `...shared_head.head.weight`): copies of the
+/// shared ones, not read. Without MTP in the config, the MTP layer itself is skipped, as
+/// transformers skips it. (A Llama's layer past its config's count stays an error.)
+fn is_mtp_copy(cfg: &GptConfig, name: &str) -> bool {
+    let mtp_layer = format!("model.layers.{}.", cfg.n_layers);
+    cfg.mla.is_some()
+        && name.starts_with(&mtp_layer)
+        && (cfg.mtp.is_none()
+            || name.ends_with("embed_tokens.weight")
+            || name.ends_with("shared_head.head.weight"))
 }
 
 /// A [`GptConfig`] from a Hugging Face `LlamaConfig` JSON (`config.json`). Reads
@@ -153,10 +168,13 @@ pub fn config_from_hf_json(text: &str, path: &Path) -> Result<GptConfig> {
             .ok_or_else(|| bad(path, format!("{key} is missing or not a number")))
     };
     if let Some(model_type) = j.get("model_type").and_then(Value::as_str) {
+        if model_type == "deepseek_v3" {
+            return deepseek_config_from_json(&j, path);
+        }
         if model_type != "llama" {
             return Err(bad(
                 path,
-                format!("model_type {model_type:?}: only \"llama\" is read"),
+                format!("model_type {model_type:?}: only \"llama\" and \"deepseek_v3\" are read"),
             ));
         }
     }
@@ -224,6 +242,9 @@ pub fn config_from_hf_json(text: &str, path: &Path) -> Result<GptConfig> {
             .get("tie_word_embeddings")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        mla: None,
+        moe: None,
+        mtp: None,
     };
     if let Some(hd) = j.get("head_dim").and_then(Value::as_u64) {
         if n_heads > 0 && hd as usize * n_heads != cfg.d_model {
@@ -236,6 +257,173 @@ pub fn config_from_hf_json(text: &str, path: &Path) -> Result<GptConfig> {
     cfg.validate().map_err(|e| bad(path, e.to_string()))?;
     Ok(cfg)
 }
+
+// ANCHOR: deepseek_config
+/// A [`GptConfig`] from a Hugging Face `DeepseekV3Config` JSON: MLA always, DeepSeekMoE
+/// from layer `first_k_dense_replace` on (none when that is every layer), one MTP depth
+/// when `num_nextn_predict_layers` is 1. The training settings transformers does not
+/// keep are read from `bias_update_speed` (γ), `aux_loss_alpha` (α) and `mtp_lambda` (λ)
+/// when present (this crate writes them); without them γ = α = 0, so that the objective
+/// is transformers' (plain cross-entropy, a fixed bias), and λ is DeepSeek-V3's 0.3.
+fn deepseek_config_from_json(j: &Value, path: &Path) -> Result<GptConfig> {
+    let opt_usize = |key: &str| j.get(key).and_then(Value::as_u64).map(|v| v as usize);
+    let usize_field = |key: &str| -> Result<usize> {
+        opt_usize(key).ok_or_else(|| bad(path, format!("{key} is missing or not a whole number")))
+    };
+    let f64_or = |key: &str, default: f64| j.get(key).and_then(Value::as_f64).unwrap_or(default);
+    let bool_or = |key: &str, default: bool| j.get(key).and_then(Value::as_bool).unwrap_or(default);
+    if j.get("hidden_act")
+        .and_then(Value::as_str)
+        .unwrap_or("silu")
+        != "silu"
+    {
+        return Err(bad(
+            path,
+            "hidden_act: DeepSeek-V3's experts are SwiGLU, \"silu\"",
+        ));
+    }
+    if bool_or("attention_bias", false) {
+        return Err(bad(
+            path,
+            "attention_bias is true: this model has no biases",
+        ));
+    }
+    let rope = j.get("rope_parameters").or(j.get("rope_scaling"));
+    if let Some(kind) = rope
+        .and_then(|r| r.get("rope_type").or(r.get("type")))
+        .and_then(Value::as_str)
+    {
+        if kind != "default" {
+            return Err(bad(
+                path,
+                format!("rope_type {kind:?}: scaled RoPE (DeepSeek-V3's yarn) is not implemented"),
+            ));
+        }
+    }
+    let theta = j
+        .get("rope_theta")
+        .or(j.get("rope_parameters").and_then(|r| r.get("rope_theta")))
+        .and_then(Value::as_f64)
+        .unwrap_or(10000.0);
+    let n_heads = usize_field("num_attention_heads")?;
+    let n_layers = usize_field("num_hidden_layers")?;
+    let first_dense = opt_usize("first_k_dense_replace").unwrap_or(0);
+    let moe = match opt_usize("n_routed_experts") {
+        Some(n_routed) if first_dense < n_layers => Some(MoeConfig {
+            n_routed,
+            n_shared: opt_usize("n_shared_experts").unwrap_or(0),
+            top_k: usize_field("num_experts_per_tok")?,
+            d_expert: usize_field("moe_intermediate_size")?,
+            n_group: opt_usize("n_group").unwrap_or(1),
+            topk_group: opt_usize("topk_group").unwrap_or(1),
+            norm_topk_prob: bool_or("norm_topk_prob", true),
+            routed_scaling_factor: f64_or("routed_scaling_factor", 1.0) as f32,
+            first_dense,
+            bias_update_speed: f64_or("bias_update_speed", 0.0) as f32,
+            seq_aux_alpha: f64_or("aux_loss_alpha", 0.0) as f32,
+        }),
+        _ => None,
+    };
+    let mtp = match opt_usize("num_nextn_predict_layers").unwrap_or(0) {
+        0 => None,
+        1 => Some(MtpConfig {
+            lambda: f64_or("mtp_lambda", GptConfig::mtp_tiny().lambda as f64) as f32,
+        }),
+        k => {
+            return Err(bad(
+                path,
+                format!("num_nextn_predict_layers {k}: one MTP depth is implemented"),
+            ))
+        }
+    };
+    let cfg = GptConfig {
+        vocab_size: usize_field("vocab_size")?,
+        d_model: usize_field("hidden_size")?,
+        n_layers,
+        n_heads,
+        // MLA: a key and a value per head (transformers' class default, 128, is not read)
+        n_kv_heads: n_heads,
+        d_ff: usize_field("intermediate_size")?,
+        context: usize_field("max_position_embeddings")?,
+        norm: Norm::RmsNorm {
+            eps: f64_or("rms_norm_eps", 1e-6) as f32,
+        },
+        positions: Positions::Rope {
+            theta: theta as f32,
+        },
+        mlp: Mlp::SwiGlu,
+        tied_head: bool_or("tie_word_embeddings", false),
+        mla: Some(MlaConfig {
+            q_lora_rank: opt_usize("q_lora_rank"),
+            kv_lora_rank: usize_field("kv_lora_rank")?,
+            qk_nope_head_dim: usize_field("qk_nope_head_dim")?,
+            qk_rope_head_dim: usize_field("qk_rope_head_dim")?,
+            v_head_dim: usize_field("v_head_dim")?,
+            rope_interleave: bool_or("rope_interleave", true),
+        }),
+        moe,
+        mtp,
+    };
+    cfg.validate().map_err(|e| bad(path, e.to_string()))?;
+    Ok(cfg)
+}
+
+/// The `config.json` of a model with MLA (and DeepSeekMoE, MTP), with `DeepseekV3Config`'s
+/// field names, so that `transformers.DeepseekV3ForCausalLM.from_pretrained` reads it.
+fn deepseek_config_to_json(cfg: &GptConfig, m: &MlaConfig) -> Result<String> {
+    let (Norm::RmsNorm { eps }, Positions::Rope { theta }, Mlp::SwiGlu) =
+        (cfg.norm, cfg.positions, cfg.mlp)
+    else {
+        return Err(Error::InvalidArgument(
+            "a DeepSeek-V3 config needs RMSNorm, RoPE and SwiGLU".into(),
+        ));
+    };
+    // without an MoE every layer is dense: first_k_dense_replace = L
+    let moe = cfg.moe.unwrap_or(MoeConfig {
+        first_dense: cfg.n_layers,
+        ..GptConfig::moe_tiny()
+    });
+    let j = serde_json::json!({
+        "architectures": ["DeepseekV3ForCausalLM"],
+        "model_type": "deepseek_v3",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model,
+        "intermediate_size": cfg.d_ff,
+        "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_heads,
+        "max_position_embeddings": cfg.context,
+        "rms_norm_eps": eps,
+        "rope_parameters": {"rope_type": "default", "rope_theta": theta},
+        "rope_interleave": m.rope_interleave,
+        "q_lora_rank": m.q_lora_rank,
+        "kv_lora_rank": m.kv_lora_rank,
+        "qk_nope_head_dim": m.qk_nope_head_dim,
+        "qk_rope_head_dim": m.qk_rope_head_dim,
+        "qk_head_dim": m.qk_nope_head_dim + m.qk_rope_head_dim,
+        "head_dim": m.qk_rope_head_dim,
+        "v_head_dim": m.v_head_dim,
+        "n_routed_experts": moe.n_routed,
+        "n_shared_experts": moe.n_shared,
+        "num_experts_per_tok": moe.top_k,
+        "moe_intermediate_size": moe.d_expert,
+        "n_group": moe.n_group,
+        "topk_group": moe.topk_group,
+        "norm_topk_prob": moe.norm_topk_prob,
+        "routed_scaling_factor": moe.routed_scaling_factor,
+        "first_k_dense_replace": moe.first_dense,
+        "bias_update_speed": moe.bias_update_speed,
+        "aux_loss_alpha": moe.seq_aux_alpha,
+        "num_nextn_predict_layers": usize::from(cfg.mtp.is_some()),
+        "mtp_lambda": cfg.mtp.map(|m| m.lambda),
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "tie_word_embeddings": cfg.tied_head,
+        "torch_dtype": "float32",
+    });
+    Ok(serde_json::to_string_pretty(&j).expect("a JSON value serialises"))
+}
+// ANCHOR_END: deepseek_config
 
 /// Loads a Hugging Face Llama directory: `config.json` and `model.safetensors`.
 pub fn load_llama(dir: &Path) -> Result<Gpt> {
@@ -252,6 +440,15 @@ pub fn load_llama(dir: &Path) -> Result<Gpt> {
 /// that `transformers.LlamaForCausalLM.from_pretrained` reads it. Only Llama's switches
 /// (RMSNorm, RoPE, SwiGLU) have a Hugging Face Llama form; another mix is an error.
 pub fn config_to_hf_json(cfg: &GptConfig) -> Result<String> {
+    if let Some(m) = &cfg.mla {
+        return deepseek_config_to_json(cfg, m);
+    }
+    if cfg.moe.is_some() || cfg.mtp.is_some() {
+        return Err(Error::InvalidArgument(
+            "DeepSeekMoE or MTP without MLA has no Hugging Face config (DeepSeek-V3 always has MLA)"
+                .into(),
+        ));
+    }
     let (Norm::RmsNorm { eps }, Positions::Rope { theta }, Mlp::SwiGlu) =
         (cfg.norm, cfg.positions, cfg.mlp)
     else {

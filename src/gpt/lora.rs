@@ -997,7 +997,15 @@ mod tests {
             (back.rank, back.alpha, back.rslora, back.dropout),
             (3, 6.0, true, 0.1)
         );
-        p.blocks[1].attn.v_proj.adapter.as_mut().unwrap().alpha = 1.0;
+        p.blocks[1]
+            .attn
+            .mha_mut()
+            .unwrap()
+            .v_proj
+            .adapter
+            .as_mut()
+            .unwrap()
+            .alpha = 1.0;
         let err = p.lora_config().unwrap_err().to_string();
         assert!(err.contains("model.layers.1.self_attn.v_proj"), "{err}");
     }
@@ -1006,12 +1014,28 @@ mod tests {
     fn a_is_drawn_within_pefts_kaiming_bound() {
         let mut p = Params::zeros(&small());
         p.add_lora(&config(4, &["q_proj"]), 9).unwrap();
-        let a = &p.blocks[0].attn.q_proj.adapter.as_ref().unwrap().a;
+        let a = &p.blocks[0]
+            .attn
+            .mha()
+            .unwrap()
+            .q_proj
+            .adapter
+            .as_ref()
+            .unwrap()
+            .a;
         let bound = 1.0 / 8f32.sqrt();
         assert!((kaiming_bound(8) - bound).abs() < 1e-7);
         let max = a.iter().fold(0f32, |m, x| m.max(x.abs()));
         assert!(max < bound && max > 0.8 * bound, "{max} vs {bound}");
-        let b = &p.blocks[0].attn.q_proj.adapter.as_ref().unwrap().b;
+        let b = &p.blocks[0]
+            .attn
+            .mha()
+            .unwrap()
+            .q_proj
+            .adapter
+            .as_ref()
+            .unwrap()
+            .b;
         assert!(b.iter().all(|&x| x == 0.0));
     }
 }

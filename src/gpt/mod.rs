@@ -58,8 +58,10 @@ pub mod linear;
 pub mod lora;
 pub mod loss;
 pub mod math;
+pub mod mla;
 pub mod mlp;
 mod model;
+pub mod moe;
 pub mod norm;
 pub mod optim;
 pub mod params;
@@ -78,7 +80,10 @@ pub(crate) mod gradcheck;
 #[cfg(test)]
 mod tests;
 
-pub use config::{GptConfig, Mlp, Norm, Positions};
+pub use config::{GptConfig, MlaConfig, Mlp, MoeConfig, MtpConfig, Norm, Positions};
 pub use linear::{Linear, Weight};
-pub use model::{Activations, Gpt};
-pub use params::{AttnParams, BlockParams, Init, MlpParams, NormParams, ParamSpec, Params, Tensor};
+pub use model::{mtp_targets, Activations, Gpt, MtpActs};
+pub use params::{
+    Attention, AttnParams, BlockParams, Expert, Init, MlaParams, MlaQuery, MlpParams, MoeParams,
+    MtpParams, NormParams, ParamSpec, Params, Tensor,
+};

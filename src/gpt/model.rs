@@ -23,6 +23,7 @@ use super::embedding::{
 };
 use super::linear::{linear_backward, linear_backward_input, linear_forward};
 use super::loss::{cross_entropy_backward, cross_entropy_forward};
+use super::params::MlpParams;
 pub use super::params::Params;
 use super::rope::RopeTable;
 use crate::quant::matrix::QMatrix;
@@ -57,11 +58,107 @@ pub struct Activations {
     has_loss: bool,
     /// Whether they hold a forward, which [`Gpt::backward_from_hidden`] needs.
     has_forward: bool,
+    /// The multi-token-prediction depth's forward (when the model has one).
+    pub mtp: Option<MtpActs>,
     fwd: FwdScratch,
     bwd: BwdScratch,
     d_resid: Vec<f32>,
     d_logits: Vec<f32>,
     d_loss: Vec<f32>,
+}
+
+/// What the MTP depth's forward keeps: the next tokens' embeddings and the main model's
+/// last hidden states, each normalised, their projection, the depth's block, its norm and
+/// logits, and each position's loss on the token after next.
+#[derive(Clone, Debug)]
+pub struct MtpActs {
+    pub emb: Vec<f32>,
+    pub en: Vec<f32>,
+    pub en_mean: Vec<f32>,
+    pub en_rstd: Vec<f32>,
+    pub hn: Vec<f32>,
+    pub hn_mean: Vec<f32>,
+    pub hn_rstd: Vec<f32>,
+    /// `[enorm(Emb(t_{i+1})); hnorm(h_i)]`, `(n, 2C)`.
+    pub cat: Vec<f32>,
+    /// The block's input (`eh_proj`'s output) and output.
+    pub x0: Vec<f32>,
+    pub x1: Vec<f32>,
+    pub block: BlockActs,
+    pub xn: Vec<f32>,
+    pub xn_mean: Vec<f32>,
+    pub xn_rstd: Vec<f32>,
+    pub logits: Vec<f32>,
+    pub probs: Vec<f32>,
+    pub losses: Vec<f32>,
+    /// The input tokens `t_{i+1}` (the main targets) and the targets `t_{i+2}`, `(B, T)`.
+    pub inputs: Vec<u32>,
+    pub targets: Vec<u32>,
+    /// `λ / (B (T - 1))` per position, 0 at each sequence's last (no token after next).
+    pub weights: Vec<f32>,
+    /// The mean cross-entropy on the token after next, unweighted.
+    pub loss: f32,
+}
+
+impl MtpActs {
+    fn new(cfg: &GptConfig, b: usize, t: usize) -> Self {
+        let n = b * t;
+        let (c, v) = (cfg.d_model, cfg.vocab_size);
+        let mean = if matches!(cfg.norm, Norm::LayerNorm { .. }) {
+            n
+        } else {
+            0
+        };
+        MtpActs {
+            emb: vec![0.0; n * c],
+            en: vec![0.0; n * c],
+            en_mean: vec![0.0; mean],
+            en_rstd: vec![0.0; n],
+            hn: vec![0.0; n * c],
+            hn_mean: vec![0.0; mean],
+            hn_rstd: vec![0.0; n],
+            cat: vec![0.0; n * 2 * c],
+            x0: vec![0.0; n * c],
+            x1: vec![0.0; n * c],
+            block: BlockActs::new(cfg, b, t, true),
+            xn: vec![0.0; n * c],
+            xn_mean: vec![0.0; mean],
+            xn_rstd: vec![0.0; n],
+            logits: vec![0.0; n * v],
+            probs: vec![0.0; n * v],
+            losses: vec![0.0; n],
+            inputs: vec![0; n],
+            targets: vec![0; n],
+            weights: vec![0.0; n],
+            loss: 0.0,
+        }
+    }
+}
+
+// ANCHOR: mtp_targets
+/// The MTP depth's targets for a batch whose next-token targets are `targets` (`(B, T)`,
+/// rows of `t`): position `i` predicts `t_{i+2}`, the target of position `i + 1` in the same
+/// sequence; each sequence's last position has none.
+pub fn mtp_targets(targets: &[u32], t: usize) -> Vec<Option<u32>> {
+    (0..targets.len())
+        .map(|i| (i % t + 1 < t).then(|| targets[i + 1]))
+        .collect()
+}
+// ANCHOR_END: mtp_targets
+
+impl Activations {
+    /// The terms the training objective adds to the main cross-entropy that
+    /// [`Gpt::forward_loss`] returns: each MoE block's sequence-wise balance loss, and
+    /// `λ` times the MTP depth's loss. [`Gpt::backward`] differentiates their sum.
+    pub fn auxiliary_loss(&self, cfg: &GptConfig) -> f32 {
+        let balance: f32 = self.layers.iter().map(|l| l.moe.balance_loss).sum();
+        let mtp = match (&self.mtp, &cfg.mtp) {
+            (Some(a), Some(m)) if self.has_loss => m.lambda * a.loss,
+            _ => 0.0,
+        };
+        let mtp_balance = self.mtp.as_ref().map_or(0.0, |a| a.block.moe.balance_loss);
+        balance + mtp + if self.has_loss { mtp_balance } else { 0.0 }
+    }
 }
 
 impl Activations {
@@ -91,6 +188,7 @@ impl Activations {
             losses: vec![0.0; n],
             has_loss: false,
             has_forward: false,
+            mtp: cfg.mtp.map(|_| MtpActs::new(cfg, b, t)),
             fwd: FwdScratch::new(cfg, n),
             bwd: BwdScratch::new(cfg, b, t),
             d_resid: vec![0.0; n * c],
@@ -126,7 +224,14 @@ impl Gpt {
         cfg.validate()?;
         params.check_shapes(&cfg, embedding_elsewhere)?;
         let rope = match cfg.positions {
-            Positions::Rope { theta } => Some(RopeTable::new(theta, cfg.head_dim(), cfg.context)),
+            Positions::Rope { theta } => Some(match &cfg.mla {
+                // MLA rotates only each head's last d_h^R numbers
+                Some(m) if m.rope_interleave => {
+                    RopeTable::interleaved(theta, m.qk_rope_head_dim, cfg.context)
+                }
+                Some(m) => RopeTable::new(theta, m.qk_rope_head_dim, cfg.context),
+                None => RopeTable::new(theta, cfg.head_dim(), cfg.context),
+            }),
             Positions::Learned => None,
         };
         Ok(Gpt {
@@ -248,12 +353,17 @@ impl Gpt {
     }
 
     pub(crate) fn attn_shape_of(&self, b: usize, t: usize) -> AttnShape {
+        let (head_dim, v_head_dim) = match &self.cfg.mla {
+            Some(m) => (m.qk_nope_head_dim + m.qk_rope_head_dim, m.v_head_dim),
+            None => (self.cfg.head_dim(), self.cfg.head_dim()),
+        };
         AttnShape {
             b,
             t,
             n_heads: self.cfg.n_heads,
             n_kv_heads: self.cfg.n_kv_heads,
-            head_dim: self.cfg.head_dim(),
+            head_dim,
+            v_head_dim,
         }
     }
 
@@ -288,7 +398,7 @@ impl Gpt {
             let (before, after) = a.resid.split_at_mut(l + 1);
             let (x, x_out) = (&before[l], &mut after[0]);
             self.block_forward(
-                l,
+                &p.blocks[l],
                 x,
                 x_out,
                 &mut a.layers[l],
@@ -326,8 +436,224 @@ impl Gpt {
         let v = self.cfg.vocab_size;
         let loss =
             cross_entropy_forward(&mut acts.probs, &mut acts.losses, &acts.logits, targets, v);
+        if self.params.mtp.is_some() {
+            self.mtp_forward(acts);
+        }
         acts.has_loss = true;
         Ok(loss)
+    }
+
+    // ANCHOR: mtp_forward
+    /// The MTP depth on the last forward (DeepSeek-V3 report, eqs. 21-25): at position `i`,
+    /// `h' = W_eh [enorm(Emb(t_{i+1})); hnorm(h_i)]` (`h_i` the main model's last hidden
+    /// state, `t_{i+1}` the main target), one block, a norm and the shared head predict
+    /// `t_{i+2}`, the next position's target. Each sequence's last position has no such
+    /// token: weight 0.
+    fn mtp_forward(&self, acts: &mut Activations) {
+        let (cfg, p) = (&self.cfg, &self.params);
+        let (Some(mp), Some(m)) = (&p.mtp, &cfg.mtp) else {
+            return;
+        };
+        let (b, t, c, v) = (acts.b, acts.t, cfg.d_model, cfg.vocab_size);
+        let shape = self.attn_shape_of(b, t);
+        let a = acts
+            .mtp
+            .as_mut()
+            .expect("Activations::new makes the MTP buffers");
+        a.inputs.copy_from_slice(&acts.targets);
+        let weight = if t > 1 {
+            m.lambda / (b * (t - 1)) as f32
+        } else {
+            0.0
+        };
+        for ((tgt, w), want) in a
+            .targets
+            .iter_mut()
+            .zip(&mut a.weights)
+            .zip(mtp_targets(&acts.targets, t))
+        {
+            (*tgt, *w) = match want {
+                Some(id) => (id, weight),
+                None => (0, 0.0),
+            };
+        }
+        self.embed(&mut a.emb, &a.inputs);
+        norm_forward(
+            cfg.norm,
+            &mp.enorm,
+            &mut a.en,
+            &mut a.en_mean,
+            &mut a.en_rstd,
+            &a.emb,
+            c,
+        );
+        let h = &acts.resid[cfg.n_layers];
+        norm_forward(
+            cfg.norm,
+            &mp.hnorm,
+            &mut a.hn,
+            &mut a.hn_mean,
+            &mut a.hn_rstd,
+            h,
+            c,
+        );
+        for ((row, e), hh) in a
+            .cat
+            .chunks_exact_mut(2 * c)
+            .zip(a.en.chunks_exact(c))
+            .zip(a.hn.chunks_exact(c))
+        {
+            row[..c].copy_from_slice(e);
+            row[c..].copy_from_slice(hh);
+        }
+        mp.eh_proj.forward(&mut a.x0, &a.cat);
+        self.block_forward(
+            &mp.block,
+            &a.x0,
+            &mut a.x1,
+            &mut a.block,
+            &mut acts.fwd,
+            KvSink::Keep,
+            shape,
+        );
+        norm_forward(
+            cfg.norm,
+            &mp.norm,
+            &mut a.xn,
+            &mut a.xn_mean,
+            &mut a.xn_rstd,
+            &a.x1,
+            c,
+        );
+        self.head_forward(&mut a.logits, &a.xn);
+        cross_entropy_forward(&mut a.probs, &mut a.losses, &a.logits, &a.targets, v);
+        let valid = b * t.saturating_sub(1);
+        a.loss = a
+            .losses
+            .iter()
+            .zip(&a.weights)
+            .filter(|(_, w)| **w > 0.0)
+            .map(|(l, _)| l)
+            .sum::<f32>()
+            / valid.max(1) as f32;
+    }
+    // ANCHOR_END: mtp_forward
+
+    /// Backward of [`Gpt::mtp_forward`]: `λ` times the mean loss on the token after next,
+    /// into the shared head, the MTP depth, the embedding rows of its inputs, and (through
+    /// `hnorm`) `acts.d_resid`, the gradient of the main model's last hidden state.
+    fn mtp_backward(&self, a: &mut Activations, grads: &mut Params) {
+        let (cfg, p) = (&self.cfg, &self.params);
+        let (Some(mp), Some(gm), Some(m)) = (&p.mtp, &mut grads.mtp, &mut a.mtp) else {
+            return;
+        };
+        let (n, c, v) = (a.b * a.t, cfg.d_model, cfg.vocab_size);
+        let shape = self.attn_shape_of(a.b, a.t);
+        let mut d_logits = vec![0.0; n * v];
+        cross_entropy_backward(&mut d_logits, &m.probs, &m.targets, &m.weights, v);
+        let mut d_xn = vec![0.0; n * c];
+        match (&p.lm_head, &mut grads.lm_head) {
+            (Some(head), Some(d_head)) => head.backward(&mut d_xn, d_head, &d_logits, &m.xn),
+            (None, None) if p.tok_emb.trainable => linear_backward(
+                &mut d_xn,
+                &mut grads.tok_emb,
+                &d_logits,
+                &m.xn,
+                &p.tok_emb,
+                n,
+                c,
+                v,
+            ),
+            (None, None) => linear_backward_input(&mut d_xn, &d_logits, &p.tok_emb, n, c, v),
+            _ => unreachable!("check_grads compared the tensors"),
+        }
+        let mut d_x = vec![0.0; n * c];
+        norm_backward(
+            &mp.norm,
+            &mut gm.norm,
+            &mut d_x,
+            &d_xn,
+            &m.x1,
+            &m.xn_mean,
+            &m.xn_rstd,
+            c,
+            &mut a.bwd.discard,
+        );
+        // through the depth's block: d_x becomes the gradient of its input
+        self.block_backward(
+            &mp.block,
+            &m.x0,
+            &m.block,
+            &mut gm.block,
+            &mut d_x,
+            &mut a.bwd,
+            shape,
+        );
+        let mut d_cat = vec![0.0; n * 2 * c];
+        mp.eh_proj
+            .backward(&mut d_cat, &mut gm.eh_proj, &d_x, &m.cat);
+        let (mut d_en, mut d_hn) = (vec![0.0; n * c], vec![0.0; n * c]);
+        for ((row, de), dh) in d_cat
+            .chunks_exact(2 * c)
+            .zip(d_en.chunks_exact_mut(c))
+            .zip(d_hn.chunks_exact_mut(c))
+        {
+            de.copy_from_slice(&row[..c]);
+            dh.copy_from_slice(&row[c..]);
+        }
+        let mut d_emb = vec![0.0; n * c];
+        norm_backward(
+            &mp.enorm,
+            &mut gm.enorm,
+            &mut d_emb,
+            &d_en,
+            &m.emb,
+            &m.en_mean,
+            &m.en_rstd,
+            c,
+            &mut a.bwd.discard,
+        );
+        if p.tok_emb.trainable {
+            embedding_backward(&mut grads.tok_emb, &d_emb, &m.inputs, c);
+        }
+        let h = &a.resid[cfg.n_layers];
+        norm_backward(
+            &mp.hnorm,
+            &mut gm.hnorm,
+            &mut a.d_resid,
+            &d_hn,
+            h,
+            &m.hn_mean,
+            &m.hn_rstd,
+            c,
+            &mut a.bwd.discard,
+        );
+    }
+
+    /// Auxiliary-loss-free balancing after a training step: each MoE block's bias moves by
+    /// `γ sign(mean load - load_i)` for the loads of the forward in `acts`
+    /// ([`super::params::MoeParams::update_bias`]). Nothing without an MoE or with `γ = 0`.
+    pub fn balance_experts(&mut self, acts: &Activations) {
+        let Some(m) = self.cfg.moe else {
+            return;
+        };
+        if m.bias_update_speed == 0.0 {
+            return;
+        }
+        let blocks = self.params.blocks.iter_mut().zip(&acts.layers);
+        let mtp = self
+            .params
+            .mtp
+            .as_deref_mut()
+            .zip(acts.mtp.as_ref())
+            .map(|(p, a)| (&mut p.block, &a.block));
+        for (blk, a) in blocks.chain(mtp) {
+            if let MlpParams::Moe(p) = &mut blk.mlp {
+                if a.moe.load.len() == m.n_routed {
+                    p.update_bias(&a.moe.load, m.bias_update_speed);
+                }
+            }
+        }
     }
 
     // ANCHOR: backward
@@ -396,9 +722,14 @@ impl Gpt {
             c,
             &mut a.bwd.discard,
         );
+        // after the final norm, which read the head's gradient from the scratch the MTP
+        // depth's backward reuses
+        if a.has_loss {
+            self.mtp_backward(a, grads);
+        }
         for l in (0..cfg.n_layers).rev() {
             self.block_backward(
-                l,
+                &p.blocks[l],
                 &a.resid[l],
                 &a.layers[l],
                 &mut grads.blocks[l],

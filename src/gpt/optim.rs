@@ -272,13 +272,13 @@ mod tests {
         ) = (4, 2, 1, 2, 1, 1);
         let mut g = Params::zeros(&cfg);
         g.tok_emb[0] = 3.0;
-        g.blocks[0].mlp.down_proj_mut().f32_mut()[1] = 4.0;
+        g.blocks[0].mlp.down_proj_mut().unwrap().f32_mut()[1] = 4.0;
         assert_eq!(clip_grad_norm(&mut g, 10.0), 5.0);
         assert_eq!(g.tok_emb[0], 3.0); // under the max: unchanged
         assert!((clip_grad_norm(&mut g, 1.0) - 5.0).abs() < 1e-6);
         assert!(
             (g.tok_emb[0] - 0.6).abs() < 1e-6
-                && (g.blocks[0].mlp.down_proj().f32()[1] - 0.8).abs() < 1e-6
+                && (g.blocks[0].mlp.down_proj().unwrap().f32()[1] - 0.8).abs() < 1e-6
         );
     }
 

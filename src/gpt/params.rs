@@ -8,7 +8,7 @@
 //! names and shapes of a checkpoint, the initialisation, averaging, clipping and AdamW.
 //! A gradient is a `Params` of the same structure whose frozen tensors hold no values.
 
-use super::config::{GptConfig, Mlp, Norm, Positions};
+use super::config::{GptConfig, MlaConfig, Mlp, MoeConfig, Norm, Positions};
 use super::linear::{Linear, Weight};
 use super::lora::{kaiming_bound, LoraAdapter};
 use crate::{Error, Result};
@@ -163,45 +163,262 @@ pub struct AttnParams {
     pub o_proj: Linear,
 }
 
-/// The MLP: GPT-2's `down(gelu(up x))` or Llama's `down(silu(gate x) * up x)`.
+/// Multi-head latent attention's projections, `(out, in)` (Hugging Face DeepSeek-V3's
+/// names): the query path, `W^DKV` and `W^KR` as one matrix, the latent's norm, `W^UK`
+/// and `W^UV` as one matrix, and the output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MlaParams {
+    pub q: MlaQuery,
+    /// `(d_c + d_h^R, C)`: the latent `c_kv` (first `d_c` rows) and the shared RoPE key.
+    pub kv_a_proj_with_mqa: Linear,
+    /// RMSNorm over `c_kv` (eps fixed at 1e-6, as in transformers).
+    pub kv_a_layernorm: NormParams,
+    /// `(H (d_h + d_v), d_c)`: per head, the key's `k^C` rows (`W^UK`), then the value's (`W^UV`).
+    pub kv_b_proj: Linear,
+    /// `(C, H d_v)`.
+    pub o_proj: Linear,
+}
+
+/// Where MLA's queries come from.
+// one per block, inside an already boxed MlaParams: boxing the larger variant would buy
+// only an indirection
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum MlaQuery {
+    /// `q = W^Q h`, `(H (d_h + d_h^R), C)` (`q_lora_rank` null).
+    Direct { q_proj: Linear },
+    /// `c_q = RMSNorm(W^DQ h)`, `q = W^UQ c_q` (with `W^QR` in the same rows).
+    Latent {
+        /// `(d_c', C)`
+        q_a_proj: Linear,
+        q_a_layernorm: NormParams,
+        /// `(H (d_h + d_h^R), d_c')`
+        q_b_proj: Linear,
+    },
+}
+
+/// A block's attention: multi-head (grouped-query) or latent.
+// the latent variant is boxed (it is the larger); the multi-head one, which every chapter
+// before 9 reads, is not, so that its fields stay one step away
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attention {
+    Mha(AttnParams),
+    Mla(Box<MlaParams>),
+}
+
+impl Attention {
+    /// The multi-head projections, if this is multi-head attention.
+    pub fn mha(&self) -> Option<&AttnParams> {
+        match self {
+            Attention::Mha(a) => Some(a),
+            Attention::Mla(_) => None,
+        }
+    }
+    /// [`Attention::mha`], to change.
+    pub fn mha_mut(&mut self) -> Option<&mut AttnParams> {
+        match self {
+            Attention::Mha(a) => Some(a),
+            Attention::Mla(_) => None,
+        }
+    }
+    /// The projection back to the residual stream, which both kinds end with.
+    pub fn o_proj(&self) -> &Linear {
+        match self {
+            Attention::Mha(a) => &a.o_proj,
+            Attention::Mla(m) => &m.o_proj,
+        }
+    }
+    /// [`Attention::o_proj`], to change.
+    pub fn o_proj_mut(&mut self) -> &mut Linear {
+        match self {
+            Attention::Mha(a) => &mut a.o_proj,
+            Attention::Mla(m) => &mut m.o_proj,
+        }
+    }
+}
+
+/// One SwiGLU expert, `down(silu(gate x) * up x)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expert {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl Expert {
+    fn zeros(c: usize, f: usize) -> Self {
+        Expert {
+            gate_proj: Linear::zeros(c, f),
+            up_proj: Linear::zeros(c, f),
+            down_proj: Linear::zeros(f, c),
+        }
+    }
+}
+
+/// DeepSeekMoE's parameters: the router and its balancing bias, the routed experts and
+/// the shared one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MoeParams {
+    /// `e_i`, one row per routed expert, `(N_r, C)` (`mlp.gate.weight`).
+    pub router: Tensor,
+    /// `b_i`, `(N_r,)` (`mlp.gate.e_score_correction_bias`): moved by the balancing rule,
+    /// never by a gradient, so always frozen.
+    pub bias: Tensor,
+    pub experts: Vec<Expert>,
+    /// The `N_s` shared experts as one SwiGLU of width `N_s d_expert`.
+    pub shared: Option<Expert>,
+}
+
+impl MoeParams {
+    /// All zeros for `m` over rows of width `c`; the bias frozen.
+    pub fn zeros(m: &MoeConfig, c: usize) -> Self {
+        let mut bias = Tensor::zeros(&[m.n_routed]);
+        bias.trainable = false;
+        MoeParams {
+            router: Tensor::zeros(&[m.n_routed, c]),
+            bias,
+            experts: (0..m.n_routed)
+                .map(|_| Expert::zeros(c, m.d_expert))
+                .collect(),
+            shared: (m.n_shared > 0).then(|| Expert::zeros(c, m.n_shared * m.d_expert)),
+        }
+    }
+}
+
+impl MlaParams {
+    /// All zeros for `m` in a model of width `c` with `h` heads.
+    pub fn zeros(m: &MlaConfig, c: usize, h: usize) -> Self {
+        let qk = m.qk_nope_head_dim + m.qk_rope_head_dim;
+        let rms = |w| NormParams::zeros(Norm::RmsNorm { eps: MLA_NORM_EPS }, w);
+        MlaParams {
+            q: match m.q_lora_rank {
+                None => MlaQuery::Direct {
+                    q_proj: Linear::zeros(c, h * qk),
+                },
+                Some(r) => MlaQuery::Latent {
+                    q_a_proj: Linear::zeros(c, r),
+                    q_a_layernorm: rms(r),
+                    q_b_proj: Linear::zeros(r, h * qk),
+                },
+            },
+            kv_a_proj_with_mqa: Linear::zeros(c, m.kv_lora_rank + m.qk_rope_head_dim),
+            kv_a_layernorm: rms(m.kv_lora_rank),
+            kv_b_proj: Linear::zeros(m.kv_lora_rank, h * (m.qk_nope_head_dim + m.v_head_dim)),
+            o_proj: Linear::zeros(h * m.v_head_dim, c),
+        }
+    }
+}
+
+/// Whether the tensor of that name is a buffer that no gradient moves: DeepSeekMoE's
+/// balancing bias. It stays frozen whatever [`Params::set_trainable`] is asked.
+pub fn is_buffer(name: &str) -> bool {
+    name.ends_with("mlp.gate.e_score_correction_bias")
+}
+
+/// The eps of MLA's two latent norms: transformers gives them the class default 1e-6,
+/// whatever `rms_norm_eps` says.
+pub const MLA_NORM_EPS: f32 = 1e-6;
+
+/// The MLP: GPT-2's `down(gelu(up x))` or Llama's `down(silu(gate x) * up x)`, or
+/// DeepSeekMoE.
 // SwiGLU's third projection makes its variant larger; one MLP per block, so boxing
 // would buy nothing but an indirection in every block's code.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum MlpParams {
     /// `up (d_ff, C)`, `down (C, d_ff)`.
-    Gelu { up_proj: Linear, down_proj: Linear },
+    Gelu {
+        up_proj: Linear,
+        down_proj: Linear,
+    },
     /// `gate (d_ff, C)`, `up (d_ff, C)`, `down (C, d_ff)`.
     SwiGlu {
         gate_proj: Linear,
         up_proj: Linear,
         down_proj: Linear,
     },
+    Moe(Box<MoeParams>),
 }
 
 impl MlpParams {
-    /// The projection back to the residual stream, which both kinds end with.
-    pub fn down_proj(&self) -> &Linear {
+    /// The projection back to the residual stream of a dense MLP (an MoE has one per
+    /// expert: `None`).
+    pub fn down_proj(&self) -> Option<&Linear> {
         match self {
-            MlpParams::Gelu { down_proj, .. } | MlpParams::SwiGlu { down_proj, .. } => down_proj,
+            MlpParams::Gelu { down_proj, .. } | MlpParams::SwiGlu { down_proj, .. } => {
+                Some(down_proj)
+            }
+            MlpParams::Moe(_) => None,
         }
     }
 
     /// The down projection, to change.
-    pub fn down_proj_mut(&mut self) -> &mut Linear {
+    pub fn down_proj_mut(&mut self) -> Option<&mut Linear> {
         match self {
-            MlpParams::Gelu { down_proj, .. } | MlpParams::SwiGlu { down_proj, .. } => down_proj,
+            MlpParams::Gelu { down_proj, .. } | MlpParams::SwiGlu { down_proj, .. } => {
+                Some(down_proj)
+            }
+            MlpParams::Moe(_) => None,
         }
     }
+}
+
+/// The multi-token-prediction depth: `h' = eh_proj [enorm(Emb(t_{i+1})); hnorm(h_i)]`,
+/// one block, a norm, and the main model's head (Hugging Face names, at layer index `L`
+/// as in DeepSeek-V3's checkpoint).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MtpParams {
+    pub enorm: NormParams,
+    pub hnorm: NormParams,
+    /// `(C, 2C)`
+    pub eh_proj: Linear,
+    pub block: BlockParams,
+    /// `shared_head.norm`, before the shared head.
+    pub norm: NormParams,
 }
 
 /// One transformer block's parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockParams {
     pub attn_norm: NormParams,
-    pub attn: AttnParams,
+    pub attn: Attention,
     pub mlp_norm: NormParams,
     pub mlp: MlpParams,
+}
+
+impl BlockParams {
+    /// All-zero parameters of block `l` of `cfg` (its kind of attention and MLP).
+    pub fn zeros(cfg: &GptConfig, l: usize) -> Self {
+        let (c, f, kv) = (cfg.d_model, cfg.d_ff, cfg.kv_dim());
+        BlockParams {
+            attn_norm: NormParams::zeros(cfg.norm, c),
+            attn: match &cfg.mla {
+                None => Attention::Mha(AttnParams {
+                    q_proj: Linear::zeros(c, c),
+                    k_proj: Linear::zeros(c, kv),
+                    v_proj: Linear::zeros(c, kv),
+                    o_proj: Linear::zeros(c, c),
+                }),
+                Some(m) => Attention::Mla(Box::new(MlaParams::zeros(m, c, cfg.n_heads))),
+            },
+            mlp_norm: NormParams::zeros(cfg.norm, c),
+            mlp: match (cfg.mlp, &cfg.moe) {
+                (_, Some(m)) if cfg.is_moe_layer(l) => {
+                    MlpParams::Moe(Box::new(MoeParams::zeros(m, c)))
+                }
+                (Mlp::Gelu, _) => MlpParams::Gelu {
+                    up_proj: Linear::zeros(c, f),
+                    down_proj: Linear::zeros(f, c),
+                },
+                (Mlp::SwiGlu, _) => MlpParams::SwiGlu {
+                    gate_proj: Linear::zeros(c, f),
+                    up_proj: Linear::zeros(c, f),
+                    down_proj: Linear::zeros(f, c),
+                },
+            },
+        }
+    }
 }
 
 /// All the parameters (and, in the same structure, all the gradients).
@@ -215,6 +432,8 @@ pub struct Params {
     pub final_norm: NormParams,
     /// `(V, C)`; `None` when the head is tied to `tok_emb`.
     pub lm_head: Option<Linear>,
+    /// The multi-token-prediction depth, when the config has one.
+    pub mtp: Option<Box<MtpParams>>,
 }
 
 /// Visits every tensor of a `Params`, by shared or by mutable reference: the one walk that
@@ -268,30 +487,78 @@ macro_rules! walk {
         if let Some(wpe) = & $($m)? p.pos_emb {
             tensor("model.embed_positions.weight".into(), true, normal, wpe);
         }
+        macro_rules! block {
+            ($at:expr, $b:expr) => {{
+                let at = $at;
+                let b = $b;
+                norm!(at("input_layernorm"), & $($m)? b.attn_norm);
+                match & $($m)? b.attn {
+                    Attention::Mha(a) => {
+                        linear!(at("self_attn.q_proj"), a.q_proj, normal);
+                        linear!(at("self_attn.k_proj"), a.k_proj, normal);
+                        linear!(at("self_attn.v_proj"), a.v_proj, normal);
+                        // the two projections that write into the residual stream start smaller
+                        linear!(at("self_attn.o_proj"), a.o_proj, Init::Normal { std: resid_std });
+                    }
+                    Attention::Mla(a) => {
+                        match & $($m)? a.q {
+                            MlaQuery::Direct { q_proj } => linear!(at("self_attn.q_proj"), *q_proj, normal),
+                            MlaQuery::Latent { q_a_proj, q_a_layernorm, q_b_proj } => {
+                                linear!(at("self_attn.q_a_proj"), *q_a_proj, normal);
+                                norm!(at("self_attn.q_a_layernorm"), q_a_layernorm);
+                                linear!(at("self_attn.q_b_proj"), *q_b_proj, normal);
+                            }
+                        }
+                        linear!(at("self_attn.kv_a_proj_with_mqa"), a.kv_a_proj_with_mqa, normal);
+                        norm!(at("self_attn.kv_a_layernorm"), & $($m)? a.kv_a_layernorm);
+                        linear!(at("self_attn.kv_b_proj"), a.kv_b_proj, normal);
+                        linear!(at("self_attn.o_proj"), a.o_proj, Init::Normal { std: resid_std });
+                    }
+                }
+                norm!(at("post_attention_layernorm"), & $($m)? b.mlp_norm);
+                match & $($m)? b.mlp {
+                    MlpParams::Gelu { up_proj, down_proj } => {
+                        linear!(at("mlp.up_proj"), *up_proj, normal);
+                        linear!(at("mlp.down_proj"), *down_proj, Init::Normal { std: resid_std });
+                    }
+                    MlpParams::SwiGlu { gate_proj, up_proj, down_proj } => {
+                        linear!(at("mlp.gate_proj"), *gate_proj, normal);
+                        linear!(at("mlp.up_proj"), *up_proj, normal);
+                        linear!(at("mlp.down_proj"), *down_proj, Init::Normal { std: resid_std });
+                    }
+                    MlpParams::Moe(moe) => {
+                        tensor(at("mlp.gate.weight"), true, normal, & $($m)? moe.router);
+                        tensor(at("mlp.gate.e_score_correction_bias"), false, Init::Zeros, & $($m)? moe.bias);
+                        for (e, x) in (& $($m)? moe.experts).into_iter().enumerate() {
+                            linear!(at(&format!("mlp.experts.{e}.gate_proj")), x.gate_proj, normal);
+                            linear!(at(&format!("mlp.experts.{e}.up_proj")), x.up_proj, normal);
+                            linear!(at(&format!("mlp.experts.{e}.down_proj")), x.down_proj, Init::Normal { std: resid_std });
+                        }
+                        if let Some(x) = & $($m)? moe.shared {
+                            linear!(at("mlp.shared_experts.gate_proj"), x.gate_proj, normal);
+                            linear!(at("mlp.shared_experts.up_proj"), x.up_proj, normal);
+                            linear!(at("mlp.shared_experts.down_proj"), x.down_proj, Init::Normal { std: resid_std });
+                        }
+                    }
+                }
+            }};
+        }
+        let n_layers = p.blocks.len();
         for (l, b) in (& $($m)? p.blocks).into_iter().enumerate() {
-            let at = |s: &str| format!("model.layers.{l}.{s}");
-            norm!(at("input_layernorm"), & $($m)? b.attn_norm);
-            linear!(at("self_attn.q_proj"), b.attn.q_proj, normal);
-            linear!(at("self_attn.k_proj"), b.attn.k_proj, normal);
-            linear!(at("self_attn.v_proj"), b.attn.v_proj, normal);
-            // the two projections that write into the residual stream start smaller
-            linear!(at("self_attn.o_proj"), b.attn.o_proj, Init::Normal { std: resid_std });
-            norm!(at("post_attention_layernorm"), & $($m)? b.mlp_norm);
-            match & $($m)? b.mlp {
-                MlpParams::Gelu { up_proj, down_proj } => {
-                    linear!(at("mlp.up_proj"), *up_proj, normal);
-                    linear!(at("mlp.down_proj"), *down_proj, Init::Normal { std: resid_std });
-                }
-                MlpParams::SwiGlu { gate_proj, up_proj, down_proj } => {
-                    linear!(at("mlp.gate_proj"), *gate_proj, normal);
-                    linear!(at("mlp.up_proj"), *up_proj, normal);
-                    linear!(at("mlp.down_proj"), *down_proj, Init::Normal { std: resid_std });
-                }
-            }
+            block!(|s: &str| format!("model.layers.{l}.{s}"), b);
         }
         norm!("model.norm", & $($m)? p.final_norm);
         if let Some(head) = & $($m)? p.lm_head {
             linear!("lm_head", *head, normal);
+        }
+        // DeepSeek-V3 stores its MTP depth as the layer after the last
+        if let Some(mtp) = & $($m)? p.mtp {
+            let at = |s: &str| format!("model.layers.{n_layers}.{s}");
+            norm!(at("enorm"), & $($m)? mtp.enorm);
+            norm!(at("hnorm"), & $($m)? mtp.hnorm);
+            linear!(at("eh_proj"), mtp.eh_proj, normal);
+            block!(at, & $($m)? mtp.block);
+            norm!(at("shared_head.norm"), & $($m)? mtp.norm);
         }
         // ANCHOR_END: names
     }};
@@ -301,30 +568,70 @@ macro_rules! walk {
 /// and [`Params::visit_linears_mut`] (`mut` or not, as `walk!` does for tensors).
 macro_rules! walk_linears {
     ($params:expr, $f:ident $(, $m:tt)?) => {
+        macro_rules! block_linears {
+            ($at:expr, $b:expr) => {{
+                let at = $at;
+                let b = $b;
+                match & $($m)? b.attn {
+                    Attention::Mha(a) => {
+                        $f(&at("self_attn.q_proj"), & $($m)? a.q_proj);
+                        $f(&at("self_attn.k_proj"), & $($m)? a.k_proj);
+                        $f(&at("self_attn.v_proj"), & $($m)? a.v_proj);
+                        $f(&at("self_attn.o_proj"), & $($m)? a.o_proj);
+                    }
+                    Attention::Mla(a) => {
+                        match & $($m)? a.q {
+                            MlaQuery::Direct { q_proj } => $f(&at("self_attn.q_proj"), q_proj),
+                            MlaQuery::Latent { q_a_proj, q_b_proj, .. } => {
+                                $f(&at("self_attn.q_a_proj"), q_a_proj);
+                                $f(&at("self_attn.q_b_proj"), q_b_proj);
+                            }
+                        }
+                        $f(&at("self_attn.kv_a_proj_with_mqa"), & $($m)? a.kv_a_proj_with_mqa);
+                        $f(&at("self_attn.kv_b_proj"), & $($m)? a.kv_b_proj);
+                        $f(&at("self_attn.o_proj"), & $($m)? a.o_proj);
+                    }
+                }
+                match & $($m)? b.mlp {
+                    MlpParams::Gelu { up_proj, down_proj } => {
+                        $f(&at("mlp.up_proj"), up_proj);
+                        $f(&at("mlp.down_proj"), down_proj);
+                    }
+                    MlpParams::SwiGlu {
+                        gate_proj,
+                        up_proj,
+                        down_proj,
+                    } => {
+                        $f(&at("mlp.gate_proj"), gate_proj);
+                        $f(&at("mlp.up_proj"), up_proj);
+                        $f(&at("mlp.down_proj"), down_proj);
+                    }
+                    MlpParams::Moe(moe) => {
+                        for (e, x) in (& $($m)? moe.experts).into_iter().enumerate() {
+                            $f(&at(&format!("mlp.experts.{e}.gate_proj")), & $($m)? x.gate_proj);
+                            $f(&at(&format!("mlp.experts.{e}.up_proj")), & $($m)? x.up_proj);
+                            $f(&at(&format!("mlp.experts.{e}.down_proj")), & $($m)? x.down_proj);
+                        }
+                        if let Some(x) = & $($m)? moe.shared {
+                            $f(&at("mlp.shared_experts.gate_proj"), & $($m)? x.gate_proj);
+                            $f(&at("mlp.shared_experts.up_proj"), & $($m)? x.up_proj);
+                            $f(&at("mlp.shared_experts.down_proj"), & $($m)? x.down_proj);
+                        }
+                    }
+                }
+            }};
+        }
+        let n_layers = $params.blocks.len();
         for (l, b) in (& $($m)? $params.blocks).into_iter().enumerate() {
-            let at = |s: &str| format!("model.layers.{l}.{s}");
-            $f(&at("self_attn.q_proj"), & $($m)? b.attn.q_proj);
-            $f(&at("self_attn.k_proj"), & $($m)? b.attn.k_proj);
-            $f(&at("self_attn.v_proj"), & $($m)? b.attn.v_proj);
-            $f(&at("self_attn.o_proj"), & $($m)? b.attn.o_proj);
-            match & $($m)? b.mlp {
-                MlpParams::Gelu { up_proj, down_proj } => {
-                    $f(&at("mlp.up_proj"), up_proj);
-                    $f(&at("mlp.down_proj"), down_proj);
-                }
-                MlpParams::SwiGlu {
-                    gate_proj,
-                    up_proj,
-                    down_proj,
-                } => {
-                    $f(&at("mlp.gate_proj"), gate_proj);
-                    $f(&at("mlp.up_proj"), up_proj);
-                    $f(&at("mlp.down_proj"), down_proj);
-                }
-            }
+            block_linears!(|s: &str| format!("model.layers.{l}.{s}"), b);
         }
         if let Some(head) = & $($m)? $params.lm_head {
             $f("lm_head", head);
+        }
+        if let Some(mtp) = & $($m)? $params.mtp {
+            let at = |s: &str| format!("model.layers.{n_layers}.{s}");
+            $f(&at("eh_proj"), & $($m)? mtp.eh_proj);
+            block_linears!(at, & $($m)? mtp.block);
         }
     };
 }
@@ -332,35 +639,26 @@ macro_rules! walk_linears {
 impl Params {
     /// All-zero parameters (or gradients) for `cfg`, every tensor trainable.
     pub fn zeros(cfg: &GptConfig) -> Self {
-        let (c, f, v, kv) = (cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.kv_dim());
-        let block = || BlockParams {
-            attn_norm: NormParams::zeros(cfg.norm, c),
-            attn: AttnParams {
-                q_proj: Linear::zeros(c, c),
-                k_proj: Linear::zeros(c, kv),
-                v_proj: Linear::zeros(c, kv),
-                o_proj: Linear::zeros(c, c),
-            },
-            mlp_norm: NormParams::zeros(cfg.norm, c),
-            mlp: match cfg.mlp {
-                Mlp::Gelu => MlpParams::Gelu {
-                    up_proj: Linear::zeros(c, f),
-                    down_proj: Linear::zeros(f, c),
-                },
-                Mlp::SwiGlu => MlpParams::SwiGlu {
-                    gate_proj: Linear::zeros(c, f),
-                    up_proj: Linear::zeros(c, f),
-                    down_proj: Linear::zeros(f, c),
-                },
-            },
-        };
+        let (c, v) = (cfg.d_model, cfg.vocab_size);
         Params {
             tok_emb: Tensor::zeros(&[v, c]),
             pos_emb: (cfg.positions == Positions::Learned)
                 .then(|| Tensor::zeros(&[cfg.context, c])),
-            blocks: (0..cfg.n_layers).map(|_| block()).collect(),
+            blocks: (0..cfg.n_layers)
+                .map(|l| BlockParams::zeros(cfg, l))
+                .collect(),
             final_norm: NormParams::zeros(cfg.norm, c),
             lm_head: (!cfg.tied_head).then(|| Linear::zeros(c, v)),
+            mtp: cfg.mtp.map(|_| {
+                Box::new(MtpParams {
+                    enorm: NormParams::zeros(cfg.norm, c),
+                    hnorm: NormParams::zeros(cfg.norm, c),
+                    eh_proj: Linear::zeros(2 * c, c),
+                    // the depth's block is built like the last block of the model
+                    block: BlockParams::zeros(cfg, cfg.n_layers.saturating_sub(1)),
+                    norm: NormParams::zeros(cfg.norm, c),
+                })
+            }),
         }
     }
 
@@ -447,7 +745,7 @@ impl Params {
     pub fn set_trainable(&mut self, keep: impl Fn(&str) -> bool) -> usize {
         let mut n = 0;
         self.visit_mut(|spec, t| {
-            t.trainable = keep(&spec.name);
+            t.trainable = keep(&spec.name) && !is_buffer(&spec.name);
             n += if t.trainable { t.len() } else { 0 };
         });
         n

@@ -37,6 +37,9 @@ pub struct RopeTable {
     pub cos: Vec<f32>,
     /// `sin(pos * inv_freq[i])`, shape `(context, hs/2)`.
     pub sin: Vec<f32>,
+    /// Pair `i` is `(x[2i], x[2i+1])` (DeepSeek's weights, Meta's original code) instead
+    /// of `(x[i], x[i + hs/2])` (Hugging Face Llama).
+    pub interleaved: bool,
 }
 
 // ANCHOR: rope_table
@@ -63,7 +66,53 @@ impl RopeTable {
                 sin.push((angle as f64).sin() as f32);
             }
         }
-        RopeTable { head_dim, cos, sin }
+        RopeTable {
+            head_dim,
+            cos,
+            sin,
+            interleaved: false,
+        }
+    }
+
+    /// [`RopeTable::new`] with pairs of neighbours, `(x[2i], x[2i+1])`: the same angles.
+    pub fn interleaved(theta: f32, head_dim: usize, context: usize) -> Self {
+        RopeTable {
+            interleaved: true,
+            ..RopeTable::new(theta, head_dim, context)
+        }
+    }
+
+    /// The two indices of pair `i` in a head of this table's width.
+    #[inline]
+    pub fn pair(&self, i: usize) -> (usize, usize) {
+        if self.interleaved {
+            (2 * i, 2 * i + 1)
+        } else {
+            (i, i + self.head_dim / 2)
+        }
+    }
+
+    /// Rotates one head vector `x` (`hs` wide) in place by the angles of position `pos`,
+    /// or back (`inverse`, the backward: `R(-angle)`).
+    pub fn rotate_one(&self, x: &mut [f32], pos: usize, inverse: bool) {
+        let half = self.head_dim / 2;
+        assert_eq!(
+            x.len(),
+            self.head_dim,
+            "rotate_one: a head of {} values",
+            self.head_dim
+        );
+        let sign = if inverse { -1.0 } else { 1.0 };
+        let (cos, sin) = (
+            &self.cos[pos * half..][..half],
+            &self.sin[pos * half..][..half],
+        );
+        for i in 0..half {
+            let (a, b) = self.pair(i);
+            let (x1, x2, c, s) = (x[a], x[b], cos[i], sign * sin[i]);
+            x[a] = x1 * c - x2 * s;
+            x[b] = x2 * c + x1 * s;
+        }
     }
 
     /// Longest sequence the table covers.
@@ -141,15 +190,16 @@ fn rotate(
         vectorized(|| {
             for (o, x) in o_row.chunks_exact_mut(hs).zip(x_row.chunks_exact(hs)) {
                 for i in 0..half {
-                    let (x1, x2) = (x[i], x[i + half]);
+                    let (a, b) = table.pair(i);
+                    let (x1, x2) = (x[a], x[b]);
                     let (c, s) = (cos[i], sign * sin[i]);
                     let (y1, y2) = (x1 * c - x2 * s, x2 * c + x1 * s);
                     if accumulate {
-                        o[i] += y1;
-                        o[i + half] += y2;
+                        o[a] += y1;
+                        o[b] += y2;
                     } else {
-                        o[i] = y1;
-                        o[i + half] = y2;
+                        o[a] = y1;
+                        o[b] = y2;
                     }
                 }
             }

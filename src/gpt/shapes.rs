@@ -60,6 +60,7 @@ mod tests {
             n_heads: 2,
             n_kv_heads: 2,
             head_dim: 2,
+            v_head_dim: 2,
         };
         let (mut y, mut att) = (vec![0.0; 8], vec![0.0; 8]);
         attention_forward(&mut y, &mut att, &[0.0; 8], &[0.0; 4], &[0.0; 8], shape);

@@ -176,27 +176,41 @@ pub struct ToyWorldRun {
     pub tokens_per_s: f64,
 }
 
-/// Trains `config.model` on the toy world and scores it, the best modified Kneser-Ney
-/// n-gram model (orders 2 to 5) and the grammar on the same test sentences. `on_step` sees
-/// every step (for a progress bar).
-pub fn toy_world_run(
-    config: &ToyWorldConfig,
-    mut on_step: impl FnMut(&StepLog) + Send,
-) -> Result<ToyWorldRun> {
+/// The toy world's corpora for a run: the sentences, the word vocabulary of the training
+/// sentences, and each corpus as ids.
+pub struct ToyWorldData {
+    pub train: Vec<GeneratedSentence>,
+    pub heldout: Vec<GeneratedSentence>,
+    pub test: Vec<GeneratedSentence>,
+    pub vocab: WordVocab,
+    pub train_ids: Vec<u32>,
+    pub held_ids: Vec<u32>,
+    pub test_ids: Vec<u32>,
+}
+
+/// The corpora `config` names.
+pub fn toy_world_data(config: &ToyWorldConfig) -> ToyWorldData {
     let grammar = Grammar::toy_world();
     let [train, heldout, test] =
         [config.train, config.heldout, config.test].map(|(n, seed)| grammar.generate(n, seed));
     let vocab = WordVocab::new(&train);
-    let (train_ids, held_ids, test_ids) = (
-        vocab.encode(&train),
-        vocab.encode(&heldout),
-        vocab.encode(&test),
-    );
-    let mut cfg = config.model.clone();
-    cfg.vocab_size = vocab.len();
-    let train_config = TrainConfig {
+    ToyWorldData {
+        train_ids: vocab.encode(&train),
+        held_ids: vocab.encode(&heldout),
+        test_ids: vocab.encode(&test),
+        train,
+        heldout,
+        test,
+        vocab,
+    }
+}
+
+/// The run's training settings: AdamW at `config.lr` with a 5% warmup and a cosine decay
+/// to a tenth, gradients clipped at 1.
+pub fn toy_world_train_config(config: &ToyWorldConfig) -> TrainConfig {
+    TrainConfig {
         batch: config.batch,
-        seq_len: cfg.context,
+        seq_len: config.model.context,
         schedule: LrSchedule {
             max_lr: config.lr,
             min_lr: config.lr / 10.0,
@@ -208,7 +222,28 @@ pub fn toy_world_run(
         adamw: AdamWConfig::default(),
         clip: Some(1.0),
         seed: config.seed,
-    };
+    }
+}
+
+/// Trains `config.model` on the toy world and scores it, the best modified Kneser-Ney
+/// n-gram model (orders 2 to 5) and the grammar on the same test sentences. `on_step` sees
+/// every step (for a progress bar).
+pub fn toy_world_run(
+    config: &ToyWorldConfig,
+    mut on_step: impl FnMut(&StepLog) + Send,
+) -> Result<ToyWorldRun> {
+    let ToyWorldData {
+        train,
+        heldout,
+        test,
+        vocab,
+        train_ids,
+        held_ids,
+        test_ids,
+    } = toy_world_data(config);
+    let mut cfg = config.model.clone();
+    cfg.vocab_size = vocab.len();
+    let train_config = toy_world_train_config(config);
     // the held-out sentences are a corpus of their own, not the end of the training ids
     let run_config = RunConfig {
         model: cfg,

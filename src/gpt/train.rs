@@ -123,6 +123,20 @@ impl Trainer {
         grads * std::mem::size_of::<f32>() + self.opt.bytes()
     }
 
+    /// How many tokens each routed expert of each MoE block (the MTP depth's last)
+    /// received in the last step's forward: what auxiliary-loss-free balancing evens out.
+    /// Empty without an MoE.
+    pub fn expert_loads(&self) -> Vec<Vec<usize>> {
+        let mtp = self.acts.mtp.as_ref().map(|m| &m.block);
+        self.acts
+            .layers
+            .iter()
+            .chain(mtp)
+            .filter(|a| !a.moe.load.is_empty())
+            .map(|a| a.moe.load.clone())
+            .collect()
+    }
+
     /// How far the window sampler has read in its random stream.
     pub fn sampler_position(&self) -> u128 {
         self.rng.get_word_pos()
@@ -175,6 +189,7 @@ impl Trainer {
         };
         let lr = self.config.schedule.lr(self.step);
         self.opt.step(&mut model.params, &self.grads, lr);
+        model.balance_experts(&self.acts);
         self.step += 1;
         Ok(StepLog {
             step: self.step - 1,
@@ -276,6 +291,7 @@ impl Trainer {
         let grad_norm = clip_grad_norm(&mut self.grads, self.config.clip.unwrap_or(f32::INFINITY));
         let lr = self.config.schedule.lr(self.step);
         self.opt.step(&mut model.params, &self.grads, lr);
+        model.balance_experts(&self.acts);
         self.step += 1;
         Ok(StepLog {
             step: self.step - 1,

@@ -31,15 +31,38 @@ use crate::bpe::PatternArg;
 use crate::quant::{load_model_or_gguf, tokens_at};
 use crate::{say, CliResult};
 
+/// How large an added MoE is.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum MoeSize {
+    /// As many active parameters per token as the dense MLP (1 shared + 2 of 8 routed of 115)
+    Active,
+    /// As many parameters in all as the dense MLP (9 experts of 38)
+    Total,
+}
+
 // parsed once at start-up: the size of a variant does not matter
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum GptCommand {
     /// Train a model on a text file and save it in the Hugging Face layout
     Train {
-        /// gpt2-tiny or llama-tiny
+        /// gpt2-tiny, llama-tiny or deepseek-tiny (llama-tiny with MLA, DeepSeekMoE and MTP)
         #[arg(long, default_value = "llama-tiny", value_name = "NAME")]
         preset: String,
+        /// Add DeepSeek's multi-head latent attention to the preset (every head its own
+        /// key and value)
+        #[arg(long)]
+        mla: bool,
+        /// Add DeepSeekMoE to the preset, with as many active parameters per token as its
+        /// dense MLP (`active`) or as many in all (`total`)
+        #[arg(long, value_enum, value_name = "EQUAL")]
+        moe: Option<MoeSize>,
+        /// Add one multi-token-prediction depth (λ = 0.3) to the preset
+        #[arg(long)]
+        mtp: bool,
+        /// γ of auxiliary-loss-free expert balancing (default: the preset's, 0.001; 0: off)
+        #[arg(long, value_name = "G")]
+        bias_update_speed: Option<f32>,
         /// Training text (UTF-8)
         #[arg(long, value_name = "FILE")]
         corpus: PathBuf,
@@ -122,6 +145,7 @@ pub enum GptCommand {
         /// --tokenizer: the model and training settings are the checkpoint's
         #[arg(long, value_name = "DIR", conflicts_with_all = [
             "preset", "context", "d_model", "layers", "heads", "kv_heads", "d_ff", "lr",
+            "mla", "moe", "mtp", "bias_update_speed",
             "min_lr", "warmup", "weight_decay", "clip", "seed", "held_out", "batch",
         ])]
         resume: Option<PathBuf>,
@@ -317,6 +341,10 @@ pub fn run(cmd: GptCommand) -> CliResult {
     match cmd {
         GptCommand::Train {
             preset,
+            mla,
+            moe,
+            mtp,
+            bias_update_speed,
             corpus,
             tokenizer,
             pattern,
@@ -388,9 +416,30 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 None => {
                     let steps = steps.unwrap_or(1000);
                     let mut cfg = GptConfig::preset(&preset)?;
+                    if mla {
+                        cfg.mla = Some(GptConfig::mla_tiny());
+                        cfg.n_kv_heads = cfg.n_heads;
+                    }
+                    match moe {
+                        Some(MoeSize::Active) => cfg.moe = Some(GptConfig::moe_tiny()),
+                        Some(MoeSize::Total) => cfg.moe = Some(GptConfig::moe_tiny_equal_total()),
+                        None => {}
+                    }
+                    if mtp {
+                        cfg.mtp = Some(GptConfig::mtp_tiny());
+                    }
+                    if let (Some(g), Some(m)) = (bias_update_speed, cfg.moe.as_mut()) {
+                        m.bias_update_speed = g;
+                    } else if bias_update_speed.is_some() {
+                        return Err(Error::InvalidArgument(
+                            "--bias-update-speed balances experts: the model has no MoE (add --moe)"
+                                .into(),
+                        )
+                        .into());
+                    }
                     if let Some(h) = heads {
                         cfg.n_heads = h;
-                        if kv_heads.is_none() && cfg.n_kv_heads > h {
+                        if kv_heads.is_none() && (cfg.n_kv_heads > h || cfg.mla.is_some()) {
                             cfg.n_kv_heads = h;
                         }
                     }
@@ -466,22 +515,57 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 cfg.positions,
                 cfg.mlp,
             ))?;
+            if let Some(m) = &cfg.mla {
+                say(format!("MLA: {m:?}"))?;
+            }
+            if let Some(m) = &cfg.moe {
+                say(format!(
+                    "DeepSeekMoE from block {}: {} shared + {} of {} routed experts of width {}, γ {}, α {}",
+                    m.first_dense, m.n_shared, m.top_k, m.n_routed, m.d_expert,
+                    m.bias_update_speed, m.seq_aux_alpha
+                ))?;
+            }
+            if let Some(m) = &cfg.mtp {
+                say(format!(
+                    "MTP: one depth of {} parameters, loss weight λ {}",
+                    cfg.n_mtp_params(),
+                    m.lambda
+                ))?;
+            }
+            if cfg.moe.is_some() || cfg.mtp.is_some() {
+                say(format!(
+                    "active per token at inference: {} parameters",
+                    cfg.n_active_params()
+                ))?;
+            }
             let kv = |n_kv_heads| {
                 KvCache::bytes(&GptConfig {
                     n_kv_heads,
+                    mla: None,
                     ..cfg.clone()
                 }) as f64
                     / 1024.0
             };
-            say(format!(
-                "KV cache for a full context of {}: {:.0} KiB with {} key/value heads (MHA, {} heads: {:.0} KiB; MQA, 1 head: {:.0} KiB)",
-                cfg.context,
-                kv(cfg.n_kv_heads),
-                cfg.n_kv_heads,
-                cfg.n_heads,
-                kv(cfg.n_heads),
-                kv(1)
-            ))?;
+            match &cfg.mla {
+                Some(m) => say(format!(
+                    "cache for a full context of {}: {:.0} KiB of latents ({} + {} numbers per token and layer; MHA with {} heads: {:.0} KiB)",
+                    cfg.context,
+                    KvCache::bytes(&cfg) as f64 / 1024.0,
+                    m.kv_lora_rank,
+                    m.qk_rope_head_dim,
+                    cfg.n_heads,
+                    kv(cfg.n_heads),
+                ))?,
+                None => say(format!(
+                    "KV cache for a full context of {}: {:.0} KiB with {} key/value heads (MHA, {} heads: {:.0} KiB; MQA, 1 head: {:.0} KiB)",
+                    cfg.context,
+                    kv(cfg.n_kv_heads),
+                    cfg.n_kv_heads,
+                    cfg.n_heads,
+                    kv(cfg.n_heads),
+                    kv(1)
+                ))?,
+            }
             say(format!(
                 "data: {} tokens ({}), {} to train on, {} held out",
                 ids.len(),

@@ -10,6 +10,7 @@
 
 mod bpe;
 mod chat;
+mod deepseek;
 mod gpt;
 mod lora;
 mod ngram;
@@ -85,6 +86,10 @@ enum Command {
     /// Post-training on a chat task a judge scores: SFT, a reward model, RLHF, DPO (chapter 8)
     #[command(subcommand)]
     Post(post::PostCommand),
+    /// DeepSeek-V3's ideas on the toy world: cache sizes, the ablation table, expert
+    /// balancing, MTP drafts (chapter 9)
+    #[command(subcommand)]
+    Deepseek(deepseek::DeepseekCommand),
     /// Corpora
     #[command(subcommand)]
     Data(DataCommand),
@@ -177,6 +182,7 @@ fn run(cli: Cli) -> CliResult {
         Some(Command::Quant(cmd)) => quant::run(cmd),
         Some(Command::Chat(args)) => chat::run(args),
         Some(Command::Post(cmd)) => post::run(cmd),
+        Some(Command::Deepseek(cmd)) => deepseek::run(cmd),
         Some(Command::Data(DataCommand::ToyWorld {
             sentences,
             seed,

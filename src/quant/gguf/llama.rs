@@ -28,8 +28,8 @@ use crate::bpe::encoding::gpt2_char_to_byte;
 use crate::bpe::{Encoding, Pattern};
 use crate::gpt::tokens::Tokens;
 use crate::gpt::{
-    AttnParams, BlockParams, Gpt, GptConfig, Linear, Mlp, MlpParams, Norm, NormParams, Params,
-    Positions, Tensor, Weight,
+    Attention, AttnParams, BlockParams, Gpt, GptConfig, Linear, Mlp, MlpParams, Norm, NormParams,
+    Params, Positions, Tensor, Weight,
 };
 use crate::quant::matrix::{Format, QMatrix};
 use crate::{Error, Result};
@@ -604,6 +604,9 @@ pub fn config_from_gguf(g: &Gguf) -> Result<GptConfig> {
         },
         mlp: Mlp::SwiGlu,
         tied_head: g.tensor("output.weight").is_none(),
+        mla: None,
+        moe: None,
+        mtp: None,
     };
     cfg.validate()?;
     // the other sizes are checked against the tensors' shapes; these two allocate first
@@ -717,12 +720,12 @@ pub fn model_from_gguf(g: &Gguf, precision: Precision) -> Result<Gpt> {
             attn_norm: NormParams::RmsNorm {
                 weight: vector(get(&name("attn_norm"), 1, c)?)?,
             },
-            attn: AttnParams {
+            attn: Attention::Mha(AttnParams {
                 q_proj: linear(get(&name("attn_q"), c, c)?, Some(cfg.n_heads))?,
                 k_proj: linear(get(&name("attn_k"), kv, c)?, Some(cfg.n_kv_heads))?,
                 v_proj: linear(get(&name("attn_v"), kv, c)?, None)?,
                 o_proj: linear(get(&name("attn_output"), c, c)?, None)?,
-            },
+            }),
             mlp_norm: NormParams::RmsNorm {
                 weight: vector(get(&name("ffn_norm"), 1, c)?)?,
             },
@@ -753,6 +756,7 @@ pub fn model_from_gguf(g: &Gguf, precision: Precision) -> Result<Gpt> {
         blocks,
         final_norm,
         lm_head,
+        mtp: None,
     };
     // (an f16 embedding stays f32: a tied head's f16 product would be no faster)
     match quant_emb {

@@ -50,7 +50,7 @@ fn f32_write_then_read_is_the_same_model() {
     assert_eq!(g.tensor("token_embd.weight").unwrap().dims, [64, 300]);
     assert!(g.tensor("output.weight").is_some());
     // the stored q rows are permuted: row 1 of the file is row 8 (= hs/2) of the model
-    let w = &model.params.blocks[1].attn.q_proj;
+    let w = &model.params.blocks[1].attn.mha().unwrap().q_proj;
     let Weight::F32(w) = &w.weight else { panic!() };
     let file = q.to_f32().unwrap();
     assert_eq!(&file[64..128], &w[8 * 64..9 * 64]);
@@ -392,10 +392,10 @@ fn a_model_loaded_from_a_file_shares_the_mapped_blocks() {
         Weight::F32(_) => panic!("kept as stored"),
     };
     for b in &loaded.params.blocks {
-        assert!(!quant(&b.attn.q_proj).storage.is_mapped());
-        assert!(!quant(&b.attn.k_proj).storage.is_mapped());
-        assert!(quant(&b.attn.v_proj).storage.is_mapped());
-        assert!(quant(&b.attn.o_proj).storage.is_mapped());
+        assert!(!quant(&b.attn.mha().unwrap().q_proj).storage.is_mapped());
+        assert!(!quant(&b.attn.mha().unwrap().k_proj).storage.is_mapped());
+        assert!(quant(&b.attn.mha().unwrap().v_proj).storage.is_mapped());
+        assert!(quant(&b.attn.mha().unwrap().o_proj).storage.is_mapped());
         let MlpParams::SwiGlu {
             gate_proj,
             up_proj,

@@ -1,0 +1,1 @@
+//! Chapter 9's tour step: placeholder replaced below.
