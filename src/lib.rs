@@ -78,3 +78,7 @@ pub struct BookChapter07;
 #[cfg(doctest)]
 #[doc = include_str!("../book/src/ch08_post_training.md")]
 pub struct BookChapter08;
+
+#[cfg(doctest)]
+#[doc = include_str!("../book/src/ch09_deepseek.md")]
+pub struct BookChapter09;

@@ -68,6 +68,10 @@ pub fn steps() -> Vec<Step> {
             title: "Chapter 8: post-training",
             run: crate::post::tour::chapter_8,
         },
+        Step {
+            title: "Chapter 9: DeepSeek-V3's ideas",
+            run: crate::deepseek::tour::chapter_9,
+        },
     ]
 }
 

@@ -262,11 +262,16 @@ fn tour_writes_its_files() {
         "ch06/test_ids.txt",
         "ch08/table.md",
         "ch08/dpo_rewards.svg",
+        "ch09/load.svg",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     assert!(out.contains("after the LoRA fine-tune"), "{out}");
     assert!(out.contains("| SFT + DPO (Llama 3) |"), "{out}");
+    assert!(
+        out.contains("MLA (latent 64 + RoPE key 16)") && out.contains("MTP drafts accepted"),
+        "{out}"
+    );
     assert!(
         out.contains("why blocks, at 8 bits") && out.contains("q4_1"),
         "{out}"
@@ -1840,4 +1845,149 @@ fn post_training_stages_run_resume_and_score() {
     let e = fails(&["post", "sft", "--model", &f("llama-tiny"), "--out", &d("x")]);
     assert!(e.contains("vocabulary"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `llm gpt train --preset deepseek-tiny` (and llama-tiny with one DeepSeek part at a time)
+/// trains, saves a Hugging Face DeepSeek-V3 folder (or, without MLA, the crate's own
+/// config), and `gpt eval` / `gpt generate` read it.
+#[test]
+fn deepseek_trains_evaluates_and_generates() {
+    let dir = temp_dir("deepseek");
+    let corpus = toy_corpus(&dir, "toy.txt", 500, 1);
+    let (model, stdout) = gpt_train(&dir, &corpus, "deepseek-tiny", &["--steps", "8"]);
+    assert!(
+        stdout.contains("MLA:") && stdout.contains("DeepSeekMoE") && stdout.contains("MTP:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cache for a full context"), "{stdout}");
+    let config = std::fs::read_to_string(Path::new(&model).join("config.json")).unwrap();
+    assert!(
+        config.contains("DeepseekV3ForCausalLM")
+            && config.contains("\"num_nextn_predict_layers\": 1"),
+        "{config}"
+    );
+    let text = dir.join("text.txt");
+    std::fs::write(&text, &std::fs::read_to_string(&corpus).unwrap()[..120]).unwrap();
+    let h = figure(
+        &ok(&[
+            "gpt",
+            "eval",
+            "--model",
+            &model,
+            "--text",
+            text.to_str().unwrap(),
+        ]),
+        "cross-entropy",
+    );
+    assert!(h.is_finite() && h > 0.0);
+    let gen = ok(&[
+        "gpt",
+        "generate",
+        "--model",
+        &model,
+        "--prompt-ids",
+        "116 104 101",
+        "--max-new-tokens",
+        "6",
+        "--greedy",
+    ]);
+    assert_eq!(gen.split_whitespace().count(), 6, "{gen}");
+    // each part alone on llama-tiny; MoE without MLA has no Hugging Face config
+    for flags in [&["--mla"][..], &["--moe", "total"], &["--mtp"]] {
+        let mut extra = vec!["--steps", "3"];
+        extra.extend_from_slice(flags);
+        let (m, _) = gpt_train(&dir, &corpus, "llama-tiny", &extra);
+        let h = figure(
+            &ok(&[
+                "gpt",
+                "eval",
+                "--model",
+                &m,
+                "--text",
+                text.to_str().unwrap(),
+            ]),
+            "cross-entropy",
+        );
+        assert!(h.is_finite(), "{flags:?}");
+    }
+    let err = fails(&[
+        "gpt",
+        "train",
+        "--preset",
+        "llama-tiny",
+        "--corpus",
+        &corpus,
+        "--bias-update-speed",
+        "0.01",
+        "--out",
+        dir.join("x").to_str().unwrap(),
+    ]);
+    assert!(err.contains("no MoE"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// transformers' own DeepSeek-V3 folder (`tests/fixtures/deepseek-tiny/`) read by `gpt eval`
+/// and `gpt generate`: the cross-entropy of a seeded sequence and the greedy ids equal what
+/// transformers computed (`make_deepseek_reference.py OUT --generate` on the same seeded
+/// weights: `tests/fixtures/deepseek-tiny/reference_generate.json`).
+#[test]
+fn deepseek_folder_from_transformers_evaluates_and_generates_as_transformers() {
+    let dir = temp_dir("deepseek-hf");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deepseek-tiny");
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture.join("reference_generate.json")).unwrap(),
+    )
+    .unwrap();
+    let ids: Vec<String> = r["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let ids_file = dir.join("ids.txt");
+    std::fs::write(&ids_file, ids.join(" ")).unwrap();
+    let model = fixture.to_str().unwrap();
+    let h = figure(
+        &ok(&[
+            "gpt",
+            "eval",
+            "--model",
+            model,
+            "--ids",
+            ids_file.to_str().unwrap(),
+        ]),
+        "cross-entropy",
+    );
+    let want = r["mean_ce_nats_f64_model"].as_f64().unwrap();
+    assert!(
+        (h - want).abs() < 1e-4 * want,
+        "cross-entropy {h}, transformers {want}"
+    );
+    let prompt: Vec<String> = r["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let want_ids: Vec<u64> = r["greedy_new_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let n = want_ids.len().to_string();
+    let gen = ok(&[
+        "gpt",
+        "generate",
+        "--model",
+        model,
+        "--prompt-ids",
+        &prompt.join(" "),
+        "--max-new-tokens",
+        &n,
+        "--greedy",
+    ]);
+    let got: Vec<u64> = gen.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    assert_eq!(got, want_ids, "greedy ids through the latent cache");
+    let _ = std::fs::remove_dir_all(&dir);
 }
