@@ -170,6 +170,62 @@ pub fn measure(
     })
 }
 
+/// What one step of each kind costs, median seconds over `repeats` after a prompt: the main
+/// model on one new token (plain greedy's step), on two (a speculative step's check), and
+/// the MTP depth on one (a draft). Speculative decoding pays when checking two tokens
+/// costs about what one does: when a step is bound by reading the weights, not by
+/// computing with them.
+#[derive(Clone, Copy, Debug)]
+pub struct StepCosts {
+    pub one_token: f64,
+    pub two_tokens: f64,
+    pub draft: f64,
+}
+
+pub fn step_costs(model: &Gpt, prompt: &[u32], repeats: usize) -> Result<StepCosts> {
+    let cfg = &model.cfg;
+    if model.params.mtp.is_none() || prompt.len() + 2 > cfg.context || prompt.is_empty() {
+        return Err(Error::InvalidArgument(
+            "step costs need an MTP depth and room for two tokens after the prompt".into(),
+        ));
+    }
+    rayon::scope(|_| {
+        let mut cache = KvCache::with_capacity(cfg, prompt.len() + 2);
+        let (_, hidden) = model.forward_cached_with_hidden(&mut cache, prompt)?;
+        let mut mtp = KvCache::for_mtp(cfg);
+        let c = cfg.d_model;
+        let mut next = prompt[1..].to_vec();
+        next.push(1);
+        model.mtp_forward_cached(&mut mtp, &hidden, &next)?;
+        let (len, mtp_len) = (cache.len, mtp.len);
+        let last = &hidden[hidden.len() - c..];
+        let (mut one, mut two, mut draft) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..repeats.max(1) {
+            let t0 = Instant::now();
+            model.forward_cached_with_hidden(&mut cache, &[1])?;
+            one.push(t0.elapsed().as_secs_f64());
+            cache.truncate(len);
+            let t0 = Instant::now();
+            model.forward_cached_with_hidden(&mut cache, &[1, 2])?;
+            two.push(t0.elapsed().as_secs_f64());
+            cache.truncate(len);
+            let t0 = Instant::now();
+            model.mtp_forward_cached(&mut mtp, last, &[1])?;
+            draft.push(t0.elapsed().as_secs_f64());
+            mtp.truncate(mtp_len);
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        Ok(StepCosts {
+            one_token: median(one),
+            two_tokens: median(two),
+            draft: median(draft),
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

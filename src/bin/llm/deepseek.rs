@@ -14,7 +14,7 @@ use llm_lessons::deepseek::cache::{cache_table, deepseek_v3_shape, format_cache_
 use llm_lessons::deepseek::experts::{
     balance_run, format_specialisation, load_chart, specialisation, specialisation_chart,
 };
-use llm_lessons::deepseek::speculative::measure;
+use llm_lessons::deepseek::speculative::{measure, step_costs};
 use llm_lessons::gpt::tour::{toy_world_data, toy_world_run, ToyWorldConfig, END};
 use llm_lessons::gpt::GptConfig;
 use llm_lessons::{progress, Error};
@@ -211,6 +211,7 @@ pub fn run(cmd: DeepseekCommand) -> CliResult {
                 .map(|s| [END, s[0], s[1]].to_vec())
                 .collect();
             let s = measure(&run.model, &starts, new_tokens, repeats)?;
+            let costs = step_costs(&run.model, &starts[0], 200)?;
             say(format!(
                 "deepseek-tiny after {steps} steps (test cross-entropy {:.4}): {} prompts x {new_tokens} greedy tokens, the same with and without drafts\n  drafts accepted {}/{} ({:.1}%), main-model calls {} for {} tokens\n  plain greedy {:.1} ms, speculative {:.1} ms (best of {repeats}): speed-up {:.2}x",
                 run.test_cross_entropy,
@@ -223,6 +224,14 @@ pub fn run(cmd: DeepseekCommand) -> CliResult {
                 s.plain.as_secs_f64() * 1e3,
                 s.speculative.as_secs_f64() * 1e3,
                 s.ratio()
+            ))?;
+            say(format!(
+                "  one step (median of 200): main model on 1 new token {:.1} µs, on 2 {:.1} µs ({:.2}x); the MTP draft {:.1} µs ({:.2}x)",
+                costs.one_token * 1e6,
+                costs.two_tokens * 1e6,
+                costs.two_tokens / costs.one_token,
+                costs.draft * 1e6,
+                costs.draft / costs.one_token
             ))
         }
     }
