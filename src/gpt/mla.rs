@@ -77,15 +77,15 @@ pub fn widths(cfg: &GptConfig, m: &MlaConfig) -> (usize, usize) {
     )
 }
 
-/// The query input and the queries: `q = W^Q h` or `q = W^UQ RMSNorm(W^DQ h)`, into `q`
-/// (`(n, H (d_h + d_h^R))`, not yet rotated).
-fn queries(p: &MlaParams, a: &mut MlaActs, q: &mut [f32], h: &[f32]) {
+/// The input of the query's up-projection: `h` itself, or the query latent
+/// `c^Q = RMSNorm(W^DQ h)` (kept in `a`).
+fn query_input<'a>(p: &MlaParams, a: &'a mut MlaActs, h: &'a [f32]) -> &'a [f32] {
     match &p.q {
-        MlaQuery::Direct { q_proj } => q_proj.forward(q, h),
+        MlaQuery::Direct { .. } => h,
         MlaQuery::Latent {
             q_a_proj,
             q_a_layernorm,
-            q_b_proj,
+            ..
         } => {
             q_a_proj.forward(&mut a.cq_raw, h);
             let r = q_a_proj.d_out;
@@ -98,9 +98,39 @@ fn queries(p: &MlaParams, a: &mut MlaActs, q: &mut [f32], h: &[f32]) {
                 &a.cq_raw,
                 r,
             );
-            q_b_proj.forward(q, &a.cq);
+            &a.cq
         }
     }
+}
+
+/// `W^Q` or `W^UQ`: the projection that gives the queries from [`query_input`].
+fn query_proj(p: &MlaParams) -> &super::linear::Linear {
+    match &p.q {
+        MlaQuery::Direct { q_proj } => q_proj,
+        MlaQuery::Latent { q_b_proj, .. } => q_b_proj,
+    }
+}
+
+/// `[W^DKV h; W^KR h]` into `a.kv_a`, and the latent `c^KV` = RMSNorm of its first `d_c`
+/// numbers into `a.ckv` (the RoPE key's part is left unrotated in `a.kv_a`).
+fn kv_latent(p: &MlaParams, a: &mut MlaActs, h: &[f32], dc: usize, dr: usize) {
+    p.kv_a_proj_with_mqa.forward(&mut a.kv_a, h);
+    for (raw, row) in a
+        .ckv_raw
+        .chunks_exact_mut(dc)
+        .zip(a.kv_a.chunks_exact(dc + dr))
+    {
+        raw.copy_from_slice(&row[..dc]);
+    }
+    norm_forward(
+        LATENT_NORM,
+        &p.kv_a_layernorm,
+        &mut a.ckv,
+        &mut [],
+        &mut a.ckv_rstd,
+        &a.ckv_raw,
+        dc,
+    );
 }
 
 // ANCHOR: mla_forward
@@ -128,30 +158,14 @@ pub fn mla_qkv_forward(
     );
     let qk = dn + dr;
     // queries, each head's last d_h^R rotated
-    queries(p, a, q, h);
+    query_proj(p).forward(q, query_input(p, a, h));
     for (i, row) in q.chunks_exact_mut(n_heads * qk).enumerate() {
         for head in row.chunks_exact_mut(qk) {
             table.rotate_one(&mut head[dn..], i % t, false);
         }
     }
     // the latent and the shared RoPE key
-    p.kv_a_proj_with_mqa.forward(&mut a.kv_a, h);
-    for (raw, row) in a
-        .ckv_raw
-        .chunks_exact_mut(dc)
-        .zip(a.kv_a.chunks_exact(dc + dr))
-    {
-        raw.copy_from_slice(&row[..dc]);
-    }
-    norm_forward(
-        LATENT_NORM,
-        &p.kv_a_layernorm,
-        &mut a.ckv,
-        &mut [],
-        &mut a.ckv_rstd,
-        &a.ckv_raw,
-        dc,
-    );
+    kv_latent(p, a, h, dc, dr);
     // per head [k^C | v] from the latent, then the keys [k^C | k^R]
     let mut kv_b = vec![0.0; h.len() / p.kv_a_proj_with_mqa.d_in * n_heads * (dn + dv)];
     p.kv_b_proj.forward(&mut kv_b, &a.ckv);
@@ -316,10 +330,7 @@ impl MlaAbsorbed {
             m.kv_lora_rank,
         );
         let qk = dn + dr;
-        let w_q = match &p.q {
-            MlaQuery::Direct { q_proj } => q_proj,
-            MlaQuery::Latent { q_b_proj, .. } => q_b_proj,
-        };
+        let w_q = query_proj(p);
         let q_in = w_q.d_in;
         let (wq, wkv, wo) = (
             &w_q.f32().data,
@@ -378,19 +389,7 @@ pub fn mla_forward_cached(
     let w = dc + dr;
     let n = a.ckv_rstd.len();
     // the latent and the rotated RoPE key of each new position, into the cache
-    p.kv_a_proj_with_mqa.forward(&mut a.kv_a, h);
-    for (raw, row) in a.ckv_raw.chunks_exact_mut(dc).zip(a.kv_a.chunks_exact(w)) {
-        raw.copy_from_slice(&row[..dc]);
-    }
-    norm_forward(
-        LATENT_NORM,
-        &p.kv_a_layernorm,
-        &mut a.ckv,
-        &mut [],
-        &mut a.ckv_rstd,
-        &a.ckv_raw,
-        dc,
-    );
+    kv_latent(p, a, h, dc, dr);
     for i in 0..n {
         let row = &mut cache[(pos0 + i) * w..][..w];
         row[..dc].copy_from_slice(&a.ckv[i * dc..][..dc]);
@@ -398,27 +397,7 @@ pub fn mla_forward_cached(
         table.rotate_one(&mut row[dc..], pos0 + i, false);
     }
     // the queries in the latent space: [W^UK_iᵀ q_i^C; q_i^R], the RoPE part rotated
-    let q_in: &[f32] = match &p.q {
-        MlaQuery::Direct { .. } => h,
-        MlaQuery::Latent {
-            q_a_proj,
-            q_a_layernorm,
-            ..
-        } => {
-            q_a_proj.forward(&mut a.cq_raw, h);
-            let r = q_a_proj.d_out;
-            norm_forward(
-                LATENT_NORM,
-                q_a_layernorm,
-                &mut a.cq,
-                &mut [],
-                &mut a.cq_rstd,
-                &a.cq_raw,
-                r,
-            );
-            &a.cq
-        }
-    };
+    let q_in = query_input(p, a, h);
     let d_in = q_in.len() / n;
     let mut q = vec![0.0; n * n_heads * w];
     linear_forward(&mut q, q_in, &ab.q_abs, n, d_in, n_heads * w);
