@@ -62,8 +62,9 @@ pub struct AblationRow {
     /// Parameters trained (MTP's included), and used per token at inference.
     pub params: usize,
     pub active_params: usize,
-    /// Cache numbers per token and layer.
+    /// Cache numbers per token and layer, and the layers.
     pub cache_floats: usize,
+    pub layers: usize,
     /// Training tokens per second of each run.
     pub tokens_per_s: Vec<f64>,
 }
@@ -116,6 +117,7 @@ pub fn ablation(
                 params: cfg.n_params(),
                 active_params: cfg.n_active_params(),
                 cache_floats: cfg.cache_floats_per_token(),
+                layers: cfg.n_layers,
                 tokens_per_s: Vec::new(),
             });
             r.cross_entropy.push(run.test_cross_entropy);
@@ -151,9 +153,10 @@ pub fn format_table(rows: &[AblationRow]) -> String {
     }
     if let Some(r) = rows.first() {
         out += &format!(
-            "(the grammar's true cross-entropy: {:.4} nats/word; {} seed(s) per row)\n",
+            "(the grammar's true cross-entropy: {:.4} nats/word; {} seed(s) per row; cache: f32 numbers per token and layer, x {} for bytes per token)\n",
             r.true_cross_entropy,
-            r.cross_entropy.len()
+            r.cross_entropy.len(),
+            4 * r.layers
         );
     }
     out
