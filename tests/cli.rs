@@ -1923,6 +1923,19 @@ fn deepseek_trains_evaluates_and_generates() {
         dir.join("x").to_str().unwrap(),
     ]);
     assert!(err.contains("no MoE"), "{err}");
+    // GGUF's llama layout cannot hold DeepSeek's parts: an error, not a wrong file
+    let gguf = dir.join("ds.gguf");
+    let err = fails(&[
+        "quant",
+        "quantize",
+        "--model",
+        &model,
+        "--format",
+        "q8_0",
+        "--out",
+        gguf.to_str().unwrap(),
+    ]);
+    assert!(err.contains("DeepSeek's parts") && !gguf.exists(), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

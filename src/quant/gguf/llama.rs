@@ -142,6 +142,13 @@ pub fn to_gguf(model: &Gpt, tokens: &Tokens, name: &str, format: Format) -> Resu
                 .into(),
         ));
     };
+    if cfg.mla.is_some() || cfg.moe.is_some() || cfg.mtp.is_some() {
+        return Err(Error::InvalidArgument(
+            "GGUF's llama architecture has no latent attention, experts or MTP depth: this \
+             model has DeepSeek's parts (llama.cpp's deepseek2 layout is not written here)"
+                .into(),
+        ));
+    }
     let mut g = Gguf::new();
     let u32v = |v: usize| Value::U32(v as u32);
     g.set("general.architecture", Value::String("llama".into()));
