@@ -17,6 +17,8 @@ use llm_lessons::gpt::hf::{load_llama, read_safetensors, NamedTensor};
 use llm_lessons::gpt::optim::{AdamW, AdamWConfig};
 use llm_lessons::gpt::peft::load_adapter;
 use llm_lessons::gpt::{Activations, Gpt, Params};
+mod common;
+use common::rel_max_diff;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -66,17 +68,6 @@ fn reference() -> Reference {
         lr: f(&a["lr"]),
         tensors: tensors.into_iter().map(|t| (t.name.clone(), t)).collect(),
     }
-}
-
-/// max |ours - theirs| / max |theirs|
-fn rel_max_diff(ours: &[f32], theirs: &[f32]) -> f64 {
-    assert_eq!(ours.len(), theirs.len());
-    let scale = theirs.iter().fold(0.0f64, |m, &x| m.max(x.abs() as f64));
-    let diff = ours
-        .iter()
-        .zip(theirs)
-        .fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
-    diff / scale
 }
 
 fn model_and_batch() -> (Gpt, Reference, Activations) {
