@@ -3,7 +3,7 @@
 //! You write nine small functions. They start with the naive whole-sentence estimate and end
 //! with Kneser-Ney: its continuation counts, its interpolated probability, and modified
 //! Kneser-Ney's three discounts. Do them in order: exercise 4 builds on exercises 2 and 3,
-//! and exercise 8 on exercise 7. The tests at the bottom of this file check them, first
+//! and exercise 8 takes the counts that exercises 2 and 7 compute. The tests at the bottom of this file check them, first
 //! against answers worked out by hand (the arithmetic is in the comments), then against the
 //! crate on a corpus from the toy-world grammar.
 //!
@@ -167,9 +167,9 @@ mod learner {
     /// P1(w)     = max(N1+(• w) − D1, 0) / N1+(• •)  +  γ1 / |V|
     /// ```
     ///
-    /// The bigram level uses the raw counts of the padded `sentences` (exercise 2); the
-    /// unigram level uses the *continuation counts* N1+(• w) of exercise 7, and
-    /// N1+(• •) = Σ_w N1+(• w). A context `v` never seen (c(v •) = 0, `</s>` or an unknown
+    /// The bigram level uses the raw counts c(v w) of the padded sentences, `bigrams` (as
+    /// exercise 2 returns them); the unigram level uses the *continuation counts*
+    /// N1+(• w), `continuation` (as exercise 7 returns them), and N1+(• •) = Σ_w N1+(• w). A context `v` never seen (c(v •) = 0, `</s>` or an unknown
     /// word) gives all the mass to the lower order: P(w | v) = P1(w). A word never seen gets
     /// only the share of the uniform floor.
     ///
@@ -181,7 +181,8 @@ mod learner {
     /// - Hint 2: the book's chapter 1, section "Kneser-Ney smoothing", writes γ(h) and shows
     ///   that each distribution sums to 1.
     pub fn kneser_ney_probability(
-        _sentences: &[Vec<String>],
+        _bigrams: &Counts,
+        _continuation: &HashMap<String, usize>,
         _context: &str,
         _word: &str,
         _discounts: [f64; 2],
@@ -190,8 +191,8 @@ mod learner {
         unimplemented!(
             "Exercise 8 (kneser_ney_probability): implement `fn kneser_ney_probability` in \
              lessons/01_ngram.rs — the bigram level discounts the raw counts c(v w) by \
-             discounts[1], the unigram level the continuation counts N1+(• w) (exercise 7) \
-             by discounts[0], the lowest level is 1 / vocab_size; work out each level's γ so \
+             discounts[1], the unigram level the continuation counts N1+(• w) by \
+             discounts[0], the lowest level is 1 / vocab_size; work out each level's γ so \
              that it sums to 1; an unseen context falls through to the unigram level; the \
              crate's version: `smoothing::kneser_ney` in src/ngram/smoothing.rs and \
              `NgramModel::kneser_ney` in src/ngram/model.rs"
@@ -325,14 +326,14 @@ mod reference {
     }
 
     pub fn kneser_ney_probability(
-        sentences: &[Vec<String>],
+        bigrams: &Counts,
+        continuation: &HashMap<String, usize>,
         context: &str,
         word: &str,
         discounts: [f64; 2],
         vocab_size: usize,
     ) -> f64 {
-        // The counts come from the reference answers above; each level is the crate's formula.
-        let continuation = continuation_counts(sentences);
+        // Each level is the crate's formula, `smoothing::kneser_ney`.
         let unigram = Discounts([discounts[0]; 3]);
         let a_w = continuation.get(word).copied().unwrap_or(0);
         let p1 = smoothing::kneser_ney(
@@ -342,7 +343,6 @@ mod reference {
             continuation.values().sum::<usize>() as f64,
             1.0 / vocab_size as f64,
         );
-        let bigrams = count_ngrams(sentences, 2);
         let followers: Vec<usize> = bigrams
             .iter()
             .filter(|(g, _)| g[0] == context)
@@ -982,9 +982,16 @@ fn san_francisco() -> Vec<Vec<String>> {
 #[test]
 fn exercise_8_kneser_ney_probability() {
     let corpus = san_francisco();
+    // The inputs, built by the crate: the bigram counts and the continuation counts.
+    let (bigrams, continuation) = (
+        reference::count_ngrams(&corpus, 2),
+        reference::continuation_counts(&corpus),
+    );
     // D1 = 1/2 at the unigram level, D2 = 3/4 at the bigram level. |V| = 21: the 19 words,
     // </s> and <unk> (a word never seen, as the crate counts it).
-    let p = |v: &str, w: &str| solution::kneser_ney_probability(&corpus, v, w, [0.5, 0.75], 21);
+    let p = |v: &str, w: &str| {
+        solution::kneser_ney_probability(&bigrams, &continuation, v, w, [0.5, 0.75], 21)
+    };
 
     // The unigram level. 28 distinct bigrams, so N1+(• •) = 28, and 20 tokens have a
     // continuation count (the 19 words and </s>): γ1 = D1 · 20 / 28, and the uniform share
@@ -1051,11 +1058,21 @@ fn exercise_8_kneser_ney_probability() {
         .filter(|&w| w != "<s>")
         .collect();
     assert_eq!(outcomes.len(), model.outcomes());
+    let (bigrams, continuation) = (
+        reference::count_ngrams(&toy, 2),
+        reference::continuation_counts(&toy),
+    );
     for context in toy_contexts(&toy, 1) {
         for &word in &outcomes {
             let expected = model.prob_words(without_bos(&context), word);
-            let actual =
-                solution::kneser_ney_probability(&toy, context[0], word, discounts, outcomes.len());
+            let actual = solution::kneser_ney_probability(
+                &bigrams,
+                &continuation,
+                context[0],
+                word,
+                discounts,
+                outcomes.len(),
+            );
             assert_close(
                 actual,
                 expected,

@@ -902,7 +902,7 @@ fn exercise_8_sgns_gradients() {
     // At zero vectors every score is 0 and σ = 1/2: ∂L/∂u_o = −v_c / 2, ∂L/∂u_n = v_c / 2,
     // and with u = 0 the centre vector gets no gradient.
     let v_c = [0.3, -0.6];
-    let (g_v, g_o, g_n) = solution::sgns_gradients(&v_c, &[0.0; 2], &[vec![0.0; 2]; 2]);
+    let (g_v, g_o, g_n) = solution::sgns_gradients(&v_c, &[0.0; 2], &vec![vec![0.0; 2]; 2]);
     assert_all_close(&g_v, &[0.0, 0.0], "∂L/∂v_c at u = 0");
     assert_all_close(&g_o, &[-0.15, 0.3], "∂L/∂u_o at u_o = 0");
     assert_all_close(&g_n[1], &[0.15, -0.3], "∂L/∂u_n2 at u = 0");
