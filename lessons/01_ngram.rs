@@ -1002,7 +1002,11 @@ fn exercise_8_kneser_ney_probability() {
     // An unseen context ("zebra") gets the unigram level itself.
     let p1_francisco = 20.5 / 588.0;
     let p1_glasses = 62.5 / 588.0;
-    assert_close(p("zebra", "francisco"), p1_francisco, "P(francisco | zebra)");
+    assert_close(
+        p("zebra", "francisco"),
+        p1_francisco,
+        "P(francisco | zebra)",
+    );
     assert_close(p("zebra", "glasses"), p1_glasses, "P(glasses | zebra)");
     assert_close(p("zebra", "zebra"), 10.0 / 588.0, "P(zebra | zebra)");
     // After "</s>" nothing was ever seen either.

@@ -294,7 +294,8 @@ mod reference {
         let u_neg: Vec<&[f64]> = noise.iter().map(|&n| u[n].as_slice()).collect();
         let (loss, grad_v, grad_u_o, grad_u_neg) =
             sgns::sgns_loss_and_grads(&v[centre], &u[context], &u_neg);
-        let step = |x: &mut [f64], g: &[f64]| x.iter_mut().zip(g).for_each(|(x, g)| *x -= alpha * g);
+        let step =
+            |x: &mut [f64], g: &[f64]| x.iter_mut().zip(g).for_each(|(x, g)| *x -= alpha * g);
         step(&mut v[centre], &grad_v);
         step(&mut u[context], &grad_u_o);
         for (&n, g) in noise.iter().zip(&grad_u_neg) {
@@ -883,7 +884,11 @@ fn numeric_gradient(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
 fn sgns_loss64(v_c: &[f64], u_o: &[f64], u_neg: &[Vec<f64>]) -> f64 {
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     let minus_ln_sigma = |x: f64| (1.0 + (-x).exp()).ln();
-    minus_ln_sigma(dot(u_o, v_c)) + u_neg.iter().map(|u| minus_ln_sigma(-dot(u, v_c))).sum::<f64>()
+    minus_ln_sigma(dot(u_o, v_c))
+        + u_neg
+            .iter()
+            .map(|u| minus_ln_sigma(-dot(u, v_c)))
+            .sum::<f64>()
 }
 
 #[test]
@@ -921,8 +926,16 @@ fn exercise_8_sgns_gradients() {
             );
         }
     };
-    close(&g_v, &numeric_gradient(&v_c, |x| sgns_loss64(x, &u_o, &u_neg)), "∂L/∂v_c");
-    close(&g_o, &numeric_gradient(&u_o, |x| sgns_loss64(&v_c, x, &u_neg)), "∂L/∂u_o");
+    close(
+        &g_v,
+        &numeric_gradient(&v_c, |x| sgns_loss64(x, &u_o, &u_neg)),
+        "∂L/∂v_c",
+    );
+    close(
+        &g_o,
+        &numeric_gradient(&u_o, |x| sgns_loss64(&v_c, x, &u_neg)),
+        "∂L/∂u_o",
+    );
     for i in 0..3 {
         let numeric = numeric_gradient(&u_neg[i], |x| {
             let mut u = u_neg.clone();
@@ -953,8 +966,16 @@ fn exercise_9_sgns_update() {
     let loss = solution::sgns_update(&mut v, &mut u, 0, 1, &[2], 1.0);
     assert_close(loss, 2.0 * (4.0f64 / 3.0).ln(), "the loss before the step");
     assert_all_close(&v[0], &[1.0 + ln3 / 2.0, -0.25], "v_0 after the step");
-    assert_all_close(&u[1], &[ln3 + 0.25, 0.0], "u_1 (the context word) after the step");
-    assert_all_close(&u[2], &[-ln3 - 0.25, 1.0], "u_2 (the noise word) after the step");
+    assert_all_close(
+        &u[1],
+        &[ln3 + 0.25, 0.0],
+        "u_1 (the context word) after the step",
+    );
+    assert_all_close(
+        &u[2],
+        &[-ln3 - 0.25, 1.0],
+        "u_2 (the noise word) after the step",
+    );
     // Vectors the pair does not use stay as they were.
     assert_all_close(&v[1], &[5.0, 5.0], "v_1, not in the pair");
     assert_all_close(&u[0], &[9.0, 9.0], "u_0, not in the pair");
@@ -978,7 +999,9 @@ fn exercise_9_sgns_update() {
     };
     let sentences = [vec!["a", "b"]];
     let rows = |x: &[f32]| -> Vec<Vec<f64>> {
-        x.chunks(3).map(|r| r.iter().map(|&y| y as f64).collect()).collect()
+        x.chunks(3)
+            .map(|r| r.iter().map(|&y| y as f64).collect())
+            .collect()
     };
     let trained = |epochs| train_sgns(&sentences, &config(epochs), &|_| {}).unwrap();
     let (one, two) = (trained(1), trained(2));
@@ -990,8 +1013,10 @@ fn exercise_9_sgns_update() {
         let crate_model = if epoch == 1 { &one } else { &two };
         // The trainer's σ comes from a table with steps of 0.012 and runs in f32: agreement
         // to about 1e-3.
-        for (mine, theirs, name) in [(&v, rows(&crate_model.v), "v"), (&u, rows(&crate_model.u), "u")]
-        {
+        for (mine, theirs, name) in [
+            (&v, rows(&crate_model.v), "v"),
+            (&u, rows(&crate_model.u), "u"),
+        ] {
             for (w, (a, b)) in mine.iter().zip(&theirs).enumerate() {
                 for j in 0..3 {
                     assert!(

@@ -519,7 +519,11 @@ fn exercise_8_tiktoken_merge_by_ranks() {
     // bytes.
     assert_eq!(solution::tiktoken_merge(&ranks, b"xab"), [120, 257], "xab");
     assert_eq!(solution::tiktoken_merge(&ranks, b"c"), [99], "one byte");
-    assert_eq!(solution::tiktoken_merge(&ranks, b"cba"), [99, 98, 97], "cba");
+    assert_eq!(
+        solution::tiktoken_merge(&ranks, b"cba"),
+        [99, 98, 97],
+        "cba"
+    );
     // The lowest rank, not the leftmost pair: with ab = 256 and aa = 257, "aab" joins "ab"
     // first, although (a, a) is further left; then "aab" has no rank: (a, ab).
     let ranks2 = ranks_of(&[b"ab", b"aa"]);

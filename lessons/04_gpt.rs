@@ -599,11 +599,19 @@ mod reference {
         c: usize,
         d_ff: usize,
     ) {
-        let (mut a, mut b, mut h) = (vec![0.0; n * d_ff], vec![0.0; n * d_ff], vec![0.0; n * d_ff]);
+        let (mut a, mut b, mut h) = (
+            vec![0.0; n * d_ff],
+            vec![0.0; n * d_ff],
+            vec![0.0; n * d_ff],
+        );
         linear_forward(&mut a, x, w_gate, n, c, d_ff);
         linear_forward(&mut b, x, w_up, n, c, d_ff);
         swiglu_forward(&mut h, &a, &b);
-        let (mut dh, mut da, mut db) = (vec![0.0; n * d_ff], vec![0.0; n * d_ff], vec![0.0; n * d_ff]);
+        let (mut dh, mut da, mut db) = (
+            vec![0.0; n * d_ff],
+            vec![0.0; n * d_ff],
+            vec![0.0; n * d_ff],
+        );
         linear_backward(&mut dh, dw_down, dy, &h, w_down, n, d_ff, c);
         swiglu_backward(&mut da, &mut db, &dh, &a, &b);
         linear_backward(dx, dw_gate, &da, x, w_gate, n, c, d_ff);
@@ -1647,11 +1655,27 @@ fn exercise_10_swiglu_backward() {
     let silu_prime = s * (1.0 + (1.0 - s));
     let [mut dx, mut dwg, mut dwu, mut dwd] = [[0.0f32]; 4];
     solution::swiglu_mlp_backward(
-        &mut dx, &mut dwg, &mut dwu, &mut dwd, &[1.0], &[1.0], &[1.0], &[2.0], &[3.0], 1, 1, 1,
+        &mut dx,
+        &mut dwg,
+        &mut dwu,
+        &mut dwd,
+        &[1.0],
+        &[1.0],
+        &[1.0],
+        &[2.0],
+        &[3.0],
+        1,
+        1,
+        1,
     );
     assert_all_close(&dwd, &[2.0 * s], 1e-6, "dw_down = silu(1) · 2");
     assert_all_close(&dwu, &[3.0 * s], 1e-6, "dw_up = silu(1) · 3");
-    assert_all_close(&dwg, &[6.0 * silu_prime], 1e-6, "dw_gate = silu'(1) · 2 · 3");
+    assert_all_close(
+        &dwg,
+        &[6.0 * silu_prime],
+        1e-6,
+        "dw_gate = silu'(1) · 2 · 3",
+    );
     assert_all_close(&dx, &[6.0 * silu_prime + 6.0 * s], 1e-6, "dx");
 
     // A negative gate: x = 1, w_gate = −2, w_up = 1, w_down = 1, dy = 1. a = −2, b = 1,
@@ -1661,7 +1685,18 @@ fn exercise_10_swiglu_backward() {
     let silu_prime = s * (1.0 - 2.0 * (1.0 - s));
     let [mut dx, mut dwg, mut dwu, mut dwd] = [[0.0f32]; 4];
     solution::swiglu_mlp_backward(
-        &mut dx, &mut dwg, &mut dwu, &mut dwd, &[1.0], &[1.0], &[-2.0], &[1.0], &[1.0], 1, 1, 1,
+        &mut dx,
+        &mut dwg,
+        &mut dwu,
+        &mut dwd,
+        &[1.0],
+        &[1.0],
+        &[-2.0],
+        &[1.0],
+        &[1.0],
+        1,
+        1,
+        1,
     );
     assert_all_close(&dwg, &[silu_prime], 1e-6, "dw_gate = silu'(−2)");
     assert_all_close(&dwu, &[-2.0 * s], 1e-6, "dw_up = silu(−2)");
@@ -1694,7 +1729,8 @@ fn exercise_10_swiglu_backward() {
         to_f64(&w_down),
         to_f64(&dy),
     );
-    let loss = |x: &[f64], g: &[f64], u: &[f64], d: &[f64]| dot64(&swiglu_mlp64(x, g, u, d, c), &r64);
+    let loss =
+        |x: &[f64], g: &[f64], u: &[f64], d: &[f64]| dot64(&swiglu_mlp64(x, g, u, d, c), &r64);
     assert_gradient(
         &added(&dx, &init[0]),
         &numeric_gradient(&x64, |x| loss(x, &g64, &u64_, &d64)),
@@ -1748,9 +1784,21 @@ fn exercise_11_learning_rate_schedule() {
         (1, 0.5, "step 1: max_lr · 2 / 4"),
         (3, 1.0, "step W − 1: the warm-up reaches max_lr"),
         (4, 1.0, "step W: the cosine starts at max_lr (progress 0)"),
-        (9, 0.55, "step 9: halfway through the decay, (1 + cos(π/2)) / 2 = 1/2"),
-        (13, cos(0.9), "step T − A − 1: progress 9/10, not yet min_lr"),
-        (14, 0.1, "step T − A: the decay has reached min_lr, the anneal starts there"),
+        (
+            9,
+            0.55,
+            "step 9: halfway through the decay, (1 + cos(π/2)) / 2 = 1/2",
+        ),
+        (
+            13,
+            cos(0.9),
+            "step T − A − 1: progress 9/10, not yet min_lr",
+        ),
+        (
+            14,
+            0.1,
+            "step T − A: the decay has reached min_lr, the anneal starts there",
+        ),
         (19, 0.05, "step 19: the anneal is half done, min_lr · 5/10"),
         (23, 0.01, "step T − 1: min_lr · 1/10, one step before 0"),
         (24, 0.0, "step T: 0"),
@@ -1770,7 +1818,11 @@ fn exercise_11_learning_rate_schedule() {
     };
     for (step, expected, why) in [
         (14, 0.55, "no anneal, step 14: halfway through 4..24"),
-        (23, cos(19.0 / 20.0), "no anneal, step T − 1: progress 19/20"),
+        (
+            23,
+            cos(19.0 / 20.0),
+            "no anneal, step T − 1: progress 19/20",
+        ),
         (24, 0.1, "no anneal, step T: min_lr"),
         (100, 0.1, "no anneal, past T: min_lr"),
     ] {
