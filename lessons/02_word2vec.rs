@@ -77,18 +77,21 @@ mod learner {
 
     /// Exercise 3: the gradient of the full-softmax loss with respect to the centre vector.
     ///
-    /// The loss of the pair (c, o) is L = −ln P(o | c) (exercise 2). Its gradient with
-    /// respect to v_c is "the expected context vector minus the observed one":
+    /// The loss of the pair (c, o) is L = −ln P(o | c) (exercise 2). Return ∂L/∂v_c, a vector
+    /// of the same length as `v_c`. Derive it first.
     ///
-    /// ∂L/∂v_c = −u_o + Σ_w P(w | c) u_w
-    ///
-    /// Return it as a vector of the same length as `v_c`.
+    /// - Hint 1: write L = −u_o · v_c + ln Σ_w exp(u_w · v_c). The first term's gradient
+    ///   with respect to v_c is one vector; for the second, differentiate ln of a sum of
+    ///   exponentials: a weighted average of the u_w appears, with weights you computed in
+    ///   exercise 2.
+    /// - Hint 2: the book's chapter 2, section "The loss and its gradients", derives it.
     pub fn centre_gradient(_u: &[Vec<f64>], _v_c: &[f64], _o: usize) -> Vec<f64> {
         unimplemented!(
             "Exercise 3 (centre_gradient): implement `fn centre_gradient` in \
-             lessons/02_word2vec.rs — p = probabilities(u, v_c) (exercise 2); start from \
-             −u[o], then add p[w] * u[w] for every word w; the crate's version: \
-             `SoftmaxSkipGram::loss_and_grads` in src/word2vec/softmax.rs"
+             lessons/02_word2vec.rs — derive ∂L/∂v_c from L = −u_o · v_c + \
+             ln Σ_w exp(u_w · v_c); p = probabilities(u, v_c) (exercise 2) gives the weights \
+             it needs; the crate's version: `SoftmaxSkipGram::loss_and_grads` in \
+             src/word2vec/softmax.rs"
         )
     }
 

@@ -81,10 +81,14 @@ mod learner {
     /// Exercise 1: the gradient of the mean softmax cross-entropy with respect to the logits.
     ///
     /// `logits` holds `N` rows of `V` numbers, one row per position, and `targets` the `N`
-    /// correct ids. The loss is `L = (1/N) Σ_n −ln softmax(z_n)[y_n]`, and its gradient is
-    /// "predicted minus observed": `dL/dz_n = (softmax(z_n) − onehot(y_n)) / N`. Add it into
+    /// correct ids. The loss is `L = (1/N) Σ_n −ln softmax(z_n)[y_n]`. Add `dL/dz` into
     /// `dlogits`. Compute the softmax stably: subtract the row's largest logit before `exp`
     /// (it changes no probability), or a logit of 1000 gives `inf / inf`.
+    ///
+    /// - Hint 1: write one row's loss as `−z_y + ln Σ_j e^(z_j)` and differentiate it with
+    ///   respect to one logit `z_i`: the first term matters only when `i = y`, the second
+    ///   gives a familiar fraction. Then the mean's `1/N`.
+    /// - Hint 2: the book's chapter 4, section "Softmax cross-entropy", derives it.
     pub fn cross_entropy_backward(
         _dlogits: &mut [f32],
         _logits: &[f32],
@@ -94,8 +98,9 @@ mod learner {
         unimplemented!(
             "Exercise 1 (cross_entropy_backward): implement `fn cross_entropy_backward` in \
              lessons/04_gpt.rs — for each row n: p = softmax(row) (subtract the row's max \
-             first), then dlogits[n * V + i] += (p[i] − [i == y_n]) / N; the crate's version: \
-             `cross_entropy_forward` and `cross_entropy_backward` in src/gpt/loss.rs"
+             first), then add ∂L/∂z_(n,i), which you derive from −z_y + ln Σ_j e^(z_j) and \
+             the mean's 1/N; the crate's version: `cross_entropy_forward` and \
+             `cross_entropy_backward` in src/gpt/loss.rs"
         )
     }
 
