@@ -1,7 +1,9 @@
 //! # Chapter 1 exercises: n-gram language models
 //!
-//! You write seven small functions. They start with the naive whole-sentence estimate and end
-//! with Kneser-Ney's continuation counts. The tests at the bottom of this file check them, first
+//! You write nine small functions. They start with the naive whole-sentence estimate and end
+//! with Kneser-Ney: its continuation counts, its interpolated probability, and modified
+//! Kneser-Ney's three discounts. Do them in order: exercise 4 builds on exercises 2 and 3,
+//! and exercise 8 takes the counts that exercises 2 and 7 compute. The tests at the bottom of this file check them, first
 //! against answers worked out by hand (the arithmetic is in the comments), then against the
 //! crate on a corpus from the toy-world grammar.
 //!
@@ -95,6 +97,9 @@ mod learner {
     /// word and one more for `</s>`, each conditioned on the token before it. The probabilities
     /// are maximum-likelihood bigram estimates from the sentences of `train`. A prediction with
     /// probability 0 makes the result −∞ (`f64::NEG_INFINITY`, which is what `0.0_f64.ln()` is).
+    ///
+    /// This exercise builds on exercises 2 and 3 (`count_ngrams`, `mle_probability`): do them
+    /// first, then call them here.
     pub fn sentence_log_prob(_train: &[Vec<String>], _sentence: &[&str]) -> f64 {
         unimplemented!(
             "Exercise 4 (sentence_log_prob): implement `fn sentence_log_prob` in \
@@ -149,6 +154,71 @@ mod learner {
              version: `continuation_counts` in src/ngram/counts.rs"
         )
     }
+
+    /// Exercise 8: the interpolated Kneser-Ney probability of a bigram model.
+    ///
+    /// Kneser-Ney takes a discount `D` off every seen count and gives the mass it freed to a
+    /// lower order, recursively down to the uniform distribution over the |V| outcomes
+    /// (`vocab_size`). For a bigram model, with `D2 = discounts[1]` at the bigram level and
+    /// `D1 = discounts[0]` at the unigram level:
+    ///
+    /// ```text
+    /// P(w | v)  = max(c(v w) − D2, 0) / c(v •)  +  γ(v) P1(w)
+    /// P1(w)     = max(N1+(• w) − D1, 0) / N1+(• •)  +  γ1 / |V|
+    /// ```
+    ///
+    /// The bigram level uses the raw counts c(v w) of the padded sentences, `bigrams` (as
+    /// exercise 2 returns them); the unigram level uses the *continuation counts*
+    /// N1+(• w), `continuation` (as exercise 7 returns them), and N1+(• •) = Σ_w N1+(• w). A context `v` never seen (c(v •) = 0, `</s>` or an unknown
+    /// word) gives all the mass to the lower order: P(w | v) = P1(w). A word never seen gets
+    /// only the share of the uniform floor.
+    ///
+    /// γ(v) and γ1 are yours to work out: each level must sum to 1 over the |V| outcomes.
+    ///
+    /// - Hint 1: sum the first term over the words seen after `v`. How much less than 1 is it?
+    ///   Each seen follower lost exactly `D2` (the discounts are below 1, and every seen
+    ///   count is at least 1). The same argument at the unigram level gives γ1.
+    /// - Hint 2: the book's chapter 1, section "Kneser-Ney smoothing", writes γ(h) and shows
+    ///   that each distribution sums to 1.
+    pub fn kneser_ney_probability(
+        _bigrams: &Counts,
+        _continuation: &HashMap<String, usize>,
+        _context: &str,
+        _word: &str,
+        _discounts: [f64; 2],
+        _vocab_size: usize,
+    ) -> f64 {
+        unimplemented!(
+            "Exercise 8 (kneser_ney_probability): implement `fn kneser_ney_probability` in \
+             lessons/01_ngram.rs — the bigram level discounts the raw counts c(v w) by \
+             discounts[1], the unigram level the continuation counts N1+(• w) by \
+             discounts[0], the lowest level is 1 / vocab_size; work out each level's γ so \
+             that it sums to 1; an unseen context falls through to the unigram level; the \
+             crate's version: `smoothing::kneser_ney` in src/ngram/smoothing.rs and \
+             `NgramModel::kneser_ney` in src/ngram/model.rs"
+        )
+    }
+
+    /// Exercise 9: modified Kneser-Ney's three discounts from the counts of counts.
+    ///
+    /// Chen and Goodman discount an n-gram seen once by D1, twice by D2, three times or more
+    /// by D3+, all estimated from n_r, the number of n-grams in `counts` whose count is
+    /// exactly r (for r = 1, 2, 3, 4):
+    ///
+    /// ```text
+    /// Y = n1 / (n1 + 2 n2),  D1 = 1 − 2Y n2/n1,  D2 = 2 − 3Y n3/n2,  D3+ = 3 − 4Y n4/n3
+    /// ```
+    ///
+    /// Return `[D1, D2, D3+]`. `counts` holds the n-grams of one order n ≥ 2 (as
+    /// `count_ngrams` returns them), and n1 .. n4 are all above 0 in the tests.
+    pub fn modified_kn_discounts(_counts: &Counts) -> [f64; 3] {
+        unimplemented!(
+            "Exercise 9 (modified_kn_discounts): implement `fn modified_kn_discounts` in \
+             lessons/01_ngram.rs — n_r = how many n-grams have count exactly r (r = 1..4; a \
+             count of 5 is in none of them), then Y, D1, D2, D3+ as in the doc comment; the \
+             crate's version: `smoothing::modified_kn_discounts` in src/ngram/smoothing.rs"
+        )
+    }
 }
 
 // ============================================================================================
@@ -159,7 +229,9 @@ mod learner {
 mod reference {
     use super::Counts;
     use llm_lessons::ngram::{
-        self, smoothing, Evaluation, NgramConfig, NgramCounts, NgramModel, Smoothing, Style, Vocab,
+        self,
+        smoothing::{self, Discounts},
+        Evaluation, NgramConfig, NgramCounts, NgramModel, Smoothing, Style, Vocab,
     };
     use std::collections::HashMap;
 
@@ -251,6 +323,56 @@ mod reference {
             .map(|w| (w.clone(), model.continuation_count(&[w]) as usize))
             .filter(|&(_, c)| c > 0)
             .collect()
+    }
+
+    pub fn kneser_ney_probability(
+        bigrams: &Counts,
+        continuation: &HashMap<String, usize>,
+        context: &str,
+        word: &str,
+        discounts: [f64; 2],
+        vocab_size: usize,
+    ) -> f64 {
+        // Each level is the crate's formula, `smoothing::kneser_ney`.
+        let unigram = Discounts([discounts[0]; 3]);
+        let a_w = continuation.get(word).copied().unwrap_or(0);
+        let p1 = smoothing::kneser_ney(
+            a_w as f64,
+            unigram.for_count(a_w as u32),
+            unigram.0[0] * continuation.len() as f64, // D1 N1+(•): one discount per word seen
+            continuation.values().sum::<usize>() as f64,
+            1.0 / vocab_size as f64,
+        );
+        let followers: Vec<usize> = bigrams
+            .iter()
+            .filter(|(g, _)| g[0] == context)
+            .map(|(_, &c)| c)
+            .collect();
+        if followers.is_empty() {
+            return p1; // v never seen: all the mass goes to the lower order
+        }
+        let bigram = Discounts([discounts[1]; 3]);
+        let key = vec![context.to_string(), word.to_string()];
+        let c_vw = bigrams.get(&key).copied().unwrap_or(0);
+        smoothing::kneser_ney(
+            c_vw as f64,
+            bigram.for_count(c_vw as u32),
+            bigram.0[0] * followers.len() as f64,
+            followers.iter().sum::<usize>() as f64,
+            p1,
+        )
+    }
+
+    pub fn modified_kn_discounts(counts: &Counts) -> [f64; 3] {
+        let mut n = [0u64; 4];
+        for &c in counts.values() {
+            if (1..=4).contains(&c) {
+                n[c - 1] += 1;
+            }
+        }
+        smoothing::modified_kn_discounts(n)
+            .expect("counts of counts that give discounts in (0, i]")
+            .0
     }
 }
 
@@ -841,4 +963,180 @@ fn exercise_7_continuation_counts() {
         model.vocab.len() - 2,
         "toy world: one entry per word and </s>"
     );
+}
+
+/// The running example of Kneser-Ney: "francisco" is frequent (4 times) but only ever
+/// follows "san"; "glasses" is rarer (3 times) but follows 3 different words.
+fn san_francisco() -> Vec<Vec<String>> {
+    corpus(&[
+        "i flew to san francisco",
+        "san francisco is foggy",
+        "we love san francisco",
+        "san francisco has hills",
+        "i lost my glasses",
+        "she cleaned her glasses",
+        "reading glasses help",
+    ])
+}
+
+#[test]
+fn exercise_8_kneser_ney_probability() {
+    let corpus = san_francisco();
+    // The inputs, built by the crate: the bigram counts and the continuation counts.
+    let (bigrams, continuation) = (
+        reference::count_ngrams(&corpus, 2),
+        reference::continuation_counts(&corpus),
+    );
+    // D1 = 1/2 at the unigram level, D2 = 3/4 at the bigram level. |V| = 21: the 19 words,
+    // </s> and <unk> (a word never seen, as the crate counts it).
+    let p = |v: &str, w: &str| {
+        solution::kneser_ney_probability(&bigrams, &continuation, v, w, [0.5, 0.75], 21)
+    };
+
+    // The unigram level. 28 distinct bigrams, so N1+(• •) = 28, and 20 tokens have a
+    // continuation count (the 19 words and </s>): γ1 = D1 · 20 / 28, and the uniform share
+    // is γ1 / 21 = 10 / 588. So P1(w) = max(N1+(• w) − 1/2, 0) / 28 + 10/588:
+    //   P1(francisco) = 0.5/28 + 10/588 = 20.5/588 (N1+ = 1: only "san" precedes it)
+    //   P1(glasses)   = 2.5/28 + 10/588 = 62.5/588 (N1+ = 3: "my", "her", "reading")
+    //   P1(zebra)     = 10/588                      (never seen: the uniform share only)
+    // An unseen context ("zebra") gets the unigram level itself.
+    let p1_francisco = 20.5 / 588.0;
+    let p1_glasses = 62.5 / 588.0;
+    assert_close(
+        p("zebra", "francisco"),
+        p1_francisco,
+        "P(francisco | zebra)",
+    );
+    assert_close(p("zebra", "glasses"), p1_glasses, "P(glasses | zebra)");
+    assert_close(p("zebra", "zebra"), 10.0 / 588.0, "P(zebra | zebra)");
+    // After "</s>" nothing was ever seen either.
+    assert_close(p("</s>", "glasses"), p1_glasses, "P(glasses | </s>)");
+
+    // The bigram level. "san" is followed 4 times, always by "francisco": c(san •) = 4,
+    // N1+(san •) = 1, so γ(san) = 3/4 · 1 / 4 = 3/16 and
+    //   P(francisco | san) = (4 − 3/4) / 4 + 3/16 · P1(francisco) = 13/16 + 3/16 · 20.5/588.
+    assert_close(
+        p("san", "francisco"),
+        13.0 / 16.0 + 3.0 / 16.0 * p1_francisco,
+        "P(francisco | san)",
+    );
+    //   P(glasses | san) = 0 + 3/16 · P1(glasses): an unseen bigram, from the lower order.
+    assert_close(
+        p("san", "glasses"),
+        3.0 / 16.0 * p1_glasses,
+        "P(glasses | san)",
+    );
+    // "<s>" is followed by i (2), san (2), we, she, reading (1 each): c(<s> •) = 7 and
+    // N1+(<s> •) = 5, so γ(<s>) = 3/4 · 5 / 7 = 15/28, and with N1+(• san) = 3
+    // (to, love, <s>): P(san | <s>) = (2 − 3/4) / 7 + 15/28 · 62.5/588.
+    assert_close(
+        p("<s>", "san"),
+        1.25 / 7.0 + 15.0 / 28.0 * 62.5 / 588.0,
+        "P(san | <s>)",
+    );
+
+    // Properties: every context's distribution over the 21 outcomes sums to 1 (the 20
+    // tokens seen, and "zebra" standing for <unk>).
+    let mut outcomes: Vec<String> = reference::count_ngrams(&corpus, 1)
+        .into_keys()
+        .map(|g| g[0].clone())
+        .filter(|w| w != "<s>")
+        .collect();
+    outcomes.push("zebra".into());
+    assert_eq!(outcomes.len(), 21);
+    for v in ["san", "<s>", "glasses", "i", "francisco", "</s>", "zebra"] {
+        let total: f64 = outcomes.iter().map(|w| p(v, w)).sum();
+        assert_close(total, 1.0, &format!("Σ_w P(w | {v})"));
+    }
+
+    // On the toy world, it agrees with the crate's Kneser-Ney bigram model, whose two
+    // discounts are estimated from the counts of counts (D = n1 / (n1 + 2 n2) per order).
+    let toy = toy_world(300, 10);
+    let model = toy_model(&toy, 2, Smoothing::KneserNey(None));
+    let discounts = [1, 2].map(|k| model.discounts(k).expect("a Kneser-Ney model").0[0]);
+    let outcomes: Vec<&str> = model
+        .vocab
+        .words()
+        .iter()
+        .map(String::as_str)
+        .filter(|&w| w != "<s>")
+        .collect();
+    assert_eq!(outcomes.len(), model.outcomes());
+    let (bigrams, continuation) = (
+        reference::count_ngrams(&toy, 2),
+        reference::continuation_counts(&toy),
+    );
+    for context in toy_contexts(&toy, 1) {
+        for &word in &outcomes {
+            let expected = model.prob_words(without_bos(&context), word);
+            let actual = solution::kneser_ney_probability(
+                &bigrams,
+                &continuation,
+                context[0],
+                word,
+                discounts,
+                outcomes.len(),
+            );
+            assert_close(
+                actual,
+                expected,
+                &format!("toy world, P_KN({word} | {})", context[0]),
+            );
+        }
+    }
+}
+
+#[test]
+fn exercise_9_modified_kn_discounts() {
+    // Counts of counts n1 = 4, n2 = 2, n3 = 1, n4 = 1 (and one n-gram seen 7 times, which is
+    // in none of them): Y = 4 / (4 + 2·2) = 1/2, D1 = 1 − 2 · 1/2 · 2/4 = 1/2,
+    // D2 = 2 − 3 · 1/2 · 1/2 = 5/4, D3+ = 3 − 4 · 1/2 · 1/1 = 1.
+    let small = counts(&[
+        ("a b", 1),
+        ("a c", 1),
+        ("b c", 1),
+        ("c a", 1),
+        ("b a", 2),
+        ("c b", 2),
+        ("a a", 3),
+        ("b b", 4),
+        ("c c", 7),
+    ]);
+    let d = solution::modified_kn_discounts(&small);
+    for (i, (got, expected)) in d.iter().zip([0.5, 1.25, 1.0]).enumerate() {
+        let name = ["D1", "D2", "D3+"][i];
+        assert_close(*got, expected, &format!("{name} for n = (4, 2, 1, 1)"));
+    }
+
+    // n1 = 10, n2 = 4, n3 = 2, n4 = 1: Y = 10/18 = 5/9, D1 = 1 − 2 · 5/9 · 4/10 = 5/9,
+    // D2 = 2 − 3 · 5/9 · 2/4 = 7/6, D3+ = 3 − 4 · 5/9 · 1/2 = 17/9.
+    let mut entries: Vec<(String, usize)> = Vec::new();
+    for (count, how_many) in [(1, 10), (2, 4), (3, 2), (4, 1), (5, 3), (12, 1)] {
+        for i in 0..how_many {
+            entries.push((format!("w{count} x{i}"), count));
+        }
+    }
+    let entries: Vec<(&str, usize)> = entries.iter().map(|(g, c)| (g.as_str(), *c)).collect();
+    let d = solution::modified_kn_discounts(&counts(&entries));
+    for (i, (got, expected)) in d.iter().zip([5.0 / 9.0, 7.0 / 6.0, 17.0 / 9.0]).enumerate() {
+        let name = ["D1", "D2", "D3+"][i];
+        assert_close(*got, expected, &format!("{name} for n = (10, 4, 2, 1)"));
+    }
+
+    // On the toy world, they are the discounts of the crate's modified Kneser-Ney model at
+    // its highest order (which uses the raw counts).
+    let toy = toy_world(500, 11);
+    for n in [2, 3] {
+        let model = toy_model(&toy, n, Smoothing::ModifiedKneserNey);
+        assert!(model.warnings.is_empty(), "{:?}", model.warnings);
+        let expected = model.discounts(n).expect("a Kneser-Ney model").0;
+        let actual = solution::modified_kn_discounts(&reference::count_ngrams(&toy, n));
+        for i in 0..3 {
+            assert_close(
+                actual[i],
+                expected[i],
+                &format!("toy world, order {n}, {}", ["D1", "D2", "D3+"][i]),
+            );
+        }
+    }
 }

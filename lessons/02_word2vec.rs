@@ -1,8 +1,9 @@
 //! # Chapter 2 exercises: word2vec
 //!
-//! You write seven small functions. They follow the chapter: the (centre, context) pairs of
+//! You write nine small functions. They follow the chapter: the (centre, context) pairs of
 //! skip-gram, the full softmax P(o|c) and one of its gradients, the negative-sampling loss,
-//! cosine similarity, the sub-sampling of frequent words, and an analogy. The tests at the
+//! cosine similarity, the sub-sampling of frequent words, an analogy, and then the
+//! negative-sampling gradients and the update that word2vec makes for one pair. The tests at the
 //! bottom of this file check them, first against answers worked out by hand (the arithmetic
 //! is in the comments), then against the crate on vectors trained on the toy world.
 //!
@@ -76,18 +77,21 @@ mod learner {
 
     /// Exercise 3: the gradient of the full-softmax loss with respect to the centre vector.
     ///
-    /// The loss of the pair (c, o) is L = −ln P(o | c) (exercise 2). Its gradient with
-    /// respect to v_c is "the expected context vector minus the observed one":
+    /// The loss of the pair (c, o) is L = −ln P(o | c) (exercise 2). Return ∂L/∂v_c, a vector
+    /// of the same length as `v_c`. Derive it first.
     ///
-    /// ∂L/∂v_c = −u_o + Σ_w P(w | c) u_w
-    ///
-    /// Return it as a vector of the same length as `v_c`.
+    /// - Hint 1: write L = −u_o · v_c + ln Σ_w exp(u_w · v_c). The first term's gradient
+    ///   with respect to v_c is one vector; for the second, differentiate ln of a sum of
+    ///   exponentials: a weighted average of the u_w appears, with weights you computed in
+    ///   exercise 2.
+    /// - Hint 2: the book's chapter 2, section "The loss and its gradients", derives it.
     pub fn centre_gradient(_u: &[Vec<f64>], _v_c: &[f64], _o: usize) -> Vec<f64> {
         unimplemented!(
             "Exercise 3 (centre_gradient): implement `fn centre_gradient` in \
-             lessons/02_word2vec.rs — p = probabilities(u, v_c) (exercise 2); start from \
-             −u[o], then add p[w] * u[w] for every word w; the crate's version: \
-             `SoftmaxSkipGram::loss_and_grads` in src/word2vec/softmax.rs"
+             lessons/02_word2vec.rs — derive ∂L/∂v_c from L = −u_o · v_c + \
+             ln Σ_w exp(u_w · v_c); p = probabilities(u, v_c) (exercise 2) gives the weights \
+             it needs; the crate's version: `SoftmaxSkipGram::loss_and_grads` in \
+             src/word2vec/softmax.rs"
         )
     }
 
@@ -137,7 +141,8 @@ mod learner {
     }
 
     /// Exercise 7: an analogy, "b is to a as c is to ?", answered by a − b + c (the book's
-    /// form: "man is to king as woman is to ?" is `analogy(.., "king", "man", "woman")`).
+    /// form: "man is to king as woman is to ?" is `analogy(.., "king", "man", "woman")`,
+    /// which gensim writes `most_similar(positive=[a, c], negative=[b])`).
     ///
     /// `vectors[i]` is the vector of `words[i]`. Divide the vectors of a, b and c by their
     /// lengths, form the query q = â − b̂ + ĉ, and return the word whose vector has the
@@ -156,6 +161,59 @@ mod learner {
              rows of a, b, c; q[j] = a[j]/|a| − b[j]/|b| + c[j]/|c|; then the row i (not a, \
              b or c) with the largest cosine_similarity(vectors[i], q); the crate's version: \
              `Embeddings::analogy` in src/word2vec/vectors.rs"
+        )
+    }
+
+    /// Exercise 8: the gradients of the negative-sampling loss of one pair.
+    ///
+    /// The loss is exercise 4's, `L = −ln σ(u_o · v_c) − Σ_i ln σ(−u_{n_i} · v_c)`, with
+    /// `u_neg[i]` = u_{n_i}. Return `(∂L/∂v_c, ∂L/∂u_o, [∂L/∂u_{n_i} for each i])`, each a
+    /// vector of the length of `v_c`. Derive them on paper; the tests check them against
+    /// finite differences.
+    ///
+    /// - Hint 1: `L` depends on the vectors only through the scores `s_o = u_o · v_c` and
+    ///   `s_i = u_{n_i} · v_c`. First find `σ'(x)` in terms of `σ(x)`, then `d/dx ln σ(x)`
+    ///   and `d/dx ln σ(−x)`, then `∂L/∂s_o` and `∂L/∂s_i`. Last, the chain rule: what is
+    ///   `∂s/∂v_c`, and `∂s/∂u`? `v_c` is in every score.
+    /// - Hint 2: the book's chapter 2, section "Negative sampling", paragraph "The
+    ///   gradients", derives them.
+    #[allow(clippy::type_complexity)]
+    pub fn sgns_gradients(
+        _v_c: &[f64],
+        _u_o: &[f64],
+        _u_neg: &[Vec<f64>],
+    ) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+        unimplemented!(
+            "Exercise 8 (sgns_gradients): implement `fn sgns_gradients` in \
+             lessons/02_word2vec.rs — derive ∂L/∂s for each score s = u · v_c (using \
+             σ'(x) = σ(x)(1 − σ(x)), which you can show), then the chain rule for v_c (in \
+             every score), u_o and each u_n; the crate's version: `sgns_loss_and_grads` in \
+             src/word2vec/sgns.rs"
+        )
+    }
+
+    /// Exercise 9: word2vec's update for one (centre, context) pair, with noise words.
+    ///
+    /// `v[w]` is word w's centre vector and `u[w]` its context vector. One step of SGD with
+    /// learning rate `alpha` on the pair's loss (exercise 8): every vector the loss depends
+    /// on, `v[centre]`, `u[context]` and `u[n]` for each `n` in `noise`, moves by `−alpha`
+    /// times its gradient, all gradients taken at the vectors *before* the step (as
+    /// word2vec.c does: it sums `v_c`'s gradient while it updates the context vectors, and
+    /// applies it last). Return the pair's loss before the step. In the tests the noise
+    /// words are distinct and differ from `context`.
+    pub fn sgns_update(
+        _v: &mut [Vec<f64>],
+        _u: &mut [Vec<f64>],
+        _centre: usize,
+        _context: usize,
+        _noise: &[usize],
+        _alpha: f64,
+    ) -> f64 {
+        unimplemented!(
+            "Exercise 9 (sgns_update): implement `fn sgns_update` in lessons/02_word2vec.rs — \
+             compute the loss (exercise 4) and the gradients (exercise 8) at the old vectors, \
+             then subtract alpha times each gradient from v[centre], u[context] and every \
+             u[noise[i]]; the crate's version: `Context::sgns_step` in src/word2vec/sgns.rs"
         )
     }
 }
@@ -214,6 +272,40 @@ mod reference {
             .word
             .clone()
     }
+
+    #[allow(clippy::type_complexity)]
+    pub fn sgns_gradients(
+        v_c: &[f64],
+        u_o: &[f64],
+        u_neg: &[Vec<f64>],
+    ) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+        let u_neg: Vec<&[f64]> = u_neg.iter().map(Vec::as_slice).collect();
+        let (_, grad_v, grad_u_o, grad_u_neg) = sgns::sgns_loss_and_grads(v_c, u_o, &u_neg);
+        (grad_v, grad_u_o, grad_u_neg)
+    }
+
+    /// The crate's f32 trainer keeps its step private (`Context::sgns_step`); its f64
+    /// gradients are public, and the tests check the trainer's step against this.
+    pub fn sgns_update(
+        v: &mut [Vec<f64>],
+        u: &mut [Vec<f64>],
+        centre: usize,
+        context: usize,
+        noise: &[usize],
+        alpha: f64,
+    ) -> f64 {
+        let u_neg: Vec<&[f64]> = noise.iter().map(|&n| u[n].as_slice()).collect();
+        let (loss, grad_v, grad_u_o, grad_u_neg) =
+            sgns::sgns_loss_and_grads(&v[centre], &u[context], &u_neg);
+        let step =
+            |x: &mut [f64], g: &[f64]| x.iter_mut().zip(g).for_each(|(x, g)| *x -= alpha * g);
+        step(&mut v[centre], &grad_v);
+        step(&mut u[context], &grad_u_o);
+        for (&n, g) in noise.iter().zip(&grad_u_neg) {
+            step(&mut u[n], g);
+        }
+        loss
+    }
 }
 
 // The tests call `solution::...`: your code with `--features learner`, the reference without.
@@ -228,6 +320,8 @@ use reference as solution;
 
 use llm_lessons::data::grammar::Grammar;
 use llm_lessons::word2vec::{train_sgns, SgnsConfig, SoftmaxSkipGram, Vocab};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// `n` sentences written by the toy-world grammar (the same ones on every machine).
 fn toy_world(n: usize, seed: u64) -> Vec<Vec<String>> {
@@ -774,4 +868,168 @@ fn exercise_7_analogy() {
         compared += 1;
     }
     assert!(compared >= 5, "only {compared} analogies compared");
+}
+
+/// Central differences of `f` at `x`, coordinate by coordinate.
+fn numeric_gradient(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let h = 1e-6;
+    (0..x.len())
+        .map(|j| {
+            let (mut plus, mut minus) = (x.to_vec(), x.to_vec());
+            plus[j] += h;
+            minus[j] -= h;
+            (f(&plus) - f(&minus)) / (2.0 * h)
+        })
+        .collect()
+}
+
+/// The negative-sampling loss, written out in f64 for the finite differences.
+fn sgns_loss64(v_c: &[f64], u_o: &[f64], u_neg: &[Vec<f64>]) -> f64 {
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let minus_ln_sigma = |x: f64| (1.0 + (-x).exp()).ln();
+    minus_ln_sigma(dot(u_o, v_c))
+        + u_neg
+            .iter()
+            .map(|u| minus_ln_sigma(-dot(u, v_c)))
+            .sum::<f64>()
+}
+
+#[test]
+fn exercise_8_sgns_gradients() {
+    // v_c = (1, 0), u_o = (ln 3, 0), one noise word u_n = (−ln 3, 1). Scores: s_o = ln 3,
+    // σ(ln 3) = 3/(3 + 1) = 3/4; s_n = −ln 3, σ(−ln 3) = 1/4. ∂L/∂s_o = σ(s_o) − 1 = −1/4 and
+    // ∂L/∂s_n = σ(s_n) = 1/4, so
+    //   ∂L/∂v_c = −1/4 · (ln 3, 0) + 1/4 · (−ln 3, 1) = (−ln 3 / 2, 1/4)
+    //   ∂L/∂u_o = −1/4 · v_c = (−1/4, 0),   ∂L/∂u_n = 1/4 · v_c = (1/4, 0).
+    let ln3 = 3f64.ln();
+    let (g_v, g_o, g_n) = solution::sgns_gradients(&[1.0, 0.0], &[ln3, 0.0], &[vec![-ln3, 1.0]]);
+    assert_all_close(&g_v, &[-ln3 / 2.0, 0.25], "∂L/∂v_c");
+    assert_all_close(&g_o, &[-0.25, 0.0], "∂L/∂u_o");
+    assert_eq!(g_n.len(), 1, "one gradient per noise word");
+    assert_all_close(&g_n[0], &[0.25, 0.0], "∂L/∂u_n");
+    // At zero vectors every score is 0 and σ = 1/2: ∂L/∂u_o = −v_c / 2, ∂L/∂u_n = v_c / 2,
+    // and with u = 0 the centre vector gets no gradient.
+    let v_c = [0.3, -0.6];
+    let (g_v, g_o, g_n) = solution::sgns_gradients(&v_c, &[0.0; 2], &vec![vec![0.0; 2]; 2]);
+    assert_all_close(&g_v, &[0.0, 0.0], "∂L/∂v_c at u = 0");
+    assert_all_close(&g_o, &[-0.15, 0.3], "∂L/∂u_o at u_o = 0");
+    assert_all_close(&g_n[1], &[0.15, -0.3], "∂L/∂u_n2 at u = 0");
+
+    // Finite differences, with three noise words and d = 5.
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let mut random = |n: usize| -> Vec<f64> { (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect() };
+    let (v_c, u_o) = (random(5), random(5));
+    let u_neg: Vec<Vec<f64>> = (0..3).map(|_| random(5)).collect();
+    let (g_v, g_o, g_n) = solution::sgns_gradients(&v_c, &u_o, &u_neg);
+    let close = |a: &[f64], e: &[f64], what: &str| {
+        for (j, (a, e)) in a.iter().zip(e).enumerate() {
+            assert!(
+                (a - e).abs() < 1e-7,
+                "{what}, coordinate {j}: got {a}, the finite difference says {e}"
+            );
+        }
+    };
+    close(
+        &g_v,
+        &numeric_gradient(&v_c, |x| sgns_loss64(x, &u_o, &u_neg)),
+        "∂L/∂v_c",
+    );
+    close(
+        &g_o,
+        &numeric_gradient(&u_o, |x| sgns_loss64(&v_c, x, &u_neg)),
+        "∂L/∂u_o",
+    );
+    for i in 0..3 {
+        let numeric = numeric_gradient(&u_neg[i], |x| {
+            let mut u = u_neg.clone();
+            u[i] = x.to_vec();
+            sgns_loss64(&v_c, &u_o, &u)
+        });
+        close(&g_n[i], &numeric, &format!("∂L/∂u_n{i}"));
+    }
+    // And against the crate's `sgns_loss_and_grads`.
+    let (c_v, c_o, c_n) = reference::sgns_gradients(&v_c, &u_o, &u_neg);
+    assert_all_close(&g_v, &c_v, "∂L/∂v_c against the crate");
+    assert_all_close(&g_o, &c_o, "∂L/∂u_o against the crate");
+    for i in 0..3 {
+        assert_all_close(&g_n[i], &c_n[i], &format!("∂L/∂u_n{i} against the crate"));
+    }
+}
+
+#[test]
+fn exercise_9_sgns_update() {
+    // Exercise 8's numbers with alpha = 1: word 0 is the centre, word 1 the context, word 2
+    // the noise word. Every vector moves by minus its gradient, taken before the step:
+    //   v_0 = (1, 0) − (−ln 3 / 2, 1/4) = (1 + ln 3 / 2, −1/4)
+    //   u_1 = (ln 3, 0) − (−1/4, 0) = (ln 3 + 1/4, 0),  u_2 = (−ln 3, 1) − (1/4, 0).
+    // The loss before the step: −ln σ(ln 3) − ln σ(ln 3) = 2 ln(4/3).
+    let ln3 = 3f64.ln();
+    let mut v = vec![vec![1.0, 0.0], vec![5.0, 5.0], vec![7.0, 7.0]];
+    let mut u = vec![vec![9.0, 9.0], vec![ln3, 0.0], vec![-ln3, 1.0]];
+    let loss = solution::sgns_update(&mut v, &mut u, 0, 1, &[2], 1.0);
+    assert_close(loss, 2.0 * (4.0f64 / 3.0).ln(), "the loss before the step");
+    assert_all_close(&v[0], &[1.0 + ln3 / 2.0, -0.25], "v_0 after the step");
+    assert_all_close(
+        &u[1],
+        &[ln3 + 0.25, 0.0],
+        "u_1 (the context word) after the step",
+    );
+    assert_all_close(
+        &u[2],
+        &[-ln3 - 0.25, 1.0],
+        "u_2 (the noise word) after the step",
+    );
+    // Vectors the pair does not use stay as they were.
+    assert_all_close(&v[1], &[5.0, 5.0], "v_1, not in the pair");
+    assert_all_close(&u[0], &[9.0, 9.0], "u_0, not in the pair");
+
+    // Against the crate's trainer: a corpus of one sentence "a b", window 1, no noise words,
+    // no sub-sampling and a constant alpha gives exactly the pairs (a, b) then (b, a) per
+    // epoch. The trainer starts u at 0, so its first epoch leaves v as it was: one epoch shows
+    // the starting v (and u after epoch 1), two epochs what the second epoch's steps did.
+    let config = |epochs| SgnsConfig {
+        dim: 3,
+        window: 1,
+        negative: 0,
+        min_count: 1,
+        sample: 0.0,
+        alpha: 0.5,
+        min_alpha: 0.5,
+        epochs,
+        threads: 1,
+        seed: 3,
+        ..SgnsConfig::default()
+    };
+    let sentences = [vec!["a", "b"]];
+    let rows = |x: &[f32]| -> Vec<Vec<f64>> {
+        x.chunks(3)
+            .map(|r| r.iter().map(|&y| y as f64).collect())
+            .collect()
+    };
+    let trained = |epochs| train_sgns(&sentences, &config(epochs), &|_| {}).unwrap();
+    let (one, two) = (trained(1), trained(2));
+    assert_eq!(one.vocab.words, ["a", "b"]);
+    let (mut v, mut u) = (rows(&one.v), vec![vec![0.0; 3]; 2]);
+    for epoch in 1..=2 {
+        solution::sgns_update(&mut v, &mut u, 0, 1, &[], 0.5); // (a, b)
+        solution::sgns_update(&mut v, &mut u, 1, 0, &[], 0.5); // (b, a)
+        let crate_model = if epoch == 1 { &one } else { &two };
+        // The trainer's σ comes from a table with steps of 0.012 and runs in f32: agreement
+        // to about 1e-3.
+        for (mine, theirs, name) in [
+            (&v, rows(&crate_model.v), "v"),
+            (&u, rows(&crate_model.u), "u"),
+        ] {
+            for (w, (a, b)) in mine.iter().zip(&theirs).enumerate() {
+                for j in 0..3 {
+                    assert!(
+                        (a[j] - b[j]).abs() < 2e-3,
+                        "after epoch {epoch}, {name}[{w}][{j}]: got {}, the crate's trainer has {}",
+                        a[j],
+                        b[j]
+                    );
+                }
+            }
+        }
+    }
 }

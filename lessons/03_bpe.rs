@@ -1,7 +1,7 @@
 //! # Chapter 3 exercises: byte-pair encoding
 //!
-//! You write seven small functions, from counting pairs to a whole training loop and GPT-2's
-//! split. The tests at the bottom of this file check them, first against answers worked out
+//! You write eight small functions, from counting pairs to a whole training loop, GPT-2's
+//! split, and tiktoken's merge by ranks. The tests at the bottom of this file check them, first against answers worked out
 //! by hand (the arithmetic is in the comments), then against the crate on real-looking text.
 //!
 //! ## How to work
@@ -156,6 +156,28 @@ mod learner {
              version: `basic::train_words` in src/bpe/basic.rs"
         )
     }
+
+    /// Exercise 8: tiktoken's merge of one piece, by ranks.
+    ///
+    /// tiktoken's files store no merge list, only *ranks*: `ranks[bytes]` is the rank of the
+    /// token with those bytes (lower: merged earlier in training; every single byte has
+    /// one). To encode a piece, start from its bytes, one part each. Then, as long as two
+    /// adjacent parts join into bytes that have a rank, join the pair whose joined bytes have
+    /// the *lowest* rank (the leftmost pair if the same rank occurs twice). Return the rank
+    /// of every final part, in order.
+    ///
+    /// This is not exercise 4's replay of a merge list. With the merges `b`+`c` (rank 256),
+    /// `a`+`b` (257) and `ab`+`c` (258), the piece `abc` ends as one token here, but as two
+    /// when the merges are replayed: work out why before you write the code.
+    pub fn tiktoken_merge(_ranks: &HashMap<Vec<u8>, u32>, _piece: &[u8]) -> Vec<u32> {
+        unimplemented!(
+            "Exercise 8 (tiktoken_merge): implement `fn tiktoken_merge` in lessons/03_bpe.rs — \
+             keep the parts as byte ranges of `piece` (one per byte at first); loop: for every \
+             adjacent pair, look up the rank of the bytes the two parts span together; none: \
+             stop; else join the pair with the lowest rank (leftmost on a tie); at the end, \
+             each part's rank; the crate's version: `byte_pair_merge` in src/bpe/encoding.rs"
+        )
+    }
 }
 
 // ============================================================================================
@@ -165,7 +187,7 @@ mod learner {
 #[cfg_attr(feature = "learner", allow(dead_code))] // used only without `--features learner`
 mod reference {
     use super::{Merge, Pair};
-    use llm_lessons::bpe::{base, basic, split::Pattern, Encoding, MergeTable};
+    use llm_lessons::bpe::{base, basic, encoding, split::Pattern, Encoding, MergeTable};
     use rustc_hash::FxHashMap;
     use std::collections::HashMap;
 
@@ -224,6 +246,17 @@ mod reference {
             })
             .collect()
     }
+
+    pub fn tiktoken_merge(ranks: &HashMap<Vec<u8>, u32>, piece: &[u8]) -> Vec<u32> {
+        let ranks: FxHashMap<Vec<u8>, u32> = ranks.iter().map(|(b, &r)| (b.clone(), r)).collect();
+        let mut parts = Vec::new();
+        encoding::byte_pair_merge(&ranks, piece, &mut parts);
+        // parts[i].0 is where part i starts; the last entry is the end of the piece
+        parts
+            .windows(2)
+            .map(|w| ranks[&piece[w[0].0..w[1].0]])
+            .collect()
+    }
 }
 
 // The tests call `solution::...`: your code with `--features learner`, the reference without.
@@ -237,6 +270,7 @@ use reference as solution;
 // ============================================================================================
 
 use llm_lessons::bpe::basic::{word_counts, COURSE_TEXT};
+use llm_lessons::bpe::{Encoding, Pattern};
 
 fn ids(text: &str) -> Vec<u32> {
     text.bytes().map(u32::from).collect()
@@ -443,4 +477,90 @@ fn exercise_7_train_on_the_course_example() {
         [m(97, 98, 256), m(99, 100, 257)],
         "stops when no pair is left"
     );
+}
+
+/// Ranks in tiktoken's form: the 256 bytes (rank = byte value), then `merged` in order,
+/// ranks 256, 257, ...
+fn ranks_of(merged: &[&[u8]]) -> HashMap<Vec<u8>, u32> {
+    let mut ranks: HashMap<Vec<u8>, u32> = (0..=255u8).map(|b| (vec![b], b as u32)).collect();
+    for (i, &token) in merged.iter().enumerate() {
+        ranks.insert(token.to_vec(), 256 + i as u32);
+    }
+    ranks
+}
+
+#[test]
+fn exercise_8_tiktoken_merge_by_ranks() {
+    // The book's example: bc = 256, ab = 257, abc = 258 (learned as ab + c).
+    let ranks = ranks_of(&[b"bc", b"ab", b"abc"]);
+    // "abc": the pairs are "ab" (257) and "bc" (256): join bc, the lowest. Then the pair
+    // (a, bc) joins into "abc", which has rank 258: join it. One token.
+    assert_eq!(
+        solution::tiktoken_merge(&ranks, b"abc"),
+        [258],
+        "abc with ranks bc = 256, ab = 257, abc = 258"
+    );
+    // Replaying the merges (exercise 4) stops at two tokens, (a, bc): the learned merge was
+    // (ab, c), and "ab" never forms once "bc" has taken the b.
+    let merges = [m(98, 99, 256), m(97, 98, 257), m(257, 99, 258)];
+    assert_eq!(
+        reference::encode(b"abc", &merges),
+        [97, 256],
+        "the replay of the same merges"
+    );
+    // "abcbc": bc (256) is the lowest rank, at two places; the leftmost goes first, then the
+    // other: (a, bc, bc). Then a + bc = abc (258); "bcbc" has no rank: (abc, bc).
+    assert_eq!(
+        solution::tiktoken_merge(&ranks, b"abcbc"),
+        [258, 256],
+        "abcbc"
+    );
+    // "xab": only "ab" has a rank: (x, ab). One byte: itself. No byte pair with a rank: the
+    // bytes.
+    assert_eq!(solution::tiktoken_merge(&ranks, b"xab"), [120, 257], "xab");
+    assert_eq!(solution::tiktoken_merge(&ranks, b"c"), [99], "one byte");
+    assert_eq!(
+        solution::tiktoken_merge(&ranks, b"cba"),
+        [99, 98, 97],
+        "cba"
+    );
+    // The lowest rank, not the leftmost pair: with ab = 256 and aa = 257, "aab" joins "ab"
+    // first, although (a, a) is further left; then "aab" has no rank: (a, ab).
+    let ranks2 = ranks_of(&[b"ab", b"aa"]);
+    assert_eq!(
+        solution::tiktoken_merge(&ranks2, b"aab"),
+        [97, 256],
+        "aab with ab = 256, aa = 257"
+    );
+    // On a tie (the same bytes twice), the leftmost: "aaa" with aa = 256 gives (aa, a).
+    let ranks3 = ranks_of(&[b"aa"]);
+    assert_eq!(
+        solution::tiktoken_merge(&ranks3, b"aaa"),
+        [256, 97],
+        "aaa with aa = 256"
+    );
+
+    // Against the crate's encoder, on ranks trained on the course text (GPT-2 style: every
+    // token's rank is the merge that made it), and on the same tokens with the merged
+    // tokens' ranks reversed (a rank file no merge list could have made). The crate's
+    // `Encoding::encode_ordinary` splits the text into pieces and merges each by its ranks.
+    let words = word_counts(COURSE_TEXT);
+    // Exercise 7's training, done by the crate, so that this exercise does not depend on it.
+    let trained = tokens_of(&reference::train(&as_words(&words), 256 + 60));
+    let mut reversed = trained.clone();
+    reversed[256..].reverse();
+    let text = "this is the algorithm; these are the tokens: 123, 4567 — and thistle, therein.";
+    for (tokens, what) in [(trained, "trained ranks"), (reversed, "reversed ranks")] {
+        let ranks: HashMap<Vec<u8>, u32> = tokens
+            .iter()
+            .enumerate()
+            .map(|(r, t)| (t.clone(), r as u32))
+            .collect();
+        let enc = Encoding::new("lesson", tokens, Pattern::Gpt2.split(), &[]).unwrap();
+        let mut mine = Vec::new();
+        for piece in Pattern::Gpt2.split().pieces(text) {
+            mine.extend(solution::tiktoken_merge(&ranks, piece.as_bytes()));
+        }
+        assert_eq!(mine, enc.encode_ordinary(text), "{what}: {text:?}");
+    }
 }

@@ -1,9 +1,11 @@
 //! # Chapter 4 exercises: from GPT to Llama
 //!
-//! You write nine small functions, the pieces of a transformer that are easiest to get
+//! You write eleven small functions, the pieces of a transformer that are easiest to get
 //! subtly wrong: the gradient of the loss, the backward passes of LayerNorm and RMSNorm,
 //! rotary position embeddings, the causal mask, which key/value head a query head reads,
-//! attention's backward, one AdamW step, and attention over a key/value cache. The tests at
+//! attention's backward, one AdamW step, attention over a key/value cache, SwiGLU's
+//! backward and the learning-rate schedule. The backward passes are yours to derive: the
+//! doc comments give the forward and hints, the book the derivation. The tests at
 //! the bottom of this file check them, first against answers worked out by hand (the
 //! arithmetic is in the comments), then against finite differences and against the crate.
 //!
@@ -42,7 +44,7 @@
 //!   f64 in this file, `(L(x + h) - L(x - h)) / 2h`, with `L = Σ y · r` for a fixed random
 //!   `r`, so that `dL/dy = r`.
 
-use llm_lessons::gpt::optim::AdamWConfig;
+use llm_lessons::gpt::optim::{AdamWConfig, LrSchedule};
 
 /// The heads of one attention layer: `n_heads` query heads of width `head_dim`, sharing
 /// `n_kv_heads` key/value heads.
@@ -74,15 +76,19 @@ pub struct LayerCache {
 
 #[cfg_attr(not(feature = "learner"), allow(dead_code))] // used only with `--features learner`
 mod learner {
-    use super::{AdamWConfig, Heads, LayerCache};
+    use super::{AdamWConfig, Heads, LayerCache, LrSchedule};
 
     /// Exercise 1: the gradient of the mean softmax cross-entropy with respect to the logits.
     ///
     /// `logits` holds `N` rows of `V` numbers, one row per position, and `targets` the `N`
-    /// correct ids. The loss is `L = (1/N) Σ_n −ln softmax(z_n)[y_n]`, and its gradient is
-    /// "predicted minus observed": `dL/dz_n = (softmax(z_n) − onehot(y_n)) / N`. Add it into
+    /// correct ids. The loss is `L = (1/N) Σ_n −ln softmax(z_n)[y_n]`. Add `dL/dz` into
     /// `dlogits`. Compute the softmax stably: subtract the row's largest logit before `exp`
     /// (it changes no probability), or a logit of 1000 gives `inf / inf`.
+    ///
+    /// - Hint 1: write one row's loss as `−z_y + ln Σ_j e^(z_j)` and differentiate it with
+    ///   respect to one logit `z_i`: the first term matters only when `i = y`, the second
+    ///   gives a familiar fraction. Then the mean's `1/N`.
+    /// - Hint 2: the book's chapter 4, section "Softmax cross-entropy", derives it.
     pub fn cross_entropy_backward(
         _dlogits: &mut [f32],
         _logits: &[f32],
@@ -92,22 +98,25 @@ mod learner {
         unimplemented!(
             "Exercise 1 (cross_entropy_backward): implement `fn cross_entropy_backward` in \
              lessons/04_gpt.rs — for each row n: p = softmax(row) (subtract the row's max \
-             first), then dlogits[n * V + i] += (p[i] − [i == y_n]) / N; the crate's version: \
-             `cross_entropy_forward` and `cross_entropy_backward` in src/gpt/loss.rs"
+             first), then add ∂L/∂z_(n,i), which you derive from −z_y + ln Σ_j e^(z_j) and \
+             the mean's 1/N; the crate's version: `cross_entropy_forward` and \
+             `cross_entropy_backward` in src/gpt/loss.rs"
         )
     }
 
     /// Exercise 2: LayerNorm's backward.
     ///
-    /// The forward (GPT-2's), per row of `C` numbers: `n = (x − mean) * rstd` with
-    /// `rstd = 1 / sqrt(var + eps)`, then `y = n * w + b`. It kept `mean` and `rstd` per row.
-    /// Given `dy`, add into `dx`, `dw` and `db`. With `g = w * dy`:
+    /// The forward (GPT-2's), per row of `C` numbers: `mean = (1/C) Σ x_i`,
+    /// `var = (1/C) Σ (x_i − mean)²`, `rstd = 1 / sqrt(var + eps)`, `n_i = (x_i − mean) rstd`,
+    /// then `y_i = w_i n_i + b_i`. It kept `mean` and `rstd` per row. Given `dy`, add
+    /// `dL/dx`, `dL/dw` and `dL/db` into `dx`, `dw` and `db` (the last two summed over the
+    /// rows). Derive them on paper first; the finite-difference test tells you if you did.
     ///
-    /// ```text
-    /// dx += rstd * (g − mean(g) − n * mean(g * n))     (through x, the mean and rstd)
-    /// dw += n * dy                                     (summed over the rows)
-    /// db += dy                                         (summed over the rows)
-    /// ```
+    /// - Hint 1: `dw` and `db` are one line each. For `dx`, call `g_i = w_i dy_i` the
+    ///   gradient of `n_i`; every `n_i` depends on every `x_j`, directly, through `mean`,
+    ///   and through `rstd` (which depends on `x_j` through `var`). Write `∂n_i/∂x_j` with
+    ///   `x_i − mean = n_i / rstd`, then sum `g_i ∂n_i/∂x_j` over `i`: two per-row means appear.
+    /// - Hint 2: the book derives it step by step in chapter 4, section "LayerNorm".
     ///
     /// Shapes: `dx, dy, x: (N, C)`, `dw, db, w: (C)`, `mean, rstd: (N)`.
     #[allow(clippy::too_many_arguments)]
@@ -124,23 +133,23 @@ mod learner {
     ) {
         unimplemented!(
             "Exercise 2 (layer_norm_backward): implement `fn layer_norm_backward` in \
-             lessons/04_gpt.rs — per row: n_i = (x_i − mean) * rstd, g_i = w_i * dy_i; the \
-             two means mean(g) and mean(g * n); then dx_i += rstd * (g_i − mean(g) − n_i * \
-             mean(g * n)), dw_i += n_i * dy_i, db_i += dy_i; the crate's version: \
-             `layer_norm_backward` in src/gpt/norm.rs"
+             lessons/04_gpt.rs — derive dL/dx_j = Σ_i w_i dy_i ∂n_i/∂x_j on paper (n_i \
+             depends on x_j directly, through the mean and through rstd), then add it and \
+             dw, db into the buffers; the hints are in the doc comment, the derivation in \
+             the book's \"LayerNorm\" section; the crate's version: `layer_norm_backward` \
+             in src/gpt/norm.rs"
         )
     }
 
     /// Exercise 3: RMSNorm's backward.
     ///
-    /// The forward (Llama's), per row: `n = x * rrms` with `rrms = 1 / sqrt(mean(x²) + eps)`,
-    /// then `y = n * w`: LayerNorm without the mean and without the bias. Given `dy`, add
-    /// into `dx` and `dw`. With `g = w * dy`:
+    /// The forward (Llama's), per row: `rrms = 1 / sqrt((1/C) Σ x_i² + eps)`,
+    /// `n_i = x_i rrms`, then `y_i = w_i n_i`: LayerNorm without the mean and without the
+    /// bias. Given `dy`, add `dL/dx` and `dL/dw` (summed over the rows) into `dx` and `dw`.
     ///
-    /// ```text
-    /// dx += rrms * (g − n * mean(g * n))
-    /// dw += n * dy                                     (summed over the rows)
-    /// ```
+    /// - Hint 1: as in exercise 2 with `g_i = w_i dy_i`, but `n_i` depends on `x_j` only
+    ///   directly and through `rrms`; find `∂rrms/∂x_j` and write it with `n_j`.
+    /// - Hint 2: the book's chapter 4, section "RMSNorm", derives it from LayerNorm's.
     ///
     /// Shapes: `dx, dy, x: (N, C)`, `dw, w: (C)`, `rrms: (N)`.
     pub fn rms_norm_backward(
@@ -154,9 +163,10 @@ mod learner {
     ) {
         unimplemented!(
             "Exercise 3 (rms_norm_backward): implement `fn rms_norm_backward` in \
-             lessons/04_gpt.rs — per row: n_i = x_i * rrms, g_i = w_i * dy_i, m = mean(g * n); \
-             then dx_i += rrms * (g_i − n_i * m) and dw_i += n_i * dy_i; the crate's version: \
-             `rms_norm_backward` in src/gpt/norm.rs"
+             lessons/04_gpt.rs — derive dL/dx_j = Σ_i w_i dy_i ∂n_i/∂x_j (n_i depends on x_j \
+             directly and through rrms), then add it and dw into the buffers; the hints are \
+             in the doc comment, the derivation in the book's \"RMSNorm\" section; the \
+             crate's version: `rms_norm_backward` in src/gpt/norm.rs"
         )
     }
 
@@ -221,17 +231,15 @@ mod learner {
     ///
     /// The forward, with `q, k, v, y: (T, hs)` and `att: (T, T)`:
     /// `S = q kᵀ / sqrt(hs)`, `P = causal_softmax(S)` (kept as `att`), `y = P v`.
-    /// Given `dy`, add into `dq`, `dk` and `dv`:
+    /// Given `dy`, add `dL/dq`, `dL/dk` and `dL/dv` into `dq`, `dk` and `dv`.
     ///
-    /// ```text
-    /// dv += Pᵀ dy
-    /// dP  = dy vᵀ
-    /// dS  = P * (dP − rowsum(P * dP))      (softmax's backward, row by row)
-    /// dq += dS k / sqrt(hs)
-    /// dk += dSᵀ q / sqrt(hs)
-    /// ```
-    ///
-    /// The masked scores (above the diagonal) have `P = 0`, so they get no gradient.
+    /// - Hint 1: go backwards through the three steps. `y = P v` and `S = q kᵀ / sqrt(hs)`
+    ///   are matrix products, whose backward is a linear layer's (for `y = A B`, what are
+    ///   `dA` and `dB`?). Between them is the softmax of each row: differentiate
+    ///   `p_j = e^(s_j) / Σ_k e^(s_k)` with respect to `s_i` (the top and the bottom both
+    ///   depend on it) and contract the Jacobian with the row's `dP`.
+    /// - Hint 2: the book's chapter 4, section "Attention's backward", derives every step.
+    ///   The masked scores (above the diagonal) have `P = 0`: what gradient do they get?
     #[allow(clippy::too_many_arguments)]
     pub fn attention_backward(
         _dq: &mut [f32],
@@ -247,27 +255,29 @@ mod learner {
     ) {
         unimplemented!(
             "Exercise 7 (attention_backward): implement `fn attention_backward` in \
-             lessons/04_gpt.rs — for each query row i and key j <= i: dP[i][j] = dy_i · v_j; \
-             dS[i][j] = P[i][j] * (dP[i][j] − Σ_j' P[i][j'] dP[i][j']); then dq_i += dS[i][j] \
-             k_j / sqrt(hs), dk_j += dS[i][j] q_i / sqrt(hs), dv_j += P[i][j] dy_i; the crate's \
-             version: `attention_backward` in src/gpt/attention.rs"
+             lessons/04_gpt.rs — go back through y = P v (dv, then dP), the row softmax (dS \
+             from dP: derive the softmax's Jacobian), and S = q kᵀ / sqrt(hs) (dq, dk), only \
+             over keys j <= i; the hints are in the doc comment, the derivation in the book's \
+             \"Attention's backward\" section; the crate's version: `attention_backward` in \
+             src/gpt/attention.rs"
         )
     }
 
     /// Exercise 8: one AdamW step on one tensor.
     ///
     /// `step` is the number of this step, counted from 1. `m` and `v` are the moving
-    /// averages of the gradient and of its square, updated in place. As PyTorch's
-    /// `torch.optim.AdamW` does it, for every element:
+    /// averages of the gradient and of its square, updated in place; `config` holds
+    /// `beta1`, `beta2`, `eps` and `weight_decay`. Do what PyTorch's `torch.optim.AdamW`
+    /// does, element by element, in its order.
     ///
-    /// ```text
-    /// w -= lr * weight_decay * w                  (decoupled: not part of the gradient)
-    /// m  = beta1 m + (1 − beta1) g
-    /// v  = beta2 v + (1 − beta2) g²
-    /// m̂  = m / (1 − beta1^step)                   (bias correction: m and v start at 0)
-    /// v̂  = v / (1 − beta2^step)
-    /// w -= lr * m̂ / (sqrt(v̂) + eps)
-    /// ```
+    /// - Hint 1: four parts. The weight decay is *decoupled*: it shrinks `w` by
+    ///   `lr * weight_decay * w` before, and apart from, the gradient step. Then the two
+    ///   exponential moving averages (of `g` and of `g²`). They start at 0, so early on they
+    ///   are too small: divide each by what its weights sum to after `step` steps
+    ///   (a geometric series in `beta`). Last, a step of size `lr` along the corrected mean
+    ///   over the square root of the corrected second moment, with `eps` added to the root.
+    /// - Hint 2: the book's chapter 4, section "AdamW", writes the update out and says why
+    ///   the decay is decoupled.
     pub fn adamw_step(
         _w: &mut [f32],
         _g: &[f32],
@@ -278,10 +288,11 @@ mod learner {
         _config: AdamWConfig,
     ) {
         unimplemented!(
-            "Exercise 8 (adamw_step): implement `fn adamw_step` in lessons/04_gpt.rs — with \
-             bc1 = 1 − beta1^step and bc2 = 1 − beta2^step, for each i: decay w[i], update m[i] \
-             and v[i], then w[i] -= lr * (m[i] / bc1) / (sqrt(v[i] / bc2) + eps); the crate's \
-             version: `AdamW::step` in src/gpt/optim.rs"
+            "Exercise 8 (adamw_step): implement `fn adamw_step` in lessons/04_gpt.rs — for \
+             each i: decoupled weight decay, the moving averages m[i] and v[i], their bias \
+             corrections for `step`, then the step; the hints are in the doc comment, the \
+             update in the book's \"AdamW\" section; the crate's version: `AdamW::step` in \
+             src/gpt/optim.rs"
         )
     }
 
@@ -311,6 +322,83 @@ mod learner {
              src/gpt/generate.rs"
         )
     }
+
+    /// Exercise 10: the backward of Llama's MLP, SwiGLU.
+    ///
+    /// The forward, for `n` rows `x` of width `c`, with the weights in PyTorch's layout
+    /// (`out × in`, so that a projection is `x Wᵀ`): `w_gate, w_up: (d_ff, c)`,
+    /// `w_down: (c, d_ff)`, and
+    ///
+    /// ```text
+    /// a = x w_gateᵀ,   b = x w_upᵀ          (n, d_ff)
+    /// h = silu(a) ⊙ b                        silu(z) = z σ(z),  σ(z) = 1 / (1 + e^(−z))
+    /// y = h w_downᵀ                          (n, c)
+    /// ```
+    ///
+    /// Given `dy`, add `dL/dx`, `dL/dw_gate`, `dL/dw_up` and `dL/dw_down` into `dx`,
+    /// `dw_gate`, `dw_up` and `dw_down`. Recompute `a`, `b` and `h` from the inputs.
+    ///
+    /// - Hint 1: three linear layers and one product. For `y = x Wᵀ`, write `y_no` as a sum
+    ///   and differentiate it for `dx` and for `dW`; the same rule serves all three
+    ///   projections. Through `h = silu(a) ⊙ b`, each `h` depends on one `a` and one `b`.
+    ///   `x` feeds two projections: its gradient is the sum of both.
+    /// - Hint 2: you need `silu'(z)`. Differentiate `z σ(z)` with the product rule, and show
+    ///   that `σ'(z) = σ(z) (1 − σ(z))`; then write `silu'` with `σ(z)` only. The book's
+    ///   chapter 4, sections "Linear layers" and "The MLP: GELU and SwiGLU", has both.
+    #[allow(clippy::too_many_arguments)]
+    pub fn swiglu_mlp_backward(
+        _dx: &mut [f32],
+        _dw_gate: &mut [f32],
+        _dw_up: &mut [f32],
+        _dw_down: &mut [f32],
+        _dy: &[f32],
+        _x: &[f32],
+        _w_gate: &[f32],
+        _w_up: &[f32],
+        _w_down: &[f32],
+        _n: usize,
+        _c: usize,
+        _d_ff: usize,
+    ) {
+        unimplemented!(
+            "Exercise 10 (swiglu_mlp_backward): implement `fn swiglu_mlp_backward` in \
+             lessons/04_gpt.rs — recompute a = x w_gateᵀ, b = x w_upᵀ, h = silu(a) ⊙ b; then \
+             go back through y = h w_downᵀ, the product h = silu(a) ⊙ b (derive silu'(z) from \
+             silu(z) = z σ(z)) and the two projections of x, adding every gradient; the \
+             hints are in the doc comment; the crate's version: `swiglu_backward` in \
+             src/gpt/mlp.rs and `linear_backward` in src/gpt/linear.rs"
+        )
+    }
+
+    /// Exercise 11: the learning rate of step `step` (counted from 0) under Llama 3's
+    /// schedule: linear warm-up, cosine decay, and a linear anneal to 0 at the end.
+    ///
+    /// With `W = schedule.warmup`, `T = schedule.total`, `A = schedule.anneal` (0: no
+    /// anneal) and the peak and floor `schedule.max_lr`, `schedule.min_lr`:
+    ///
+    /// - warm-up, steps `0..W`: a straight line that reaches `max_lr` at step `W − 1`
+    ///   (so step 0 already gets `max_lr / W`, not 0);
+    /// - decay, steps `W..T − A`: half a cosine from `max_lr` at step `W` down towards
+    ///   `min_lr`, which it reaches at step `T − A` (where the decay ends);
+    /// - anneal, steps `T − A..T`: from the decay's last value, `min_lr`, linearly down to
+    ///   0 at step `T`, so step `T − A` gets `min_lr` and step `T − 1` gets `min_lr / A`.
+    ///   Past `T` the rate stays at 0. Without an anneal, past `T` it stays at `min_lr`.
+    ///
+    /// Only `schedule.decay == Decay::Cosine` is tested; `W < T − A` in every test.
+    ///
+    /// - Hint 1: compute the progress `p` of the decay, from 0 at step `W` to 1 at step
+    ///   `T − A`; which factor goes from 1 at `p = 0` to 0 at `p = 1` along half a cosine?
+    /// - Hint 2: the book's chapter 4, section "Warmup, cosine decay and the final
+    ///   annealing", has the formula and the reasons.
+    pub fn learning_rate(_schedule: &LrSchedule, _step: usize) -> f32 {
+        unimplemented!(
+            "Exercise 11 (learning_rate): implement `fn learning_rate` in lessons/04_gpt.rs — \
+             three pieces: warm-up (step 0 is max_lr / W, step W − 1 is max_lr), half a cosine \
+             from max_lr at step W to min_lr at step total − anneal, then a straight line \
+             from min_lr to 0 at step total; the crate's version: `LrSchedule::lr` in \
+             src/gpt/optim.rs"
+        )
+    }
 }
 
 // ============================================================================================
@@ -319,11 +407,13 @@ mod learner {
 
 #[cfg_attr(feature = "learner", allow(dead_code))] // used only without `--features learner`
 mod reference {
-    use super::{AdamWConfig, Heads, LayerCache};
+    use super::{AdamWConfig, Heads, LayerCache, LrSchedule};
     use llm_lessons::gpt::attention::{
         self, attention_forward, attention_forward_cached, AttnShape,
     };
+    use llm_lessons::gpt::linear::{linear_backward, linear_forward};
     use llm_lessons::gpt::loss::{cross_entropy_backward as ce_backward, cross_entropy_forward};
+    use llm_lessons::gpt::mlp::{swiglu_backward, swiglu_forward};
     use llm_lessons::gpt::norm;
     use llm_lessons::gpt::optim::AdamW;
     use llm_lessons::gpt::rope::{rope_backward, rope_forward, RopeTable};
@@ -496,6 +586,45 @@ mod reference {
         // one new query at position len - 1, after len - 1 cached positions
         attention_forward_cached(&mut y, q, &cache.k, &cache.v, len - 1, s);
         y
+    }
+
+    /// The crate's pieces in the order `block_backward` (src/gpt/block.rs) calls them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn swiglu_mlp_backward(
+        dx: &mut [f32],
+        dw_gate: &mut [f32],
+        dw_up: &mut [f32],
+        dw_down: &mut [f32],
+        dy: &[f32],
+        x: &[f32],
+        w_gate: &[f32],
+        w_up: &[f32],
+        w_down: &[f32],
+        n: usize,
+        c: usize,
+        d_ff: usize,
+    ) {
+        let (mut a, mut b, mut h) = (
+            vec![0.0; n * d_ff],
+            vec![0.0; n * d_ff],
+            vec![0.0; n * d_ff],
+        );
+        linear_forward(&mut a, x, w_gate, n, c, d_ff);
+        linear_forward(&mut b, x, w_up, n, c, d_ff);
+        swiglu_forward(&mut h, &a, &b);
+        let (mut dh, mut da, mut db) = (
+            vec![0.0; n * d_ff],
+            vec![0.0; n * d_ff],
+            vec![0.0; n * d_ff],
+        );
+        linear_backward(&mut dh, dw_down, dy, &h, w_down, n, d_ff, c);
+        swiglu_backward(&mut da, &mut db, &dh, &a, &b);
+        linear_backward(dx, dw_gate, &da, x, w_gate, n, c, d_ff);
+        linear_backward(dx, dw_up, &db, x, w_up, n, c, d_ff);
+    }
+
+    pub fn learning_rate(schedule: &LrSchedule, step: usize) -> f32 {
+        schedule.lr(step)
     }
 }
 
@@ -1492,6 +1621,240 @@ fn exercise_9_attention_with_a_kv_cache() {
                 "{what}: logit {} of position {}: {a}, the full forward gives {e}",
                 i % 40,
                 i / 40
+            );
+        }
+    }
+}
+
+// --- Exercise 10 --------------------------------------------------------------------------
+
+/// Llama's MLP, `(silu(x w_gateᵀ) ⊙ x w_upᵀ) w_downᵀ`, written out in f64.
+fn swiglu_mlp64(x: &[f64], w_gate: &[f64], w_up: &[f64], w_down: &[f64], c: usize) -> Vec<f64> {
+    let d_ff = w_gate.len() / c;
+    x.chunks_exact(c)
+        .flat_map(|row| {
+            let h: Vec<f64> = (0..d_ff)
+                .map(|j| {
+                    let a = dot64(row, &w_gate[j * c..][..c]);
+                    let b = dot64(row, &w_up[j * c..][..c]);
+                    a / (1.0 + (-a).exp()) * b
+                })
+                .collect();
+            (0..c)
+                .map(|o| dot64(&h, &w_down[o * d_ff..][..d_ff]))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn exercise_10_swiglu_backward() {
+    // One number everywhere: x = 1, w_gate = 1, w_up = 2, w_down = 3, dy = 1. Forward:
+    // a = 1, b = 2, h = silu(1) · 2 = 2σ(1), y = 6σ(1), with σ(1) = 1 / (1 + e^−1) ≈ 0.7311.
+    // Backward: dw_down = h dy = 2σ(1) ≈ 1.4621, dh = w_down dy = 3. db = silu(1) dh
+    // = 3σ(1) ≈ 2.1932, so dw_up = db x = 3σ(1). da = silu'(1) b dh = 6 silu'(1), with
+    // silu'(1) = σ(1) (1 + 1 · (1 − σ(1))) ≈ 0.9277: da ≈ 5.5660 = dw_gate.
+    // dx = da w_gate + db w_up ≈ 5.5660 + 4.3864 = 9.9524. (Taking silu'(z) = σ(z), a
+    // common slip, gives da ≈ 4.3864 instead.)
+    let s = 1.0 / (1.0 + (-1f64).exp());
+    let silu_prime = s * (1.0 + (1.0 - s));
+    let [mut dx, mut dwg, mut dwu, mut dwd] = [[0.0f32]; 4];
+    solution::swiglu_mlp_backward(
+        &mut dx,
+        &mut dwg,
+        &mut dwu,
+        &mut dwd,
+        &[1.0],
+        &[1.0],
+        &[1.0],
+        &[2.0],
+        &[3.0],
+        1,
+        1,
+        1,
+    );
+    assert_all_close(&dwd, &[2.0 * s], 1e-6, "dw_down = silu(1) · 2");
+    assert_all_close(&dwu, &[3.0 * s], 1e-6, "dw_up = silu(1) · 3");
+    assert_all_close(
+        &dwg,
+        &[6.0 * silu_prime],
+        1e-6,
+        "dw_gate = silu'(1) · 2 · 3",
+    );
+    assert_all_close(&dx, &[6.0 * silu_prime + 6.0 * s], 1e-6, "dx");
+
+    // A negative gate: x = 1, w_gate = −2, w_up = 1, w_down = 1, dy = 1. a = −2, b = 1,
+    // σ(−2) ≈ 0.1192, silu'(−2) = σ(−2) (1 − 2 (1 − σ(−2))) ≈ −0.0908: negative, because
+    // silu has its minimum near −1.28 and falls before it.
+    let s = 1.0 / (1.0 + 2f64.exp());
+    let silu_prime = s * (1.0 - 2.0 * (1.0 - s));
+    let [mut dx, mut dwg, mut dwu, mut dwd] = [[0.0f32]; 4];
+    solution::swiglu_mlp_backward(
+        &mut dx,
+        &mut dwg,
+        &mut dwu,
+        &mut dwd,
+        &[1.0],
+        &[1.0],
+        &[-2.0],
+        &[1.0],
+        &[1.0],
+        1,
+        1,
+        1,
+    );
+    assert_all_close(&dwg, &[silu_prime], 1e-6, "dw_gate = silu'(−2)");
+    assert_all_close(&dwu, &[-2.0 * s], 1e-6, "dw_up = silu(−2)");
+    assert_all_close(&dwd, &[-2.0 * s], 1e-6, "dw_down = h = silu(−2)");
+    assert_all_close(&dx, &[-2.0 * silu_prime - 2.0 * s], 1e-6, "dx");
+
+    // Finite differences on 3 rows of 4, d_ff = 6, in f64, into buffers that held random
+    // numbers (a backward adds).
+    let (n, c, d_ff) = (3, 4, 6);
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let x = random(&mut rng, n * c, 1.5);
+    let w_gate = random(&mut rng, d_ff * c, 1.0);
+    let w_up = random(&mut rng, d_ff * c, 1.0);
+    let w_down = random(&mut rng, c * d_ff, 1.0);
+    let dy = random(&mut rng, n * c, 1.0);
+    let init = [
+        random(&mut rng, n * c, 1.0),
+        random(&mut rng, d_ff * c, 1.0),
+        random(&mut rng, d_ff * c, 1.0),
+        random(&mut rng, c * d_ff, 1.0),
+    ];
+    let [mut dx, mut dwg, mut dwu, mut dwd] = init.clone();
+    solution::swiglu_mlp_backward(
+        &mut dx, &mut dwg, &mut dwu, &mut dwd, &dy, &x, &w_gate, &w_up, &w_down, n, c, d_ff,
+    );
+    let (x64, g64, u64_, d64, r64) = (
+        to_f64(&x),
+        to_f64(&w_gate),
+        to_f64(&w_up),
+        to_f64(&w_down),
+        to_f64(&dy),
+    );
+    let loss =
+        |x: &[f64], g: &[f64], u: &[f64], d: &[f64]| dot64(&swiglu_mlp64(x, g, u, d, c), &r64);
+    assert_gradient(
+        &added(&dx, &init[0]),
+        &numeric_gradient(&x64, |x| loss(x, &g64, &u64_, &d64)),
+        "dx (through the gate and the up projection)",
+    );
+    assert_gradient(
+        &added(&dwg, &init[1]),
+        &numeric_gradient(&g64, |g| loss(&x64, g, &u64_, &d64)),
+        "dw_gate",
+    );
+    assert_gradient(
+        &added(&dwu, &init[2]),
+        &numeric_gradient(&u64_, |u| loss(&x64, &g64, u, &d64)),
+        "dw_up",
+    );
+    assert_gradient(
+        &added(&dwd, &init[3]),
+        &numeric_gradient(&d64, |d| loss(&x64, &g64, &u64_, d)),
+        "dw_down",
+    );
+
+    // Against the crate: `linear_backward` and `swiglu_backward`, chained as a block's
+    // backward chains them.
+    let [mut cx, mut cg, mut cu, mut cd] = init.clone();
+    reference::swiglu_mlp_backward(
+        &mut cx, &mut cg, &mut cu, &mut cd, &dy, &x, &w_gate, &w_up, &w_down, n, c, d_ff,
+    );
+    assert_all_close(&dx, &to_f64(&cx), 1e-5, "dx against the crate");
+    assert_all_close(&dwg, &to_f64(&cg), 1e-5, "dw_gate against the crate");
+    assert_all_close(&dwu, &to_f64(&cu), 1e-5, "dw_up against the crate");
+    assert_all_close(&dwd, &to_f64(&cd), 1e-5, "dw_down against the crate");
+}
+
+// --- Exercise 11 --------------------------------------------------------------------------
+
+#[test]
+fn exercise_11_learning_rate_schedule() {
+    use llm_lessons::gpt::optim::Decay;
+    // Warm-up W = 4, total T = 24, anneal A = 10: the decay runs over steps 4..14.
+    let schedule = LrSchedule {
+        max_lr: 1.0,
+        min_lr: 0.1,
+        warmup: 4,
+        total: 24,
+        anneal: 10,
+        decay: Decay::Cosine,
+    };
+    let cos = |p: f64| 0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos());
+    for (step, expected, why) in [
+        (0, 0.25, "step 0: max_lr (0 + 1) / W, not 0"),
+        (1, 0.5, "step 1: max_lr · 2 / 4"),
+        (3, 1.0, "step W − 1: the warm-up reaches max_lr"),
+        (4, 1.0, "step W: the cosine starts at max_lr (progress 0)"),
+        (
+            9,
+            0.55,
+            "step 9: halfway through the decay, (1 + cos(π/2)) / 2 = 1/2",
+        ),
+        (
+            13,
+            cos(0.9),
+            "step T − A − 1: progress 9/10, not yet min_lr",
+        ),
+        (
+            14,
+            0.1,
+            "step T − A: the decay has reached min_lr, the anneal starts there",
+        ),
+        (19, 0.05, "step 19: the anneal is half done, min_lr · 5/10"),
+        (23, 0.01, "step T − 1: min_lr · 1/10, one step before 0"),
+        (24, 0.0, "step T: 0"),
+        (30, 0.0, "past T: 0"),
+    ] {
+        let lr = solution::learning_rate(&schedule, step);
+        assert!(
+            (lr as f64 - expected).abs() < 1e-6,
+            "{why}: got {lr}, expected {expected}"
+        );
+    }
+    // Without an anneal, the cosine runs to the end: over steps 4..24, its midpoint is 14,
+    // and from T on the rate stays at min_lr.
+    let no_anneal = LrSchedule {
+        anneal: 0,
+        ..schedule
+    };
+    for (step, expected, why) in [
+        (14, 0.55, "no anneal, step 14: halfway through 4..24"),
+        (
+            23,
+            cos(19.0 / 20.0),
+            "no anneal, step T − 1: progress 19/20",
+        ),
+        (24, 0.1, "no anneal, step T: min_lr"),
+        (100, 0.1, "no anneal, past T: min_lr"),
+    ] {
+        let lr = solution::learning_rate(&no_anneal, step);
+        assert!(
+            (lr as f64 - expected).abs() < 1e-6,
+            "{why}: got {lr}, expected {expected}"
+        );
+    }
+
+    // Against the crate's `LrSchedule::lr` at every step of a few schedules, warm-up 0 and 1
+    // included.
+    for (warmup, total, anneal) in [(4, 24, 10), (0, 30, 6), (1, 17, 5), (10, 200, 40)] {
+        let s = LrSchedule {
+            max_lr: 3e-3,
+            min_lr: 3e-4,
+            warmup,
+            total,
+            anneal,
+            decay: Decay::Cosine,
+        };
+        for step in 0..total + 3 {
+            let (mine, crate_lr) = (solution::learning_rate(&s, step), s.lr(step));
+            assert!(
+                (mine - crate_lr).abs() <= 1e-5 * 3e-3,
+                "W = {warmup}, T = {total}, A = {anneal}, step {step}: got {mine}, the crate \
+                 gives {crate_lr}"
             );
         }
     }
