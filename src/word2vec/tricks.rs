@@ -82,16 +82,16 @@ pub struct TrickRow {
     pub scores: Vec<TrickScore>,
 }
 
-/// The gender analogies of [`PAIRS`], every ordered pair of pairs: "m1 is to f1 as m2 is
-/// to ?" (f2) and "f1 is to m1 as f2 is to ?" (m2), as (a, b, c, expected) for
-/// [`Embeddings::analogy`]`(b, a, c)`, which answers b − a + c.
+/// The gender analogies of [`PAIRS`], every ordered pair of pairs, in the book's form
+/// "b is to a as c is to ?": "m1 is to f1 as m2 is to ?" (f2) and "f1 is to m1 as f2 is to
+/// ?" (m2), as `[a, b, c, expected]` for [`Embeddings::analogy`]`(a, b, c)`, a − b + c.
 pub fn gender_analogies() -> Vec<[&'static str; 4]> {
     let mut qs = Vec::new();
     for (i, &(m1, f1)) in PAIRS.iter().enumerate() {
         for (j, &(m2, f2)) in PAIRS.iter().enumerate() {
             if i != j {
-                qs.push([m1, f1, m2, f2]);
-                qs.push([f1, m1, f2, m2]);
+                qs.push([f1, m1, m2, f2]);
+                qs.push([m1, f1, f2, m2]);
             }
         }
     }
@@ -103,7 +103,7 @@ pub fn score(emb: &Embeddings) -> Result<(f64, f64)> {
     let questions = gender_analogies();
     let mut right = 0;
     for [a, b, c, d] in &questions {
-        if emb.analogy(b, a, c, 1)?.first().is_some_and(|n| n.word == *d) {
+        if emb.analogy(a, b, c, 1)?.first().is_some_and(|n| n.word == *d) {
             right += 1;
         }
     }
