@@ -676,7 +676,13 @@ fn word2vec_tricks_prints_every_variant() {
         "--seeds",
         "1",
     ]);
-    for variant in ["all tricks", "no sub-sampling", "fixed windows", "constant learning rate", "2 threads"] {
+    for variant in [
+        "all tricks",
+        "no sub-sampling",
+        "fixed windows",
+        "constant learning rate",
+        "2 threads",
+    ] {
         assert!(out.contains(variant), "{out}");
     }
 }

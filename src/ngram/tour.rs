@@ -441,7 +441,11 @@ pub fn ngram_report(t: &NgramTour) -> String {
         "\nOver {} samples at each temperature (the same generator, continued):",
         TEMPERATURE_SAMPLES
     );
-    let _ = writeln!(s, "{:>6}  {:>11}  {:>11}", "T", "grammatical", "in training");
+    let _ = writeln!(
+        s,
+        "{:>6}  {:>11}  {:>11}",
+        "T", "grammatical", "in training"
+    );
     for r in &t.temperatures {
         let pct = |k: usize| 100.0 * k as f64 / r.samples as f64;
         let _ = writeln!(

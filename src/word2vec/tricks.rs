@@ -103,7 +103,11 @@ pub fn score(emb: &Embeddings) -> Result<(f64, f64)> {
     let questions = gender_analogies();
     let mut right = 0;
     for [a, b, c, d] in &questions {
-        if emb.analogy(a, b, c, 1)?.first().is_some_and(|n| n.word == *d) {
+        if emb
+            .analogy(a, b, c, 1)?
+            .first()
+            .is_some_and(|n| n.word == *d)
+        {
             right += 1;
         }
     }
