@@ -665,6 +665,29 @@ fn word2vec_trains_and_answers_on_the_toy_world() {
 }
 
 #[test]
+fn word2vec_tricks_prints_every_variant() {
+    let out = ok(&[
+        "word2vec",
+        "tricks",
+        "--sentences",
+        "300",
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+    ]);
+    for variant in [
+        "all tricks",
+        "no sub-sampling",
+        "fixed windows",
+        "constant learning rate",
+        "2 threads",
+    ] {
+        assert!(out.contains(variant), "{out}");
+    }
+}
+
+#[test]
 fn word2vec_mistakes_are_clear_errors() {
     let dir = temp_dir("w2v-err");
     let empty = dir.join("empty.txt");

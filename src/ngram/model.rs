@@ -359,9 +359,9 @@ impl NgramModel {
     }
 
     // ANCHOR: interpolation_components
-    /// The distributions that linear interpolation mixes: P̃0 = 1/|V|, and for k = 1..n the
-    /// maximum-likelihood estimate with the last k−1 words of h, or P̃(k−1) where that
-    /// context was never seen (so every component sums to 1).
+    /// The distributions that linear interpolation mixes (the book's Q_k): Q_0 = 1/|V|,
+    /// and for k = 1..n the maximum-likelihood estimate with the last k−1 words of h, or
+    /// Q_(k−1) where that context was never seen (so every component sums to 1).
     fn components(&self, h: &[u32], w: u32) -> Vec<f64> {
         let mut p = Vec::with_capacity(self.config.order + 1);
         p.push(1.0 / self.outcomes() as f64);

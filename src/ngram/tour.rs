@@ -49,6 +49,29 @@ pub struct Sample {
     pub grammatical: bool,
 }
 
+/// The share of grammatical and of copied sentences among [`TemperatureRow::samples`]
+/// sentences drawn at one temperature.
+#[derive(Debug, Clone, Copy)]
+pub struct TemperatureRow {
+    pub temperature: f64,
+    pub samples: usize,
+    pub grammatical: usize,
+    pub in_training: usize,
+}
+
+/// A history that needs a verb (the king has none yet) but whose last words, "is cold",
+/// usually end a sentence: the n-gram model's view is too short to see that.
+pub const STOP_HISTORY: [&str; 5] = ["the", "king", "who", "is", "cold"];
+
+/// A grammatical sentence that the training corpus (20,000 sentences, seed 1) does not hold.
+pub const UNSEEN_SENTENCE: [&str; 8] = [
+    "the", "old", "duchess", "who", "sings", "rides", "her", "horse",
+];
+/// The same words, scrambled.
+pub const SCRAMBLED_SENTENCE: [&str; 8] = [
+    "horse", "her", "rides", "sings", "who", "duchess", "old", "the",
+];
+
 /// What chapter 1's step measured.
 #[derive(Debug, Clone)]
 pub struct NgramTour {
@@ -64,6 +87,17 @@ pub struct NgramTour {
     /// The model with the lowest test perplexity: (order, smoothing).
     pub best: (usize, Smoothing),
     pub samples: Vec<Sample>,
+    /// The interpolation weights λ0 (uniform) .. λn that EM fitted on the held-out set, for
+    /// the interpolated model of each order n = 1..=max_order.
+    pub lambdas: Vec<Vec<f64>>,
+    /// Many samples from the best model at each temperature: how many the grammar could
+    /// have written, and how many copy a training sentence.
+    pub temperatures: Vec<TemperatureRow>,
+    /// P(`</s>` | [`STOP_HISTORY`]) under the best model, at T = 1 and T = 0.5.
+    pub stop_probability: (f64, f64),
+    /// ln P under the best model of [`UNSEEN_SENTENCE`] (grammatical, not in the training
+    /// corpus) and of its scramble [`SCRAMBLED_SENTENCE`].
+    pub unseen_vs_scrambled: (f64, f64),
     /// Size of the ARPA file's model: n-grams listed at each order.
     pub arpa_ngrams: Vec<usize>,
     pub files: Vec<PathBuf>,
@@ -88,6 +122,9 @@ impl NgramTour {
             .map_or(Path::new("toy_world_test.txt"), PathBuf::as_path)
     }
 }
+
+/// Sentences sampled at each temperature for the grammaticality table.
+const TEMPERATURE_SAMPLES: usize = 500;
 
 /// Order of the tour's ARPA file (modified Kneser-Ney).
 const ARPA_ORDER: usize = 3;
@@ -125,15 +162,23 @@ pub fn ngram_tour(out_dir: &Path, config: &NgramTourConfig) -> Result<NgramTour>
         .flat_map(|n| smoothings.iter().map(move |&s| (n, s)))
         .collect();
     let bar = progress::bar(grid.len() as u64, "training n-gram models");
-    let scored: Vec<Evaluation> = grid
+    let scored_lambdas: Vec<(Evaluation, Vec<f64>)> = grid
         .par_iter()
         .map(|&(n, s)| {
             let model = NgramModel::train(&train_w, &heldout_w, NgramConfig::new(n, s))?;
             let e = model.evaluate(&test_w);
             bar.inc(1);
-            Ok(e)
+            Ok((e, model.lambdas().to_vec()))
         })
         .collect::<Result<_>>()?;
+    let (scored, all_lambdas): (Vec<Evaluation>, Vec<Vec<f64>>) =
+        scored_lambdas.into_iter().unzip();
+    let lambdas = grid
+        .iter()
+        .zip(all_lambdas)
+        .filter(|((_, s), _)| *s == Smoothing::Interpolated)
+        .map(|(_, l)| l)
+        .collect();
     bar.finish_and_clear();
     let evaluations: Vec<Vec<Evaluation>> =
         scored.chunks(smoothings.len()).map(<[_]>::to_vec).collect();
@@ -163,6 +208,43 @@ pub fn ngram_tour(out_dir: &Path, config: &NgramTourConfig) -> Result<NgramTour>
             }
         })
         .collect();
+
+    // Many more samples, only counted: 500 at each temperature, on the same generator.
+    let seen: rustc_hash::FxHashSet<&[String]> = train_w.iter().map(Vec::as_slice).collect();
+    let temperatures = [0.5, 1.0, 1.5]
+        .into_iter()
+        .map(|temperature| {
+            let mut row = TemperatureRow {
+                temperature,
+                samples: TEMPERATURE_SAMPLES,
+                grammatical: 0,
+                in_training: 0,
+            };
+            for _ in 0..TEMPERATURE_SAMPLES {
+                let words = model.sample(&mut rng, temperature, 40);
+                let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+                row.grammatical += usize::from(grammar.log_prob(&refs).is_finite());
+                row.in_training += usize::from(seen.contains(words.as_slice()));
+            }
+            row
+        })
+        .collect();
+    let stop_probability = {
+        let p_end = |t: f64| {
+            let z: f64 = model
+                .vocab
+                .words()
+                .iter()
+                .map(|w| model.prob_words(&STOP_HISTORY, w).powf(1.0 / t))
+                .sum();
+            model.prob_words(&STOP_HISTORY, "</s>").powf(1.0 / t) / z
+        };
+        (p_end(1.0), p_end(0.5))
+    };
+    let unseen_vs_scrambled = (
+        model.sentence_log_prob(&UNSEEN_SENTENCE),
+        model.sentence_log_prob(&SCRAMBLED_SENTENCE),
+    );
 
     let mut chart = LineChart::new(
         "Test perplexity of n-gram models on the toy world",
@@ -209,6 +291,10 @@ pub fn ngram_tour(out_dir: &Path, config: &NgramTourConfig) -> Result<NgramTour>
         true_cross_entropy: h_true,
         best,
         samples,
+        lambdas,
+        temperatures,
+        stop_probability,
+        unseen_vs_scrambled,
         arpa_ngrams,
         files,
         elapsed: start.elapsed(),
@@ -348,6 +434,60 @@ pub fn ngram_report(t: &NgramTour) -> String {
     for x in &t.samples {
         let mark = if x.grammatical { "✓" } else { "✗" };
         let _ = writeln!(s, "  T={:.1} {mark} {}", x.temperature, x.words.join(" "));
+    }
+
+    let _ = writeln!(
+        s,
+        "\nOver {} samples at each temperature (the same generator, continued):",
+        TEMPERATURE_SAMPLES
+    );
+    let _ = writeln!(
+        s,
+        "{:>6}  {:>11}  {:>11}",
+        "T", "grammatical", "in training"
+    );
+    for r in &t.temperatures {
+        let pct = |k: usize| 100.0 * k as f64 / r.samples as f64;
+        let _ = writeln!(
+            s,
+            "{:>6.1}  {:>10.0}%  {:>10.0}%",
+            r.temperature,
+            pct(r.grammatical),
+            pct(r.in_training)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "P(</s> | {}) under the best model: {:.2} at T = 1, {:.2} at T = 0.5 \
+         (the king still needs his verb; \"is cold\" usually ends a sentence).",
+        STOP_HISTORY.join(" "),
+        t.stop_probability.0,
+        t.stop_probability.1
+    );
+
+    let _ = writeln!(
+        s,
+        "\nln P under the best model: {:.2} for \"{}\" (not in the training corpus), \
+         {:.2} for its scramble \"{}\".",
+        t.unseen_vs_scrambled.0,
+        UNSEEN_SENTENCE.join(" "),
+        t.unseen_vs_scrambled.1,
+        SCRAMBLED_SENTENCE.join(" ")
+    );
+
+    if !t.lambdas.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nInterpolation weights fitted by EM on the held-out set (λ0 uniform, λk order k):"
+        );
+        for (i, l) in t.lambdas.iter().enumerate() {
+            let list: Vec<String> = l
+                .iter()
+                .enumerate()
+                .map(|(k, x)| format!("λ{k} {x:.3}"))
+                .collect();
+            let _ = writeln!(s, "  order {}: {}", i + 1, list.join(", "));
+        }
     }
 
     let _ = writeln!(s, "\nWrote:");

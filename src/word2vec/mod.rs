@@ -26,6 +26,7 @@ pub mod eval;
 pub mod sgns;
 pub mod softmax;
 pub mod tour;
+pub mod tricks;
 pub mod vectors;
 pub mod vocab;
 

@@ -76,6 +76,9 @@ pub struct SgnsConfig {
     pub dim: usize,
     /// Largest window: each position draws its window from 1..=window.
     pub window: usize,
+    /// Draw each position's window from 1..=window (word2vec.c, gensim; near words then
+    /// count more); `false` uses the full window everywhere, to measure what the draw buys.
+    pub shrink_window: bool,
     /// Noise words k per pair.
     pub negative: usize,
     /// Words seen fewer times are dropped.
@@ -101,6 +104,7 @@ impl Default for SgnsConfig {
         SgnsConfig {
             dim: 100,
             window: 5,
+            shrink_window: true,
             negative: 5,
             min_count: 5,
             sample: 1e-3,
@@ -493,7 +497,7 @@ impl Context<'_> {
         seed: u64,
     ) -> ChunkOutcome {
         let mut rng = SmallRng::seed_from_u64(seed);
-        let window = self.config.window;
+        let (window, shrink) = (self.config.window, self.config.shrink_window);
         let mut kept: Vec<u32> = Vec::new();
         let mut pairs: Vec<(u32, u32)> = Vec::new();
         let mut grad_v = vec![0f32; self.v.dim];
@@ -513,7 +517,11 @@ impl Context<'_> {
             // 1..=window.
             pairs.clear();
             for t in 0..kept.len() {
-                let b = window - rng.gen_range(0..window);
+                let b = if shrink {
+                    window - rng.gen_range(0..window)
+                } else {
+                    window
+                };
                 let lo = t.saturating_sub(b);
                 let hi = (t + b).min(kept.len() - 1);
                 pairs.extend((lo..=hi).filter(|&j| j != t).map(|j| (kept[t], kept[j])));

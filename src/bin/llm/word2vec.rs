@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use llm_lessons::word2vec::eval::{read_analogies, read_pairs};
+use llm_lessons::word2vec::tricks;
 use llm_lessons::word2vec::{
     evaluate_analogies, evaluate_pairs, train_sgns, Embeddings, SgnsConfig,
 };
@@ -79,6 +80,20 @@ pub enum Word2vecCommand {
         a: String,
         b: String,
         c: String,
+    },
+    /// What each training trick buys, on the toy world: sub-sampling, shrunk windows and the
+    /// decaying learning rate each switched off, and two threads, over several seeds (the
+    /// variants timed in turns)
+    Tricks {
+        /// Toy-world sentences to train on (seed 1)
+        #[arg(long, default_value_t = 20_000)]
+        sentences: usize,
+        /// Passes over the corpus
+        #[arg(long, default_value_t = 5)]
+        epochs: usize,
+        /// Training seeds, one run of every variant each
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        seeds: Vec<u64>,
     },
     /// Score vectors: Spearman correlation on word-pair sets, accuracy on analogy questions
     Eval {
@@ -182,6 +197,33 @@ pub fn run(cmd: Word2vecCommand) -> CliResult {
                 say(format!("  {:<20} {:.3}", n.word, n.similarity))?;
             }
             Ok(())
+        }
+        Word2vecCommand::Tricks {
+            sentences,
+            epochs,
+            seeds,
+        } => {
+            let corpus = llm_lessons::data::grammar::Grammar::toy_world().corpus(sentences, 1);
+            let base = tricks::toy_base(epochs);
+            let runs = seeds.len() * tricks::variants(&base).len();
+            let bar = progress::bar(runs as u64, "training the variants");
+            let rows = tricks::measure_tricks(&corpus, &base, &seeds, &mut |_, _| bar.inc(1))?;
+            bar.finish_and_clear();
+            say(format!(
+                "{sentences} toy-world sentences (seed 1), d = {}, window {}, k = {}, {epochs} \
+                 epochs; seeds {:?}; mean (min-max) over the seeds. Analogies: the {} gender \
+                 questions of the people words (man is to woman as king is to ?).",
+                base.dim,
+                base.window,
+                base.negative,
+                seeds,
+                tricks::gender_analogies().len()
+            ))?;
+            say(tricks::tricks_table(&rows))?;
+            say(
+                "Speeds are raw words per second of the training loop, the variants run in turns \
+                 seed by seed; they are only as steady as the machine was quiet.",
+            )
         }
         Word2vecCommand::Eval {
             vectors,
