@@ -127,6 +127,98 @@ fn v_head_mut(x: &mut [f32], s: AttnShape, width: usize, h: usize) -> ArrayViewM
     strided_mut(&mut x[h * s.v_head_dim..], s.t, s.v_head_dim, width)
 }
 
+// ANCHOR: attention_plain
+/// Causal attention for one sequence and one head, written as the formulas read: for
+/// each query `i`, the scores against keys `0..=i`, their softmax (row `i` of `P`), and
+/// `y_i = sum_j P_ij v_j`. [`attention_forward`] computes the same with blocks of
+/// matrix products, every head and sequence at once, across threads; a test checks that
+/// the two agree.
+///
+/// # Shapes
+/// `q, k, v, y: (T, hs)`, `p: (T, T)` (zero above the diagonal). `y` and `p` are
+/// overwritten.
+#[allow(clippy::needless_range_loop)]
+pub fn attention_forward_plain(
+    y: &mut [f32],
+    p: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    t: usize,
+    hs: usize,
+) {
+    let scale = 1.0 / (hs as f32).sqrt();
+    for i in 0..t {
+        let row = &mut p[i * t..(i + 1) * t];
+        // S_ij = q_i . k_j / sqrt(hs), for the keys query i may see
+        for j in 0..=i {
+            row[j] = (0..hs).map(|d| q[i * hs + d] * k[j * hs + d]).sum::<f32>() * scale;
+        }
+        // softmax over 0..=i (minus the largest score: the same P, and no overflow)
+        let max = row[..=i].iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        let mut sum = 0.0;
+        for j in 0..=i {
+            row[j] = (row[j] - max).exp();
+            sum += row[j];
+        }
+        for j in 0..t {
+            row[j] = if j <= i { row[j] / sum } else { 0.0 }; // the mask: no future
+        }
+        // y_i = sum_j P_ij v_j
+        for d in 0..hs {
+            y[i * hs + d] = (0..=i).map(|j| row[j] * v[j * hs + d]).sum();
+        }
+    }
+}
+// ANCHOR_END: attention_plain
+
+// ANCHOR: attention_backward_plain
+/// Backward of [`attention_forward_plain`], given `dy`, adding into `dq`, `dk` and `dv`:
+/// for each query `i`, `dP_ij = dy_i . v_j` and `dv_j += P_ij dy_i`, then the softmax's
+/// `dS_ij = P_ij (dP_ij - sum_l P_il dP_il)`, then `dq_i += dS_ij k_j / sqrt(hs)` and
+/// `dk_j += dS_ij q_i / sqrt(hs)`. [`attention_backward`] computes the same with matrix
+/// products; a test checks that the two agree.
+///
+/// # Shapes
+/// as [`attention_forward_plain`]; `dq, dk, dv, dy: (T, hs)`.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+pub fn attention_backward_plain(
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    dy: &[f32],
+    p: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    t: usize,
+    hs: usize,
+) {
+    let scale = 1.0 / (hs as f32).sqrt();
+    let mut dp = vec![0.0f32; t];
+    for i in 0..t {
+        let row = &p[i * t..(i + 1) * t];
+        // through y_i = sum_j P_ij v_j
+        for j in 0..=i {
+            dp[j] = (0..hs).map(|d| dy[i * hs + d] * v[j * hs + d]).sum();
+            for d in 0..hs {
+                dv[j * hs + d] += row[j] * dy[i * hs + d];
+            }
+        }
+        // through the softmax: one dot product per row, no T x T Jacobian
+        let dot: f32 = (0..=i).map(|j| row[j] * dp[j]).sum();
+        for j in 0..=i {
+            let ds = row[j] * (dp[j] - dot);
+            // through S_ij = q_i . k_j / sqrt(hs)
+            for d in 0..hs {
+                dq[i * hs + d] += ds * k[j * hs + d] * scale;
+                dk[j * hs + d] += ds * q[i * hs + d] * scale;
+            }
+        }
+    }
+}
+// ANCHOR_END: attention_backward_plain
+
 // ANCHOR: attention_forward
 /// Causal attention: `y = softmax(q k^T / sqrt(hs) + mask) v`, per sequence and head.
 ///
@@ -503,6 +595,51 @@ mod tests {
             &accumulated(&init, &g),
             f,
         );
+    }
+
+    /// The plain loops (the book's first listing) and the fast kernels agree, forward and
+    /// backward, on one head of 70 positions (three causal blocks).
+    #[test]
+    fn plain_attention_equals_the_fast_one() {
+        let (t, hs) = (70, 5);
+        let s = AttnShape {
+            b: 1,
+            t,
+            n_heads: 1,
+            n_kv_heads: 1,
+            head_dim: hs,
+            v_head_dim: hs,
+        };
+        let mut rng = Rng::new(7);
+        let [q, k, v, dy] = [0, 1, 2, 3].map(|_| randn(&mut rng, t * hs, 1.0));
+        let (mut y, mut p) = (vec![0.0; t * hs], vec![0.0; t * t]);
+        let (mut y_plain, mut p_plain) = (vec![1.0; t * hs], vec![1.0; t * t]);
+        attention_forward(&mut y, &mut p, &q, &k, &v, s);
+        attention_forward_plain(&mut y_plain, &mut p_plain, &q, &k, &v, t, hs);
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            for (i, (x, z)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (x - z).abs() < 1e-5 * (1.0 + z.abs()),
+                    "{what}[{i}]: {x} vs {z}"
+                );
+            }
+        };
+        close(&y_plain, &y, "y");
+        close(&p_plain, &p, "P");
+        let mut fast = [0, 1, 2].map(|_| randn(&mut rng, t * hs, 1.0)); // += into these
+        let mut plain = fast.clone();
+        let mut scratch = vec![0.0; t * t];
+        let [dq, dk, dv] = &mut fast;
+        attention_backward(dq, dk, dv, &mut scratch, &dy, &p, &q, &k, &v, s);
+        let [dq_p, dk_p, dv_p] = &mut plain;
+        attention_backward_plain(dq_p, dk_p, dv_p, &dy, &p, &q, &k, &v, t, hs);
+        for (name, a, b) in [
+            ("dq", &plain[0], &fast[0]),
+            ("dk", &plain[1], &fast[1]),
+            ("dv", &plain[2], &fast[2]),
+        ] {
+            close(a, b, name);
+        }
     }
 
     /// The blocked products give what one softmax per query, written out, gives.

@@ -22,6 +22,7 @@ use rayon::prelude::*;
 const BLOCK: usize = 64;
 
 // ANCHOR: layer_norm
+// ANCHOR: layer_norm_forward
 /// `y = (x - mean(x)) * rstd * w + b` with `rstd = 1 / sqrt(var(x) + eps)` (the biased
 /// variance, as PyTorch), per row.
 ///
@@ -58,6 +59,7 @@ pub fn layer_norm_forward(
             (*m, *s) = (mu, r);
         });
 }
+// ANCHOR_END: layer_norm_forward
 
 /// Backward of [`layer_norm_forward`]. With `n = (x - mean) * rstd` and `g = w * dy`:
 /// `dx += rstd * (g - mean(g) - n * mean(g * n))`, `dw += n * dy`, `db += dy`.
@@ -107,6 +109,7 @@ pub fn layer_norm_backward(
     }
 }
 
+// ANCHOR: layer_norm_backward_rows
 /// [`layer_norm_backward`] on a block of rows, one row after the other.
 #[allow(clippy::too_many_arguments)]
 fn layer_norm_backward_rows(
@@ -144,6 +147,7 @@ fn layer_norm_backward_rows(
         }
     }
 }
+// ANCHOR_END: layer_norm_backward_rows
 // ANCHOR_END: layer_norm
 
 // ANCHOR: rms_norm

@@ -486,6 +486,7 @@ pub fn chapter_4(out_dir: &Path, size: TourSize) -> Result<StepReport> {
     let svg = dir.join("loss.svg");
     chart.save_svg(&svg)?;
     files.push(svg);
+    chapter_4_figures(&dir, &run.model, &run.vocab, &mut files, &mut text)?;
     let model_dir = dir.join("model");
     super::checkpoint::save(&model_dir, &run.model, None)?;
     files.push(model_dir);
@@ -495,6 +496,53 @@ pub fn chapter_4(out_dir: &Path, size: TourSize) -> Result<StepReport> {
         files,
         elapsed: start.elapsed(),
     })
+}
+
+/// The chapter's figures, into `dir` (added to `files`), with a reading of the two
+/// attention maps (added to `text`): the schedule, RoPE's rotations, the activations, the
+/// key/value cache's size, and `model`'s attention over
+/// [`figures::ATTENTION_SENTENCE`](super::figures::ATTENTION_SENTENCE) in the head that
+/// looks most from "rides" to its subject "queen". A few milliseconds: nothing is
+/// trained.
+fn chapter_4_figures(
+    dir: &Path,
+    model: &Gpt,
+    vocab: &WordVocab,
+    files: &mut Vec<PathBuf>,
+    text: &mut String,
+) -> Result<()> {
+    use super::figures::{self, AttentionMaps};
+    let mut out = |name: &str| {
+        files.push(dir.join(name));
+        dir.join(name)
+    };
+    figures::lr_schedule_chart(&figures::book_schedule()).save_svg(out("lr_schedule.svg"))?;
+    let theta = match model.cfg.positions {
+        super::Positions::Rope { theta } => theta,
+        _ => 10_000.0,
+    };
+    figures::rope_rotation_chart(theta, model.cfg.head_dim())?
+        .save_svg(out("rope_rotations.svg"))?;
+    figures::activation_chart().save_svg(out("activations.svg"))?;
+    figures::kv_cache_chart()?.save_svg(out("kv_cache.svg"))?;
+    let maps = AttentionMaps::new(model, vocab, figures::ATTENTION_SENTENCE)?;
+    // positions: 0 </s>, 1 the, 2 queen, 3 who, 4 feeds, 5 her, 6 hound, 7 rides, 8 her
+    let (queen, feeds, her, hound, rides, her2) = (2, 4, 5, 6, 7, 8);
+    let (l, h, _) = maps.most_attentive(rides, queen);
+    maps.chart(l, h, format!("Attention, layer {l}, head {h}"))
+        .save_svg(out("attention_subject.svg"))?;
+    let p = &maps.maps[l][h];
+    let _ = writeln!(
+        text,
+        "  attention over \"{}\", layer {l} head {h} (the head that looks most from \"rides\" to \"queen\"):",
+        figures::ATTENTION_SENTENCE
+    );
+    let _ = writeln!(
+        text,
+        "    on \"queen\" from \"feeds\" {:.2}, \"hound\" {:.2}, \"rides\" {:.2} (the next word agrees with the subject); on the word before from \"her\" {:.2} and {:.2}",
+        p[feeds][queen], p[hound][queen], p[rides][queen], p[her][her - 1], p[her2][her2 - 1]
+    );
+    Ok(())
 }
 
 #[cfg(test)]
