@@ -544,11 +544,27 @@ fn merge_table_encoding_agrees_with_the_rank_encoding_on_the_training_text() {
 #[test]
 fn tour_step_compresses_and_writes_a_rank_file() {
     let dir = std::env::temp_dir().join(format!("llm-bpe-tour-{}", std::process::id()));
-    let report = super::tour::chapter_3(&dir, crate::report::TourSize::Full).unwrap();
+    let report = super::tour::chapter_3(&dir, crate::report::TourSize::Quick).unwrap();
     assert!(report.text.contains("bytes/token"), "{}", report.text);
     let enc = Encoding::load_tiktoken(&report.files[0], Pattern::Gpt2).unwrap();
     assert!(enc.encode_ordinary("The queens meet their father.").len() <= 6);
+    let svg = std::fs::read_to_string(&report.files[1]).unwrap();
+    assert!(svg.contains("toy world (trained here)"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_effects_table_has_a_row_per_text_and_a_column_per_encoding() {
+    let t = train::train(COURSE_TEXT, 256 + 30, Pattern::Gpt2).unwrap();
+    let enc = t.encoding("course").unwrap();
+    let table = super::tour::effects_markdown(&[&enc, &enc]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2 + super::tour::EFFECT_TEXTS.len());
+    assert_eq!(lines[0], "| what | text | course | course |");
+    // "2026" has no merge here: four byte tokens.
+    assert!(lines[2].ends_with("| 4: `2` `0` `2` `6` | 4: `2` `0` `2` `6` |"), "{}", lines[2]);
+    // Sentences give tokens per word: English has 6 words.
+    assert!(lines[8].contains("per word)"), "{}", lines[8]);
 }
 
 /// The course example's merges, as the book shows them.
