@@ -576,8 +576,14 @@ fn the_books_effects_table_is_what_the_code_does() {
     let book = std::fs::read_to_string(&path).unwrap();
     let start = "<!-- effects: made by bpe::tour::effects_markdown -->\n";
     let i = book.find(start).expect("the start marker") + start.len();
-    let j = i + book[i..].find("<!-- effects end -->").expect("the end marker");
-    assert_eq!(book[i..j], table, "the book's table is not what the code prints");
+    let j = i + book[i..]
+        .find("<!-- effects end -->")
+        .expect("the end marker");
+    assert_eq!(
+        book[i..j],
+        table,
+        "the book's table is not what the code prints"
+    );
 }
 
 #[test]
@@ -589,7 +595,11 @@ fn the_effects_table_has_a_row_per_text_and_a_column_per_encoding() {
     assert_eq!(lines.len(), 2 + super::tour::EFFECT_TEXTS.len());
     assert_eq!(lines[0], "| what | text | course | course |");
     // "2026" has no merge here: four byte tokens.
-    assert!(lines[2].ends_with("| 4: `2` `0` `2` `6` | 4: `2` `0` `2` `6` |"), "{}", lines[2]);
+    assert!(
+        lines[2].ends_with("| 4: `2` `0` `2` `6` | 4: `2` `0` `2` `6` |"),
+        "{}",
+        lines[2]
+    );
     // Sentences give tokens per word: English has 6 words.
     assert!(lines[8].contains("per word)"), "{}", lines[8]);
 }

@@ -260,10 +260,7 @@ pub fn chapter_3(out_dir: &Path, size: TourSize) -> Result<StepReport> {
             );
         }
         if !openai.is_empty() {
-            chart = chart.series(Series::new(
-                "GPT-2, GPT-4 (Moby-Dick's last 10%)",
-                openai,
-            ));
+            chart = chart.series(Series::new("GPT-2, GPT-4 (Moby-Dick's last 10%)", openai));
         }
     } else if size == TourSize::Full {
         let _ = writeln!(
@@ -274,7 +271,11 @@ pub fn chapter_3(out_dir: &Path, size: TourSize) -> Result<StepReport> {
     let svg = dir.join(CHART_FILE);
     chart.save_svg(&svg)?;
     files.push(svg);
-    let _ = writeln!(text, "wrote {} (the table above as a chart)", files[1].display());
+    let _ = writeln!(
+        text,
+        "wrote {} (the table above as a chart)",
+        files[1].display()
+    );
     if let (Some(r50k), Some(cl100k)) = (&r50k, &cl100k) {
         let _ = writeln!(
             text,
