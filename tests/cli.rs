@@ -247,6 +247,7 @@ fn tour_writes_its_files() {
         "ch02/people_pca.svg",
         "ch02/toy_world_vectors.txt",
         "ch03/toy_world_1024.tiktoken",
+        "ch03/bytes_per_token.svg",
         "ch04/loss.svg",
         "ch04/lr_schedule.svg",
         "ch04/rope_rotations.svg",

@@ -4,21 +4,20 @@ learning rate at every step, AdamW settings and clipping; its own random windows
 
 usage: torch_same_run.py --init DIR --ids FILE --log OURS_train_log.csv --out torch_log.csv
            [--batch 16] [--held-out 0.1] [--eval-every 100] [--eval-windows 64] [--threads 2]
-           --peers DIR
 
   --init DIR   `llm gpt train --save-init` wrote DIR/init: config.json + model.safetensors
   --ids FILE   the token ids of the corpus (`llm bpe encode --ranks ... < corpus`)
   --log FILE   our train_log.csv: the number of steps and the learning rate of each step
   --out FILE   written in the same CSV format, so `llm gpt plot` draws both runs
-  --peers DIR  the folder that holds gpt_torch.py, the compact PyTorch Llama this script
-               trains (parameter names equal transformers' LlamaForCausalLM's); that file is
-               not in this repository
+
+The model is gpt_torch.py's compact PyTorch Llama (next to this script; its parameter
+names equal transformers' LlamaForCausalLM's).
 
 The held-out split and windows are the crate's
 (`split_held_out`, `eval_loss`): the last 10% of the ids, windows tiling it from its start.
 AdamW: betas (0.9, 0.95), eps 1e-8, weight decay 0.1 on matrices only, clip 1.0.
 """
-import argparse, csv, json, math, sys, time
+import argparse, csv, json, math, os, sys, time
 
 import torch
 import torch.nn.functional as F
@@ -37,14 +36,14 @@ def main():
     p.add_argument("--eval-windows", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--peers", required=True,
-                   help="the folder that holds gpt_torch.py (not in this repository)")
+    p.add_argument("--peers", default=os.path.dirname(os.path.abspath(__file__)),
+                   help="the folder that holds gpt_torch.py (default: this script's own)")
     a = p.parse_args()
     sys.path.insert(0, a.peers)
     try:
         import gpt_torch
     except ImportError as e:
-        sys.exit(f"--peers {a.peers}: cannot import gpt_torch ({e})")
+        sys.exit(f"cannot import gpt_torch from {a.peers} ({e})")
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)

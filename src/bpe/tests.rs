@@ -544,11 +544,64 @@ fn merge_table_encoding_agrees_with_the_rank_encoding_on_the_training_text() {
 #[test]
 fn tour_step_compresses_and_writes_a_rank_file() {
     let dir = std::env::temp_dir().join(format!("llm-bpe-tour-{}", std::process::id()));
-    let report = super::tour::chapter_3(&dir, crate::report::TourSize::Full).unwrap();
+    let report = super::tour::chapter_3(&dir, crate::report::TourSize::Quick).unwrap();
     assert!(report.text.contains("bytes/token"), "{}", report.text);
     let enc = Encoding::load_tiktoken(&report.files[0], Pattern::Gpt2).unwrap();
     assert!(enc.encode_ordinary("The queens meet their father.").len() <= 6);
+    let svg = std::fs::read_to_string(&report.files[1]).unwrap();
+    assert!(svg.contains("toy world (trained here)"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_books_effects_table_is_what_the_code_does() {
+    // Needs GPT-2's and GPT-4's rank files (`bash data/fetch.sh`); skipped without them.
+    let data = std::env::var_os("LLM_LESSONS_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("data/external"));
+    let (r50k, cl100k) = (
+        data.join("r50k_base.tiktoken"),
+        data.join("cl100k_base.tiktoken"),
+    );
+    if !r50k.is_file() || !cl100k.is_file() {
+        eprintln!("skipped: no rank files in {}", data.display());
+        return;
+    }
+    let (r50k, cl100k) = (
+        Encoding::r50k_base(&r50k).unwrap(),
+        Encoding::cl100k_base(&cl100k).unwrap(),
+    );
+    let table = super::tour::effects_markdown(&[&r50k, &cl100k]);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/ch03_bpe.md");
+    let book = std::fs::read_to_string(&path).unwrap();
+    let start = "<!-- effects: made by bpe::tour::effects_markdown -->\n";
+    let i = book.find(start).expect("the start marker") + start.len();
+    let j = i + book[i..]
+        .find("<!-- effects end -->")
+        .expect("the end marker");
+    assert_eq!(
+        book[i..j],
+        table,
+        "the book's table is not what the code prints"
+    );
+}
+
+#[test]
+fn the_effects_table_has_a_row_per_text_and_a_column_per_encoding() {
+    let t = train::train(COURSE_TEXT, 256 + 30, Pattern::Gpt2).unwrap();
+    let enc = t.encoding("course").unwrap();
+    let table = super::tour::effects_markdown(&[&enc, &enc]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2 + super::tour::EFFECT_TEXTS.len());
+    assert_eq!(lines[0], "| what | text | course | course |");
+    // "2026" has no merge here: four byte tokens.
+    assert!(
+        lines[2].ends_with("| 4: `2` `0` `2` `6` | 4: `2` `0` `2` `6` |"),
+        "{}",
+        lines[2]
+    );
+    // Sentences give tokens per word: English has 6 words.
+    assert!(lines[8].contains("per word)"), "{}", lines[8]);
 }
 
 /// The course example's merges, as the book shows them.

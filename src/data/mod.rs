@@ -3,7 +3,7 @@
 //! - [`read_text`] reads any UTF-8 file by path, with an error that names the file and the
 //!   first bad byte when it is not UTF-8.
 //! - [`sentences`] cuts prose into sentences of lowercase words, with exactly the rules of
-//!   the shared `prep_sentences.py`, so the crate and the Python peers see the same input.
+//!   `benches/peers/prep_sentences.py`, so the crate and the Python peers see the same input.
 //! - [`grammar`] is the toy world: a seeded probabilistic grammar that writes corpora of
 //!   any size and knows the true probability of every sentence it writes.
 
