@@ -1,7 +1,7 @@
 //! The hand-written Llama against PyTorch and Hugging Face transformers.
 //!
-//! `tests/fixtures/llama-tiny/` is a copy of `../shared/reference/llama-tiny/`, made by
-//! `make_llama_reference.py` (in `../shared/reference/`) with PyTorch and transformers: a
+//! `tests/fixtures/llama-tiny/` was made by its `make_llama_reference.py` (kept beside it,
+//! with a README saying how to run it) with PyTorch and transformers: a
 //! random-weight `LlamaForCausalLM` (vocab 320, hidden 64, SwiGLU 176, 2 layers, 4 heads,
 //! 2 key/value heads, RoPE theta 10000, untied head) in Hugging Face layout, a batch of
 //! 2 x 16 tokens, and what PyTorch computed for it in float64 from the float32 weights:
