@@ -725,6 +725,62 @@ mod tests {
         assert_eq!(steps_in(&tmp.0.join("halves")), [5, 10]);
     }
 
+    /// A run with every stage (batch ramp, length schedule, RoPE's base raised for the long
+    /// windows, annealing with a second corpus) stopped at step 7, in its short-window
+    /// phase, and resumed: the same log and weights as the straight run, and the raised θ.
+    #[test]
+    fn a_staged_run_stopped_and_resumed_is_the_run_without_the_stop() {
+        use crate::gpt::train::{Mix, Piecewise};
+        let ids = corpus(0);
+        let clean: Vec<u32> = (0..200u32).map(|i| (i * 5 + 1) % 13).collect();
+        let tmp = TempDir::new("staged");
+        let mut cfg = config(14);
+        cfg.model = shrunk(GptConfig::llama_tiny(), [16, 16, 1, 24, 8]);
+        cfg.train.schedule.anneal = 4;
+        let stages = Stages {
+            batch: Piecewise(vec![(0, 1), (4, 2), (9, 3)]),
+            seq_len: Piecewise(vec![(0, 4), (8, 8)]),
+            long_rope_theta: Some(5e5),
+            mix: Some(Mix {
+                from_step: 10,
+                fraction: 0.5,
+            }),
+        };
+        let start = || {
+            Run::start(cfg.clone(), &ids)
+                .unwrap()
+                .with_stages(stages.clone(), Some(&clean))
+                .unwrap()
+        };
+        let mut straight = start();
+        let (train, held_out) = straight.split(&ids);
+        let opts = options(&tmp.0.join("straight"), 100, 2, 0);
+        let timing = straight.train(train, held_out, &opts, |_, _| {}).unwrap();
+        assert_eq!(timing.tokens, 4 * 4 + 4 * 2 * 4 + 2 * 8 + 5 * 3 * 8);
+        assert_eq!(
+            straight.model.cfg.positions,
+            crate::gpt::Positions::Rope { theta: 5e5 }
+        );
+        let mut first = start();
+        let halves = options(&tmp.0.join("halves"), 100, 2, 0);
+        let stop = RunOptions {
+            stop_at: Some(7),
+            ..halves.clone()
+        };
+        first.train(train, held_out, &stop, |_, _| {}).unwrap();
+        let dir = tmp.0.join("halves").join(step_dir_name(7));
+        assert!(
+            Run::resume(&dir, &ids).is_err(),
+            "the second corpus is missing"
+        );
+        let mut second = Run::resume_mixed(&dir, &ids, Some(&clean)).unwrap();
+        assert_eq!(second.trainer.stages, stages);
+        second.train(train, held_out, &halves, |_, _| {}).unwrap();
+        assert_eq!(second.log, straight.log);
+        assert!(second.model.params == straight.model.params);
+        assert_eq!(second.model.cfg, straight.model.cfg);
+    }
+
     /// A fine-tuning run on loaded weights with all but the final norm frozen: stopped,
     /// resumed from its checkpoint with the same tensors frozen, equal to the straight run.
     #[test]

@@ -815,6 +815,148 @@ mod tests {
     }
 
     #[test]
+    fn the_schedules_give_the_phases_they_say() {
+        let b = Piecewise::parse("4:0,8:100,16:200", "batch").unwrap();
+        assert_eq!(b.0, [(0, 4), (100, 8), (200, 16)]);
+        let got: Vec<usize> = [0, 99, 100, 199, 200, 10_000]
+            .iter()
+            .map(|&s| b.at(s).unwrap())
+            .collect();
+        assert_eq!(got, [4, 4, 8, 8, 16, 16]);
+        let stages = Stages {
+            batch: b,
+            seq_len: Piecewise::parse("16:0,64:300", "sequence-length").unwrap(),
+            long_rope_theta: Some(5e5),
+            mix: Some(Mix {
+                from_step: 350,
+                fraction: 0.5,
+            }),
+        };
+        let base = config(400);
+        assert_eq!(stages.windows(150, &base), (8, 16));
+        assert_eq!(stages.windows(300, &base), (16, 64));
+        assert_eq!(Stages::default().windows(7, &base), (4, 16));
+        assert_eq!(
+            (stages.rope_theta(299), stages.rope_theta(300)),
+            (None, Some(5e5))
+        );
+        assert_eq!(
+            (stages.mix_fraction(349), stages.mix_fraction(350)),
+            (0.0, 0.5)
+        );
+        assert!(stages.validate(64).is_ok());
+        assert!(
+            stages.validate(32).is_err(),
+            "windows of 64 past a context of 32"
+        );
+    }
+
+    #[test]
+    fn bad_schedule_specs_are_errors() {
+        for spec in [
+            "",
+            "4",
+            "4:1",
+            "4:0,8:0",
+            "4:0,8:x",
+            "0:0",
+            "4:0,8:200,16:100",
+        ] {
+            assert!(Piecewise::parse(spec, "batch").is_err(), "{spec:?}");
+        }
+        let err = Piecewise::parse("4:5", "batch").unwrap_err();
+        assert!(err.to_string().contains("step 0"), "{err}");
+        let mix = Stages {
+            mix: Some(Mix {
+                from_step: 0,
+                fraction: 1.5,
+            }),
+            ..Stages::default()
+        };
+        assert!(mix.validate(64).is_err());
+    }
+
+    /// A trainer that ran at 4 x 16 and was resized to 2 x 8 takes the same step as a
+    /// fresh trainer built at 2 x 8 with the same optimizer state: no stale buffer leaks.
+    #[test]
+    fn a_resized_trainer_matches_a_fresh_one_at_the_new_size() {
+        let data: Vec<u32> = (0..400).map(|i| (i * 7 % 13 + i % 3) as u32).collect();
+        let mut model = Gpt::init(small(), 4).unwrap();
+        let mut trainer = Trainer::new(&model, config(10)).unwrap();
+        for _ in 0..3 {
+            trainer.step(&mut model, &data).unwrap();
+        }
+        let mut fresh_model = model.clone();
+        let mut small_config = config(10);
+        (small_config.batch, small_config.seq_len) = (2, 8);
+        let mut fresh = Trainer::new(&fresh_model, small_config).unwrap();
+        (fresh.opt, fresh.step) = (trainer.opt.clone(), trainer.step);
+        trainer.stages.batch = Piecewise(vec![(0, 2)]);
+        trainer.stages.seq_len = Piecewise(vec![(0, 8)]);
+        let inputs: Vec<u32> = data[..16].to_vec();
+        let targets: Vec<u32> = data[1..17].to_vec();
+        let mean = |l: &[f32]| {
+            let w = 1.0 / l.len() as f32;
+            Ok((l.iter().sum::<f32>() * w, vec![w; l.len()]))
+        };
+        let a = trainer
+            .step_on(&mut model, &inputs, &targets, mean)
+            .unwrap();
+        let b = fresh
+            .step_on(&mut fresh_model, &inputs, &targets, mean)
+            .unwrap();
+        assert_eq!(a, b);
+        assert!(model.params == fresh_model.params);
+        assert!(trainer
+            .step_on(&mut model, &data[..64], &data[1..65], mean)
+            .is_err());
+    }
+
+    /// From the mix's first step, a window comes from the second corpus with the stated
+    /// probability: over 60 steps of 4 windows, 30% within a loose band.
+    #[test]
+    fn the_mix_draws_the_second_corpus_at_its_rate() {
+        let web: Vec<u32> = (0..300).map(|i| (i % 7) as u32).collect();
+        let clean: Vec<u32> = (0..300).map(|i| 8 + (i % 7) as u32).collect();
+        let mut model = Gpt::init(small(), 5).unwrap();
+        let mut trainer = Trainer::new(&model, config(80)).unwrap();
+        trainer
+            .set_stages(
+                &model,
+                Stages {
+                    mix: Some(Mix {
+                        from_step: 20,
+                        fraction: 0.3,
+                    }),
+                    ..Stages::default()
+                },
+            )
+            .unwrap();
+        let (mut clean_windows, mut windows) = (0, 0);
+        for step in 0..80 {
+            trainer.step_mixed(&mut model, &web, Some(&clean)).unwrap();
+            for w in trainer.inputs.chunks_exact(16) {
+                let from_clean = w[0] >= 8;
+                assert!(
+                    w.iter().all(|&x| (x >= 8) == from_clean),
+                    "one corpus a window"
+                );
+                if step < 20 {
+                    assert!(!from_clean, "no mix before step 20");
+                } else {
+                    clean_windows += from_clean as usize;
+                    windows += 1;
+                }
+            }
+        }
+        let rate = clean_windows as f64 / windows as f64;
+        // 240 windows: the standard deviation of the rate is 0.03
+        assert!((rate - 0.3).abs() < 0.12, "{rate}");
+        let err = trainer.step(&mut model, &web).unwrap_err();
+        assert!(err.to_string().contains("second corpus"), "{err}");
+    }
+
+    #[test]
     fn the_loss_log_reads_back_bit_for_bit() {
         let mut log = LossLog::default();
         for i in 0..5 {
