@@ -248,10 +248,11 @@ impl Gpt {
     }
 
     /// Sets RoPE's base θ and rebuilds the rotation tables, as a long-context stage of
-    /// pre-training does (Llama 3 raised θ to 500,000). The weights stay as they are.
+    /// pre-training may (Llama 3's θ is 500,000, Llama 2's 10,000). The weights stay as they are.
     /// Errors if the model does not use RoPE or θ is not above 1.
     pub fn set_rope_theta(&mut self, theta: f32) -> Result<()> {
-        if !matches!(self.cfg.positions, Positions::Rope { .. }) || !(theta > 1.0) {
+        let rope = matches!(self.cfg.positions, Positions::Rope { .. });
+        if !rope || theta.is_nan() || theta <= 1.0 {
             return Err(Error::InvalidArgument(format!(
                 "RoPE's base θ = {theta}: the model must use RoPE and θ must be above 1"
             )));

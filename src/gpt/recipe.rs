@@ -122,8 +122,9 @@ pub struct RecipeData {
     /// Test sentences of at least `long_words` words, and their true cross-entropy.
     pub long: Vec<u32>,
     pub long_floor: f64,
-    /// How many long test sentences there are.
+    /// How many long test sentences there are, and their least number of words.
     pub long_sentences: usize,
+    pub long_words: usize,
 }
 
 /// The corpora `config` describes.
@@ -158,6 +159,7 @@ pub fn recipe_data(config: &RecipeConfig) -> RecipeData {
             true_cross_entropy(&long)
         },
         long_sentences: long.len(),
+        long_words: config.long_words,
         vocab: data.vocab,
     }
 }
@@ -460,8 +462,8 @@ pub fn markdown_table(data: &RecipeData, rows: &[Row], seeds: usize) -> String {
     }
     let _ = writeln!(
         s,
-        "\nFloors (the grammar's true cross-entropy): {:.3} nats/word on the test sentences, {:.3} on {} long test sentences (16 words or more). Mean (min–max) over {seeds} seeds.",
-        data.test_floor, data.long_floor, data.long_sentences
+        "\nFloors (the grammar's true cross-entropy): {:.3} nats/word on the test sentences, {:.3} on {} long test sentences ({} words or more). Mean (min–max) over {seeds} seeds.",
+        data.test_floor, data.long_floor, data.long_sentences, data.long_words
     );
     s
 }

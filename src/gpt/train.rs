@@ -180,7 +180,7 @@ impl Stages {
             )));
         }
         if let Some(theta) = self.long_rope_theta {
-            if !(theta > 1.0) {
+            if theta.is_nan() || theta <= 1.0 {
                 return Err(Error::InvalidArgument(format!(
                     "the long-context RoPE base must be above 1, not {theta}"
                 )));

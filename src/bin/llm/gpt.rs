@@ -184,7 +184,7 @@ pub enum GptCommand {
         seeds: usize,
         /// Steps of the plain run (16 windows of 64 tokens); every variant trains on as
         /// many tokens
-        #[arg(long, default_value_t = 300, value_name = "N")]
+        #[arg(long, default_value_t = 120, value_name = "N")]
         steps: usize,
         /// Folder for recipe.md, recipe.csv, recipe_variants.svg and recipe_schedule.svg
         #[arg(long, value_name = "DIR")]
