@@ -468,7 +468,7 @@ pub fn markdown_table(data: &RecipeData, rows: &[Row], seeds: usize) -> String {
     s
 }
 
-/// The table as CSV, one line per variant and seed.
+/// The table as CSV, one line per variant and seed (the names quoted: they hold commas).
 pub fn csv_table(data: &RecipeData, rows: &[Row]) -> String {
     let mut s = String::from(
         "variant,run,steps,tokens,test_nats_per_word,test_floor,long_nats_per_word,long_floor\n",
@@ -477,7 +477,7 @@ pub fn csv_table(data: &RecipeData, rows: &[Row]) -> String {
         for (i, m) in r.runs.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "{},{i},{},{},{},{},{},{}",
+                "\"{}\",{i},{},{},{},{},{},{}",
                 r.name, m.steps, m.tokens, m.test, data.test_floor, m.long, data.long_floor
             );
         }
