@@ -490,7 +490,7 @@ pub fn csv_table(data: &RecipeData, rows: &[Row]) -> String {
 pub fn variants_chart(data: &RecipeData, rows: &[Row]) -> BarChart {
     BarChart::new(
         "Llama 3's recipe on the toy world, equal tokens",
-        "test cross-entropy above the grammar's floor, nats/word (mean; min–max in brackets)",
+        "test nats/word above the floor (mean; min–max in brackets)",
     )
     .bars(rows.iter().map(|r| {
         let (m, lo, hi) = spread(r.runs.iter().map(|m| m.test - data.test_floor));
