@@ -957,6 +957,50 @@ fn gpt_mistakes_are_clear_errors() {
         &d("m"),
     ]);
     assert!(err.contains("unknown preset"), "{err}");
+    // the pre-training stages: malformed schedules and mixes are errors before training
+    for (flag, spec, says) in [
+        ("--batch-schedule", "4:10", "step 0"),
+        ("--seq-schedule", "16:0,8", "no ':'"),
+        ("--seq-schedule", "16:0,64:5", "context 32"),
+        ("--anneal-mix", "toy.txt", "FILE:FRACTION"),
+    ] {
+        let err = fails(&[
+            "gpt",
+            "train",
+            "--corpus",
+            &corpus,
+            "--context",
+            "32",
+            "--steps",
+            "6",
+            flag,
+            spec,
+            "--out",
+            &d("m"),
+        ]);
+        assert!(err.contains(says), "{flag} {spec}: {err}");
+    }
+    // and a run with all of them trains
+    let (_, stdout) = gpt_train(
+        &dir,
+        &corpus,
+        "llama-tiny",
+        &[
+            "--steps",
+            "6",
+            "--batch-schedule",
+            "2:0,4:3",
+            "--seq-schedule",
+            "8:0,32:3",
+            "--long-rope-theta",
+            "500000",
+            "--anneal-steps",
+            "2",
+            "--anneal-mix",
+            &format!("{corpus}:0.5"),
+        ],
+    );
+    assert!(figure(&stdout, "held-out loss").is_finite(), "{stdout}");
     let gen = |prompt: &[&str]| {
         let mut args = vec![
             "gpt",

@@ -86,6 +86,7 @@ pub fn save(dir: &Path, model: &Gpt, trainer: Option<&Trainer>) -> Result<()> {
             "sampler_position": t.sampler_position().to_string(),
             "train_config": t.config,
             "frozen": frozen_names(&model.params),
+            "stages": t.stages,
         });
         write_atomic(
             &dir.join("trainer.json"),
@@ -192,7 +193,13 @@ pub fn load_trainer(dir: &Path, model: &Gpt) -> Result<Trainer> {
             slot.copy_from_slice(&data);
         }
     }
-    Trainer::resume(model, config, opt, step, position)
+    let mut trainer = Trainer::resume(model, config, opt, step, position)?;
+    // runs saved before stages existed had none
+    if let Some(stages) = j.get("stages") {
+        trainer.stages = serde_json::from_value(stages.clone())
+            .map_err(|e| bad(&path, format!("stages: {e}")))?;
+    }
+    Ok(trainer)
 }
 
 /// The names of the tensors that the run saved in `dir` froze (none for a run that

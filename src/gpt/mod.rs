@@ -68,6 +68,7 @@ pub mod optim;
 pub mod params;
 pub mod peft;
 pub mod quant;
+pub mod recipe;
 pub mod residual;
 pub mod rope;
 pub mod run;

@@ -198,6 +198,21 @@ impl Activations {
     }
 }
 
+/// The RoPE table `cfg` asks for, `None` with learned positions.
+fn rope_table(cfg: &GptConfig) -> Option<RopeTable> {
+    match cfg.positions {
+        Positions::Rope { theta } => Some(match &cfg.mla {
+            // MLA rotates only each head's last d_h^R numbers
+            Some(m) if m.rope_interleave => {
+                RopeTable::interleaved(theta, m.qk_rope_head_dim, cfg.context)
+            }
+            Some(m) => RopeTable::new(theta, m.qk_rope_head_dim, cfg.context),
+            None => RopeTable::new(theta, cfg.head_dim(), cfg.context),
+        }),
+        Positions::Learned => None,
+    }
+}
+
 /// A GPT or Llama: a config, its parameters, and the RoPE table when it uses RoPE.
 #[derive(Clone, Debug)]
 pub struct Gpt {
@@ -223,23 +238,28 @@ impl Gpt {
     fn checked(cfg: GptConfig, params: Params, embedding_elsewhere: bool) -> Result<Self> {
         cfg.validate()?;
         params.check_shapes(&cfg, embedding_elsewhere)?;
-        let rope = match cfg.positions {
-            Positions::Rope { theta } => Some(match &cfg.mla {
-                // MLA rotates only each head's last d_h^R numbers
-                Some(m) if m.rope_interleave => {
-                    RopeTable::interleaved(theta, m.qk_rope_head_dim, cfg.context)
-                }
-                Some(m) => RopeTable::new(theta, m.qk_rope_head_dim, cfg.context),
-                None => RopeTable::new(theta, cfg.head_dim(), cfg.context),
-            }),
-            Positions::Learned => None,
-        };
+        let rope = rope_table(&cfg);
         Ok(Gpt {
             cfg,
             params,
             rope,
             quant_emb: None,
         })
+    }
+
+    /// Sets RoPE's base θ and rebuilds the rotation tables, as a long-context stage of
+    /// pre-training may (Llama 3's θ is 500,000, Llama 2's 10,000). The weights stay as they are.
+    /// Errors if the model does not use RoPE or θ is not above 1.
+    pub fn set_rope_theta(&mut self, theta: f32) -> Result<()> {
+        let rope = matches!(self.cfg.positions, Positions::Rope { .. });
+        if !rope || theta.is_nan() || theta <= 1.0 {
+            return Err(Error::InvalidArgument(format!(
+                "RoPE's base θ = {theta}: the model must use RoPE and θ must be above 1"
+            )));
+        }
+        self.cfg.positions = Positions::Rope { theta };
+        self.rope = rope_table(&self.cfg);
+        Ok(())
     }
 
     /// The model `cfg` describes, whose token embedding is the quantized `(V, C)` table

@@ -21,7 +21,7 @@ use super::checkpoint::{
     step_dir_name, step_dirs,
 };
 use super::model::{Activations, Gpt};
-use super::train::{eval_loss, split_held_out, LossLog, StepLog, TrainConfig, Trainer};
+use super::train::{eval_loss, split_held_out, LossLog, Stages, StepLog, TrainConfig, Trainer};
 use super::GptConfig;
 use crate::data::{read_text, write_atomic};
 use crate::{Error, Result};
@@ -74,17 +74,24 @@ impl std::fmt::Display for Fingerprint {
 pub struct RunInfo {
     pub data: Fingerprint,
     pub held_out: f64,
+    /// The second corpus of an annealing mix (see [`Run::with_stages`]), if any.
+    pub mix: Option<Fingerprint>,
 }
 
 impl RunInfo {
-    /// `run.json`: `{"data_tokens": 400, "data_fnv1a64": "<16 hex digits>", "held_out": 0.1}`.
+    /// `run.json`: `{"data_tokens": 400, "data_fnv1a64": "<16 hex digits>", "held_out": 0.1}`,
+    /// with `mix_tokens` and `mix_fnv1a64` for a run with a second corpus.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(&serde_json::json!({
+        let mut j = serde_json::json!({
             "data_tokens": self.data.tokens,
             "data_fnv1a64": format!("{:016x}", self.data.fnv1a64),
             "held_out": self.held_out,
-        }))
-        .expect("JSON")
+        });
+        if let Some(m) = self.mix {
+            j["mix_tokens"] = m.tokens.into();
+            j["mix_fnv1a64"] = format!("{:016x}", m.fnv1a64).into();
+        }
+        serde_json::to_string_pretty(&j).expect("JSON")
     }
 
     /// The `run.json` of the checkpoint in `dir`.
@@ -104,11 +111,24 @@ impl RunInfo {
             .as_str()
             .and_then(|s| u64::from_str_radix(s, 16).ok())
             .ok_or_else(|| bad("data_fnv1a64 is missing or not hexadecimal"))?;
+        let mix = match (j.get("mix_tokens"), j.get("mix_fnv1a64")) {
+            (None, None) => None,
+            (tokens, hash) => Some(Fingerprint {
+                tokens: tokens
+                    .and_then(serde_json::Value::as_u64)
+                    .ok_or_else(|| bad("mix_tokens is missing"))? as usize,
+                fnv1a64: hash
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|s| u64::from_str_radix(s, 16).ok())
+                    .ok_or_else(|| bad("mix_fnv1a64 is missing or not hexadecimal"))?,
+            }),
+        };
         Ok(RunInfo {
             data: Fingerprint { tokens, fnv1a64 },
             held_out: j["held_out"]
                 .as_f64()
                 .ok_or_else(|| bad("held_out is missing"))?,
+            mix,
         })
     }
 }
@@ -193,6 +213,8 @@ pub struct Run {
     pub trainer: Trainer,
     pub log: LossLog,
     pub info: RunInfo,
+    /// The second corpus of the annealing mix, when the run has one.
+    pub mix: Option<Vec<u32>>,
 }
 
 /// How long [`Run::train`] took.
@@ -262,13 +284,37 @@ impl Run {
             info: RunInfo {
                 data: Fingerprint::of(ids),
                 held_out,
+                mix: None,
             },
+            mix: None,
         })
+    }
+
+    /// The run with Llama 3's pre-training [`Stages`]: schedules of the batch and the
+    /// window length, RoPE's base raised for the longest windows, and, with a mix, the
+    /// second corpus `high_quality` that the annealing phase draws from. Saved with the
+    /// run's checkpoints, so that a resumed run keeps them.
+    pub fn with_stages(mut self, stages: Stages, high_quality: Option<&[u32]>) -> Result<Run> {
+        if stages.mix.is_some() != high_quality.is_some() {
+            return Err(Error::InvalidArgument(
+                "an annealing mix needs its second corpus, and a second corpus a mix".into(),
+            ));
+        }
+        self.trainer.set_stages(&self.model, stages)?;
+        self.info.mix = high_quality.map(Fingerprint::of);
+        self.mix = high_quality.map(<[u32]>::to_vec);
+        Ok(self)
     }
 
     /// The run saved in the checkpoint folder `dir`, to continue on `ids`: the same token
     /// ids it was started on, or [`Error::OtherData`]. The tensors it froze stay frozen.
     pub fn resume(dir: &Path, ids: &[u32]) -> Result<Run> {
+        Run::resume_mixed(dir, ids, None)
+    }
+
+    /// [`Run::resume`] for a run with an annealing mix: `high_quality` must be the second
+    /// corpus it started with (an error if it is not, or if the run had none).
+    pub fn resume_mixed(dir: &Path, ids: &[u32], high_quality: Option<&[u32]>) -> Result<Run> {
         let mut model = load_run_model(dir)?;
         let frozen = frozen_in(dir)?;
         model
@@ -296,11 +342,24 @@ impl Run {
                 ),
             });
         }
+        let given_mix = high_quality.map(Fingerprint::of);
+        if info.mix != given_mix {
+            let say = |f: Option<Fingerprint>| f.map_or("none".to_string(), |f| f.to_string());
+            return Err(Error::Checkpoint {
+                path: dir.join(RUN_INFO),
+                message: format!(
+                    "the run's second corpus was {}, given {}",
+                    say(info.mix),
+                    say(given_mix)
+                ),
+            });
+        }
         Ok(Run {
             model,
             trainer,
             log,
             info,
+            mix: high_quality.map(<[u32]>::to_vec),
         })
     }
 
@@ -363,11 +422,15 @@ impl Run {
             .stop_at
             .map_or(self.planned_steps(), |s| s.min(self.planned_steps()));
         let t0 = Instant::now();
-        let mut train_seconds = 0.0;
+        let (mut train_seconds, mut tokens) = (0.0, 0);
         while self.trainer.step < end {
             let t = Instant::now();
-            let step = self.trainer.step(&mut self.model, train)?;
+            let (b, len) = self.trainer.windows();
+            let step = self
+                .trainer
+                .step_mixed(&mut self.model, train, self.mix.as_deref())?;
             train_seconds += t.elapsed().as_secs_f64();
+            tokens += b * len;
             let done = self.trainer.step;
             let measured = if options.eval_every > 0 && done % options.eval_every == 0 {
                 self.held_out_loss(&self.model, held_out, options.eval_windows)?
@@ -383,10 +446,9 @@ impl Run {
             }
         }
         let steps = self.trainer.step - first;
-        let config = &self.trainer.config;
         Ok(Timing {
             steps,
-            tokens: steps * config.batch * config.seq_len,
+            tokens,
             seconds: t0.elapsed().as_secs_f64(),
             train_seconds,
         })
@@ -661,6 +723,62 @@ mod tests {
         assert!(second.log.rows[8].held_out.is_some(), "step 9 is evaluated");
         assert!(second.model.params == straight.model.params);
         assert_eq!(steps_in(&tmp.0.join("halves")), [5, 10]);
+    }
+
+    /// A run with every stage (batch ramp, length schedule, RoPE's base raised for the long
+    /// windows, annealing with a second corpus) stopped at step 7, in its short-window
+    /// phase, and resumed: the same log and weights as the straight run, and the raised θ.
+    #[test]
+    fn a_staged_run_stopped_and_resumed_is_the_run_without_the_stop() {
+        use crate::gpt::train::{Mix, Piecewise};
+        let ids = corpus(0);
+        let clean: Vec<u32> = (0..200u32).map(|i| (i * 5 + 1) % 13).collect();
+        let tmp = TempDir::new("staged");
+        let mut cfg = config(14);
+        cfg.model = shrunk(GptConfig::llama_tiny(), [16, 16, 1, 24, 8]);
+        cfg.train.schedule.anneal = 4;
+        let stages = Stages {
+            batch: Piecewise(vec![(0, 1), (4, 2), (9, 3)]),
+            seq_len: Piecewise(vec![(0, 4), (8, 8)]),
+            long_rope_theta: Some(5e5),
+            mix: Some(Mix {
+                from_step: 10,
+                fraction: 0.5,
+            }),
+        };
+        let start = || {
+            Run::start(cfg.clone(), &ids)
+                .unwrap()
+                .with_stages(stages.clone(), Some(&clean))
+                .unwrap()
+        };
+        let mut straight = start();
+        let (train, held_out) = straight.split(&ids);
+        let opts = options(&tmp.0.join("straight"), 100, 2, 0);
+        let timing = straight.train(train, held_out, &opts, |_, _| {}).unwrap();
+        assert_eq!(timing.tokens, 4 * 4 + 4 * 2 * 4 + 2 * 8 + 5 * 3 * 8);
+        assert_eq!(
+            straight.model.cfg.positions,
+            crate::gpt::Positions::Rope { theta: 5e5 }
+        );
+        let mut first = start();
+        let halves = options(&tmp.0.join("halves"), 100, 2, 0);
+        let stop = RunOptions {
+            stop_at: Some(7),
+            ..halves.clone()
+        };
+        first.train(train, held_out, &stop, |_, _| {}).unwrap();
+        let dir = tmp.0.join("halves").join(step_dir_name(7));
+        assert!(
+            Run::resume(&dir, &ids).is_err(),
+            "the second corpus is missing"
+        );
+        let mut second = Run::resume_mixed(&dir, &ids, Some(&clean)).unwrap();
+        assert_eq!(second.trainer.stages, stages);
+        second.train(train, held_out, &halves, |_, _| {}).unwrap();
+        assert_eq!(second.log, straight.log);
+        assert!(second.model.params == straight.model.params);
+        assert_eq!(second.model.cfg, straight.model.cfg);
     }
 
     /// A fine-tuning run on loaded weights with all but the final norm frozen: stopped,

@@ -39,17 +39,183 @@ pub struct StepLog {
     pub grad_norm: f32,
 }
 
+// ANCHOR: stages
+/// A value that changes at given steps: `(from_step, value)` pairs, the first from step 0,
+/// the steps increasing. Written `value:from_step,...`, as `4:0,8:100,16:200` (a batch of
+/// 4 windows from step 0, 8 from step 100, 16 from step 200).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Piecewise(pub Vec<(usize, usize)>);
+
+impl Piecewise {
+    /// The value at `step`; `None` when there are no pieces.
+    pub fn at(&self, step: usize) -> Option<usize> {
+        self.0
+            .iter()
+            .take_while(|(from, _)| *from <= step)
+            .last()
+            .map(|&(_, v)| v)
+    }
+
+    /// The first step of the last piece whose value is the largest: where the longest
+    /// windows start.
+    pub fn start_of_max(&self) -> Option<usize> {
+        let max = self.0.iter().map(|&(_, v)| v).max()?;
+        self.0
+            .iter()
+            .find(|&&(_, v)| v == max)
+            .map(|&(from, _)| from)
+    }
+
+    /// Reads `value:from_step,...`; `what` names the schedule in errors.
+    pub fn parse(spec: &str, what: &str) -> Result<Piecewise> {
+        let bad = |why: String| {
+            Error::InvalidArgument(format!(
+                "{what} schedule {spec:?}: {why} (write value:from_step,..., as 4:0,8:100)"
+            ))
+        };
+        let pieces = spec
+            .split(',')
+            .map(|p| {
+                let (v, from) = p
+                    .split_once(':')
+                    .ok_or_else(|| bad(format!("{p:?} has no ':'")))?;
+                let num = |x: &str| {
+                    x.trim()
+                        .parse::<usize>()
+                        .map_err(|_| bad(format!("{x:?} is not a whole number")))
+                };
+                Ok((num(from)?, num(v)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let s = Piecewise(pieces);
+        s.validate(what)?;
+        Ok(s)
+    }
+
+    fn validate(&self, what: &str) -> Result<()> {
+        let bad = |why: &str| {
+            Err(Error::InvalidArgument(format!(
+                "the {what} schedule: {why}"
+            )))
+        };
+        match self.0.first() {
+            None => return Ok(()),
+            Some(&(from, _)) if from != 0 => return bad("the first piece must start at step 0"),
+            _ => {}
+        }
+        if self.0.iter().any(|&(_, v)| v == 0) {
+            return bad("every value must be at least 1");
+        }
+        if self.0.windows(2).any(|w| w[1].0 <= w[0].0) {
+            return bad("the steps must increase");
+        }
+        Ok(())
+    }
+}
+
+/// From step `from_step` on, each window is drawn from the second corpus (the
+/// high-quality data of an annealing phase) with probability `fraction`, else from the
+/// training data.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mix {
+    pub from_step: usize,
+    pub fraction: f64,
+}
+
+/// Llama 3's pre-training stages on top of a [`TrainConfig`]: the batch and the window
+/// length as schedules of the step (empty: the config's throughout), RoPE's base raised
+/// where the longest windows start, and a data mix for the annealing phase.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stages {
+    /// Windows per step, by step.
+    #[serde(default)]
+    pub batch: Piecewise,
+    /// Tokens per window, by step.
+    #[serde(default)]
+    pub seq_len: Piecewise,
+    /// RoPE's θ from the first step of the longest windows on.
+    #[serde(default)]
+    pub long_rope_theta: Option<f32>,
+    #[serde(default)]
+    pub mix: Option<Mix>,
+}
+
+impl Stages {
+    /// Whether these stages change nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Stages::default()
+    }
+
+    /// The windows of step `step`: `(batch, seq_len)`, the schedules' values or `base`'s.
+    pub fn windows(&self, step: usize, base: &TrainConfig) -> (usize, usize) {
+        (
+            self.batch.at(step).unwrap_or(base.batch),
+            self.seq_len.at(step).unwrap_or(base.seq_len),
+        )
+    }
+
+    /// RoPE's θ at step `step`, when the stages raise it by then.
+    pub fn rope_theta(&self, step: usize) -> Option<f32> {
+        let theta = self.long_rope_theta?;
+        let from = self.seq_len.start_of_max().unwrap_or(0);
+        (step >= from).then_some(theta)
+    }
+
+    /// The probability that a window of step `step` comes from the second corpus.
+    pub fn mix_fraction(&self, step: usize) -> f64 {
+        match self.mix {
+            Some(m) if step >= m.from_step => m.fraction,
+            _ => 0.0,
+        }
+    }
+
+    /// Errors if a schedule is malformed, a window is longer than `context`, θ is not
+    /// above 1 or the mix's fraction is not a probability.
+    pub fn validate(&self, context: usize) -> Result<()> {
+        self.batch.validate("batch")?;
+        self.seq_len.validate("sequence-length")?;
+        if let Some(&(_, t)) = self.seq_len.0.iter().find(|&&(_, t)| t > context) {
+            return Err(Error::InvalidArgument(format!(
+                "the sequence-length schedule asks for windows of {t} tokens, past the model's context {context}"
+            )));
+        }
+        if let Some(theta) = self.long_rope_theta {
+            if theta.is_nan() || theta <= 1.0 {
+                return Err(Error::InvalidArgument(format!(
+                    "the long-context RoPE base must be above 1, not {theta}"
+                )));
+            }
+        }
+        if let Some(m) = self.mix {
+            if !(0.0..=1.0).contains(&m.fraction) {
+                return Err(Error::InvalidArgument(format!(
+                    "the annealing mix's fraction must be in [0, 1], not {}",
+                    m.fraction
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+// ANCHOR_END: stages
+
 /// The state a run carries from step to step: buffers, gradients, optimizer moments and
 /// the window sampler.
 #[derive(Clone, Debug)]
 pub struct Trainer {
+    /// The settings; with [`Stages`], `batch` and `seq_len` are those where the stages'
+    /// schedules give none.
     pub config: TrainConfig,
+    /// Schedules of the windows, RoPE's base and the data mix (none by default).
+    pub stages: Stages,
     pub opt: AdamW,
     /// Steps taken.
     pub step: usize,
     acts: Activations,
     grads: Params,
     rng: ChaCha8Rng,
+    /// `(B, T)` of the buffers.
+    shape: (usize, usize),
     inputs: Vec<u32>,
     targets: Vec<u32>,
 }
@@ -82,11 +248,13 @@ impl Trainer {
         }
         let n = config.batch * config.seq_len;
         Ok(Trainer {
+            stages: Stages::default(),
             opt: AdamW::new(&model.params, config.adamw),
             step: 0,
             acts: Activations::new(&model.cfg, config.batch, config.seq_len),
             grads: model.params.grads(),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
+            shape: (config.batch, config.seq_len),
             inputs: vec![0; n],
             targets: vec![0; n],
             config,
@@ -137,6 +305,46 @@ impl Trainer {
             .collect()
     }
 
+    /// Sets the stages of the run (see [`Stages`]); errors if they do not fit `model`.
+    pub fn set_stages(&mut self, model: &Gpt, stages: Stages) -> Result<()> {
+        stages.validate(model.cfg.context)?;
+        if stages.long_rope_theta.is_some()
+            && !matches!(model.cfg.positions, super::config::Positions::Rope { .. })
+        {
+            return Err(Error::InvalidArgument(
+                "a long-context RoPE base for a model without RoPE".into(),
+            ));
+        }
+        self.stages = stages;
+        Ok(())
+    }
+
+    /// The windows of the current step, `(batch, seq_len)`.
+    pub fn windows(&self) -> (usize, usize) {
+        self.stages.windows(self.step, &self.config)
+    }
+
+    // ANCHOR: resize
+    /// Makes the buffers fit `batch` windows of `seq_len` tokens: the activations are
+    /// allocated again (their size is `B·T`, the attention weights' `B·H·T²`); gradients
+    /// and optimizer moments have the parameters' shapes, which do not change.
+    pub fn resize(&mut self, model: &Gpt, batch: usize, seq_len: usize) -> Result<()> {
+        if batch == 0 || seq_len == 0 || seq_len > model.cfg.context {
+            return Err(Error::InvalidArgument(format!(
+                "training windows of {batch} x {seq_len} tokens: both must be at least 1, and the length at most the context {}",
+                model.cfg.context
+            )));
+        }
+        if self.shape != (batch, seq_len) {
+            self.acts = Activations::new(&model.cfg, batch, seq_len);
+            self.inputs = vec![0; batch * seq_len];
+            self.targets = vec![0; batch * seq_len];
+        }
+        self.shape = (batch, seq_len);
+        Ok(())
+    }
+    // ANCHOR_END: resize
+
     /// How far the window sampler has read in its random stream.
     pub fn sampler_position(&self) -> u128 {
         self.rng.get_word_pos()
@@ -147,16 +355,52 @@ impl Trainer {
     /// shifted by one token. Errors if the loss is not finite or explodes (above three
     /// times the loss of uniform guessing, `ln V`).
     pub fn step(&mut self, model: &mut Gpt, data: &[u32]) -> Result<StepLog> {
-        let t = self.config.seq_len;
+        self.step_mixed(model, data, None)
+    }
+
+    /// [`Trainer::step`] with the run's [`Stages`]: the windows this step's schedules
+    /// give, RoPE's base raised where they say, and each window drawn from `high_quality`
+    /// with the mix's probability (an error if the mix is on and it is `None`).
+    pub fn step_mixed(
+        &mut self,
+        model: &mut Gpt,
+        data: &[u32],
+        high_quality: Option<&[u32]>,
+    ) -> Result<StepLog> {
+        let (b, t) = self.windows();
+        self.resize(model, b, t)?;
+        if let Some(theta) = self.stages.rope_theta(self.step) {
+            if model.cfg.positions != (super::config::Positions::Rope { theta }) {
+                model.set_rope_theta(theta)?;
+            }
+        }
         check_data("the training data", data, t)?;
+        let p = self.stages.mix_fraction(self.step);
+        let second = match (p > 0.0, high_quality) {
+            (false, _) => None,
+            (true, Some(d)) => {
+                check_data("the annealing data", d, t)?;
+                Some(d)
+            }
+            (true, None) => {
+                return Err(Error::InvalidArgument(
+                    "the run's annealing mix draws from a second corpus: give its ids".into(),
+                ))
+            }
+        };
         for (x, y) in self
             .inputs
             .chunks_exact_mut(t)
             .zip(self.targets.chunks_exact_mut(t))
         {
-            let start = self.rng.gen_range(0..data.len() - t);
-            x.copy_from_slice(&data[start..start + t]);
-            y.copy_from_slice(&data[start + 1..start + t + 1]);
+            // the coin is tossed only while mixing, so runs without a mix draw as before
+            let source = match second {
+                Some(d) if self.rng.gen_bool(p) => d,
+                _ => data,
+            };
+            let start = self.rng.gen_range(0..source.len() - t);
+            x.copy_from_slice(&source[start..start + t]);
+            y.copy_from_slice(&source[start + 1..start + t + 1]);
         }
         // LoRA's dropout draws this step's masks, in the forward and again in the backward
         model
@@ -254,15 +498,14 @@ impl Trainer {
         inputs: &[u32],
         forward: impl FnOnce(&Gpt, &mut Activations) -> Result<(f32, Gradient)>,
     ) -> Result<StepLog> {
-        let n = self.config.batch * self.config.seq_len;
-        if inputs.len() != n {
+        let (b, t) = self.windows();
+        if inputs.len() != b * t {
             return Err(Error::InvalidArgument(format!(
-                "a batch of {} inputs for {} x {} positions",
+                "a batch of {} inputs for {b} x {t} positions",
                 inputs.len(),
-                self.config.batch,
-                self.config.seq_len
             )));
         }
+        self.resize(model, b, t)?;
         model
             .params
             .set_lora_step(Some((self.config.seed, self.step as u64)));
@@ -569,6 +812,148 @@ mod tests {
             .find_map(|_| trainer.step(&mut model, &data).err())
             .expect("diverges");
         assert!(err.to_string().contains("diverged"), "{err}");
+    }
+
+    #[test]
+    fn the_schedules_give_the_phases_they_say() {
+        let b = Piecewise::parse("4:0,8:100,16:200", "batch").unwrap();
+        assert_eq!(b.0, [(0, 4), (100, 8), (200, 16)]);
+        let got: Vec<usize> = [0, 99, 100, 199, 200, 10_000]
+            .iter()
+            .map(|&s| b.at(s).unwrap())
+            .collect();
+        assert_eq!(got, [4, 4, 8, 8, 16, 16]);
+        let stages = Stages {
+            batch: b,
+            seq_len: Piecewise::parse("16:0,64:300", "sequence-length").unwrap(),
+            long_rope_theta: Some(5e5),
+            mix: Some(Mix {
+                from_step: 350,
+                fraction: 0.5,
+            }),
+        };
+        let base = config(400);
+        assert_eq!(stages.windows(150, &base), (8, 16));
+        assert_eq!(stages.windows(300, &base), (16, 64));
+        assert_eq!(Stages::default().windows(7, &base), (4, 16));
+        assert_eq!(
+            (stages.rope_theta(299), stages.rope_theta(300)),
+            (None, Some(5e5))
+        );
+        assert_eq!(
+            (stages.mix_fraction(349), stages.mix_fraction(350)),
+            (0.0, 0.5)
+        );
+        assert!(stages.validate(64).is_ok());
+        assert!(
+            stages.validate(32).is_err(),
+            "windows of 64 past a context of 32"
+        );
+    }
+
+    #[test]
+    fn bad_schedule_specs_are_errors() {
+        for spec in [
+            "",
+            "4",
+            "4:1",
+            "4:0,8:0",
+            "4:0,8:x",
+            "0:0",
+            "4:0,8:200,16:100",
+        ] {
+            assert!(Piecewise::parse(spec, "batch").is_err(), "{spec:?}");
+        }
+        let err = Piecewise::parse("4:5", "batch").unwrap_err();
+        assert!(err.to_string().contains("step 0"), "{err}");
+        let mix = Stages {
+            mix: Some(Mix {
+                from_step: 0,
+                fraction: 1.5,
+            }),
+            ..Stages::default()
+        };
+        assert!(mix.validate(64).is_err());
+    }
+
+    /// A trainer that ran at 4 x 16 and was resized to 2 x 8 takes the same step as a
+    /// fresh trainer built at 2 x 8 with the same optimizer state: no stale buffer leaks.
+    #[test]
+    fn a_resized_trainer_matches_a_fresh_one_at_the_new_size() {
+        let data: Vec<u32> = (0..400).map(|i| (i * 7 % 13 + i % 3) as u32).collect();
+        let mut model = Gpt::init(small(), 4).unwrap();
+        let mut trainer = Trainer::new(&model, config(10)).unwrap();
+        for _ in 0..3 {
+            trainer.step(&mut model, &data).unwrap();
+        }
+        let mut fresh_model = model.clone();
+        let mut small_config = config(10);
+        (small_config.batch, small_config.seq_len) = (2, 8);
+        let mut fresh = Trainer::new(&fresh_model, small_config).unwrap();
+        (fresh.opt, fresh.step) = (trainer.opt.clone(), trainer.step);
+        trainer.stages.batch = Piecewise(vec![(0, 2)]);
+        trainer.stages.seq_len = Piecewise(vec![(0, 8)]);
+        let inputs: Vec<u32> = data[..16].to_vec();
+        let targets: Vec<u32> = data[1..17].to_vec();
+        let mean = |l: &[f32]| {
+            let w = 1.0 / l.len() as f32;
+            Ok((l.iter().sum::<f32>() * w, vec![w; l.len()]))
+        };
+        let a = trainer
+            .step_on(&mut model, &inputs, &targets, mean)
+            .unwrap();
+        let b = fresh
+            .step_on(&mut fresh_model, &inputs, &targets, mean)
+            .unwrap();
+        assert_eq!(a, b);
+        assert!(model.params == fresh_model.params);
+        assert!(trainer
+            .step_on(&mut model, &data[..64], &data[1..65], mean)
+            .is_err());
+    }
+
+    /// From the mix's first step, a window comes from the second corpus with the stated
+    /// probability: over 60 steps of 4 windows, 30% within a loose band.
+    #[test]
+    fn the_mix_draws_the_second_corpus_at_its_rate() {
+        let web: Vec<u32> = (0..300).map(|i| (i % 7) as u32).collect();
+        let clean: Vec<u32> = (0..300).map(|i| 8 + (i % 7) as u32).collect();
+        let mut model = Gpt::init(small(), 5).unwrap();
+        let mut trainer = Trainer::new(&model, config(80)).unwrap();
+        trainer
+            .set_stages(
+                &model,
+                Stages {
+                    mix: Some(Mix {
+                        from_step: 20,
+                        fraction: 0.3,
+                    }),
+                    ..Stages::default()
+                },
+            )
+            .unwrap();
+        let (mut clean_windows, mut windows) = (0, 0);
+        for step in 0..80 {
+            trainer.step_mixed(&mut model, &web, Some(&clean)).unwrap();
+            for w in trainer.inputs.chunks_exact(16) {
+                let from_clean = w[0] >= 8;
+                assert!(
+                    w.iter().all(|&x| (x >= 8) == from_clean),
+                    "one corpus a window"
+                );
+                if step < 20 {
+                    assert!(!from_clean, "no mix before step 20");
+                } else {
+                    clean_windows += from_clean as usize;
+                    windows += 1;
+                }
+            }
+        }
+        let rate = clean_windows as f64 / windows as f64;
+        // 240 windows: the standard deviation of the rate is 0.03
+        assert!((rate - 0.3).abs() < 0.12, "{rate}");
+        let err = trainer.step(&mut model, &web).unwrap_err();
+        assert!(err.to_string().contains("second corpus"), "{err}");
     }
 
     #[test]

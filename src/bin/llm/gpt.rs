@@ -17,12 +17,15 @@ use clap::Subcommand;
 use llm_lessons::gpt::checkpoint::save;
 use llm_lessons::gpt::generate::{generate, KvCache, Sampling};
 use llm_lessons::gpt::optim::{AdamWConfig, Decay, LrSchedule};
+use llm_lessons::gpt::recipe::{
+    csv_table, markdown_table, recipe, schedule_chart, variants, variants_chart, RecipeConfig,
+};
 use llm_lessons::gpt::run::{
     sequence_loss_cached, Checkpoints, Run, RunConfig, RunOptions, TRAIN_LOG,
 };
 use llm_lessons::gpt::tokens::{check_ids, parse_ids, Tokens};
 use llm_lessons::gpt::tour::{ablation, ablation_configs, ToyWorldConfig};
-use llm_lessons::gpt::train::{LossLog, TrainConfig};
+use llm_lessons::gpt::train::{LossLog, Mix, Piecewise, Stages, TrainConfig};
 use llm_lessons::gpt::GptConfig;
 use llm_lessons::plot::LineChart;
 use llm_lessons::{progress, Error};
@@ -152,6 +155,40 @@ pub enum GptCommand {
         /// Also save the initial weights in OUT/init (to start another program from them)
         #[arg(long, conflicts_with = "resume")]
         save_init: bool,
+        /// Windows per step by step, as B:FROM_STEP,...: 4:0,8:100,16:200 (default: --batch
+        /// throughout)
+        #[arg(long, value_name = "SPEC", conflicts_with = "resume")]
+        batch_schedule: Option<String>,
+        /// Tokens per window by step, as T:FROM_STEP,...: 16:0,64:300 (default: the context
+        /// throughout)
+        #[arg(long, value_name = "SPEC", conflicts_with = "resume")]
+        seq_schedule: Option<String>,
+        /// RoPE's base from the first step of the longest windows of --seq-schedule on
+        /// (Llama 3: 500000)
+        #[arg(long, value_name = "THETA", conflicts_with = "resume")]
+        long_rope_theta: Option<f32>,
+        /// Take the learning rate linearly to 0 over the last N steps
+        #[arg(long, default_value_t = 0, value_name = "N", conflicts_with = "resume")]
+        anneal_steps: usize,
+        /// During the --anneal-steps, draw each window from FILE (tokenized as --corpus)
+        /// with probability FRACTION; on --resume, give the run's FILE again
+        #[arg(long, value_name = "FILE:FRACTION")]
+        anneal_mix: Option<String>,
+    },
+    /// Llama 3's pre-training recipe on the toy world: the plain run against each stage
+    /// (length schedule with RoPE's base raised, batch ramp, annealing on clean data,
+    /// checkpoint averaging) and the whole recipe, at equal tokens, over several seeds
+    Recipe {
+        /// Seeds per variant
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        seeds: usize,
+        /// Steps of the plain run (16 windows of 64 tokens); every variant trains on as
+        /// many tokens
+        #[arg(long, default_value_t = 120, value_name = "N")]
+        steps: usize,
+        /// Folder for recipe.md, recipe.csv, recipe_variants.svg and recipe_schedule.svg
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Train gpt2-tiny, llama-tiny and gpt2-tiny with each single Llama idea on the toy
     /// world (one token per word); print their test cross-entropy and draw their losses
@@ -371,6 +408,11 @@ pub fn run(cmd: GptCommand) -> CliResult {
             average_last,
             resume,
             save_init,
+            batch_schedule,
+            seq_schedule,
+            long_rope_theta,
+            anneal_steps,
+            anneal_mix,
         } => {
             if average_last > 1 && checkpoint_every == 0 {
                 return Err(Error::InvalidArgument(
@@ -389,9 +431,32 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 }
                 .into());
             }
+            let mix = match &anneal_mix {
+                None => None,
+                Some(spec) => {
+                    let (file, fraction) = spec
+                        .rsplit_once(':')
+                        .and_then(|(f, p)| Some((f, p.parse::<f64>().ok()?)))
+                        .filter(|(_, p)| (0.0..=1.0).contains(p))
+                        .ok_or_else(|| {
+                            Error::InvalidArgument(format!(
+                                "--anneal-mix {spec:?}: write FILE:FRACTION, the fraction in [0, 1]"
+                            ))
+                        })?;
+                    let mix_ids = tokens.encode(&llm_lessons::data::read_text(Path::new(file))?);
+                    Some((mix_ids, fraction))
+                }
+            };
+            if mix.is_some() && anneal_steps == 0 && resume.is_none() {
+                return Err(Error::InvalidArgument(
+                    "--anneal-mix draws during the annealing: give --anneal-steps N too".into(),
+                )
+                .into());
+            }
             let mut run = match &resume {
                 Some(dir) => {
-                    let run = Run::resume(dir, &ids).map_err(|e| match e {
+                    let mix_ids = mix.as_ref().map(|(m, _)| m.as_slice());
+                    let run = Run::resume_mixed(dir, &ids, mix_ids).map_err(|e| match e {
                         Error::OtherData { trained, given, .. } => Error::InvalidArgument(format!(
                             "--corpus and --tokenizer give other token ids than the run in {} was trained on ({} ids, fingerprint {:016x}; now {} ids, fingerprint {:016x}): give the same files",
                             dir.display(), trained.0, trained.1, given.0, given.1
@@ -463,7 +528,7 @@ pub fn run(cmd: GptCommand) -> CliResult {
                             min_lr,
                             warmup: warmup.min(steps),
                             total: steps,
-                            anneal: 0,
+                            anneal: anneal_steps.min(steps),
                             decay: Decay::Cosine,
                         },
                         adamw: AdamWConfig {
@@ -473,6 +538,19 @@ pub fn run(cmd: GptCommand) -> CliResult {
                         clip: (clip > 0.0).then_some(clip),
                         seed,
                     };
+                    let parse = |spec: &Option<String>, what| {
+                        spec.as_deref()
+                            .map_or(Ok(Piecewise::default()), |s| Piecewise::parse(s, what))
+                    };
+                    let stages = Stages {
+                        batch: parse(&batch_schedule, "batch")?,
+                        seq_len: parse(&seq_schedule, "sequence-length")?,
+                        long_rope_theta,
+                        mix: mix.as_ref().map(|&(_, fraction)| Mix {
+                            from_step: steps - anneal_steps.min(steps),
+                            fraction,
+                        }),
+                    };
                     let run = Run::start(
                         RunConfig {
                             model: cfg,
@@ -480,7 +558,8 @@ pub fn run(cmd: GptCommand) -> CliResult {
                             held_out,
                         },
                         &ids,
-                    )?;
+                    )?
+                    .with_stages(stages, mix.as_ref().map(|(m, _)| m.as_slice()))?;
                     if save_init {
                         save(&out.join("init"), &run.model, None)?;
                     }
@@ -692,6 +771,42 @@ pub fn run(cmd: GptCommand) -> CliResult {
             }
             chart.save_svg(out.join("ablation.svg"))?;
             say(format!("wrote {}", out.join("ablation.svg").display()))
+        }
+        GptCommand::Recipe { seeds, steps, out } => {
+            if seeds == 0 || steps < 20 {
+                return Err(Error::InvalidArgument(
+                    "--seeds must be at least 1 and --steps at least 20".into(),
+                )
+                .into());
+            }
+            let config = RecipeConfig::new(steps, seeds);
+            let per_seed: usize = variants(&config, 1)?
+                .iter()
+                .map(|v| v.train.schedule.total)
+                .sum();
+            let bar = progress::bar((per_seed * seeds) as u64, "recipe");
+            let (data, rows) = recipe(&config, |name, seed| {
+                bar.set_message(format!("recipe: {name}, seed {seed}"));
+                bar.inc(1);
+            })?;
+            bar.finish_and_clear();
+            let table = markdown_table(&data, &rows, seeds);
+            say(&table)?;
+            let write = |name: &str, text: &str| {
+                llm_lessons::data::write_atomic(&out.join(name), text.as_bytes())
+            };
+            write("recipe.md", &table)?;
+            write("recipe.csv", &csv_table(&data, &rows))?;
+            variants_chart(&data, &rows).save_svg(out.join("recipe_variants.svg"))?;
+            let whole = variants(&config, 1)?
+                .into_iter()
+                .find(|v| v.name == "whole recipe")
+                .expect("the whole recipe is a variant");
+            schedule_chart(&whole).save_svg(out.join("recipe_schedule.svg"))?;
+            say(format!(
+                "wrote recipe.md, recipe.csv, recipe_variants.svg and recipe_schedule.svg in {}",
+                out.display()
+            ))
         }
         GptCommand::Plot {
             logs,
