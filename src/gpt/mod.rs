@@ -52,6 +52,7 @@ pub mod charts;
 pub mod checkpoint;
 pub mod config;
 pub mod embedding;
+pub mod experiments;
 pub mod generate;
 pub mod hf;
 pub mod linear;
