@@ -1484,6 +1484,42 @@ mod tests {
             .is_ok());
     }
 
+    /// Bars from an origin other than 0 with a min-max range across each: the lengths are
+    /// measured from the origin, each range is a line with two end ticks, and a value below
+    /// the origin is an error.
+    #[test]
+    fn bar_chart_ranges_and_origin() {
+        let chart = BarChart::new("Seeds", "nats")
+            .starting_at(1.0)
+            .ranges([("a", 2.0, 1.9, 2.1), ("b", 1.5, 1.4, 1.6)]);
+        let svg = chart.to_svg_string().unwrap();
+        assert!(svg.contains("the bars start at 1"), "{svg}");
+        let widths: Vec<f64> = svg
+            .split("<rect")
+            .skip(2)
+            .map(|r| {
+                r.split("width=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert!((widths[1] / widths[0] - 0.5).abs() < 0.02, "{widths:?}");
+        // the axis line, and per bar a range and its two ticks
+        assert_eq!(svg.matches("<polyline").count(), 1 + 2 * 3, "{svg}");
+        let e = BarChart::new("t", "p")
+            .starting_at(1.0)
+            .bars([("low", 0.5)])
+            .to_svg_string()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 1"), "{e}");
+    }
+
     #[test]
     fn log_ticks_one_two_five() {
         assert_eq!(log_ticks(4.8, 90.0), vec![5.0, 10.0, 20.0, 50.0]);

@@ -186,7 +186,7 @@ pub struct Report {
 }
 
 /// The names `llm gpt experiment` takes, in the book's order.
-pub const EXPERIMENTS: [&str; 4] = ["init", "warmup", "ablation", "averaging"];
+pub const EXPERIMENTS: [&str; 5] = ["init", "warmup", "ablation", "averaging", "agreement"];
 
 /// Runs the experiment `name` (one of [`EXPERIMENTS`]); `on_step` sees every training
 /// step of every run.
@@ -201,6 +201,7 @@ pub fn run_experiment(
         "warmup" => Ok(warmup_report(settings, &warmup(settings, on_step)?)),
         "ablation" => Ok(ablation_report(settings, &ablation(settings, on_step)?)),
         "averaging" => Ok(averaging_report(settings, &averaging(settings, on_step)?)),
+        "agreement" => Ok(agreement_report(settings, &agreement(settings, on_step)?)),
         other => Err(Error::InvalidArgument(format!(
             "no experiment {other:?}: choose one of {}",
             EXPERIMENTS.join(", ")
@@ -216,6 +217,7 @@ pub fn planned_steps(name: &str, settings: &Settings) -> usize {
         "warmup" => WARMUP_LRS.len() * 2 * n * s,
         "ablation" => ablation_configs(64).len() * n * s,
         "averaging" => n * (3 * s + 2 * (s / 2).max(1)),
+        "agreement" => n * s,
         _ => 0,
     }
 }
@@ -833,5 +835,300 @@ fn averaging_report(settings: &Settings, rows: &[AveragingRow]) -> Report {
         ),
         table,
         chart: Chart::Bar(chart),
+    }
+}
+
+/// The words that agree with the subject, by kind: at a position where the test sentence
+/// has one of a group, the right form is that word and the wrong ones are the others.
+pub const AGREEMENT_GROUPS: [(&str, [&str; 4]); 2] = [
+    ("possessive", ["his", "her", "its", "their"]),
+    ("pronoun", ["he", "she", "it", "they"]),
+];
+
+/// Distances at and above this are counted together.
+const FAR: usize = 10;
+
+/// One distance of the agreement experiment: how far the agreeing word is from the
+/// subject, and how often each model puts the right form first among its group.
+#[derive(Clone, Debug)]
+pub struct AgreementRow {
+    /// Words from the subject's first word (the word after the sentence's opening "the")
+    /// to the agreeing word; [`FAR`] stands for that many or more.
+    pub distance: usize,
+    /// Agreeing positions at this distance in the test sentences.
+    pub positions: usize,
+    /// The transformer's accuracy, one per seed.
+    pub model: Vec<f64>,
+    /// Each n-gram model's name and accuracy.
+    pub ngrams: Vec<(String, f64)>,
+}
+
+/// The agreeing positions of a sentence: (word index, group, index of the right word in
+/// its group).
+fn agreeing_positions(words: &[String]) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        for (g, (_, group)) in AGREEMENT_GROUPS.iter().enumerate() {
+            if let Some(k) = group.iter().position(|x| x == w) {
+                out.push((i, g, k));
+            }
+        }
+    }
+    out
+}
+
+/// The index of the largest of `scores`.
+fn argmax(scores: &[f64]) -> usize {
+    (0..scores.len()).fold(0, |best, k| if scores[k] > scores[best] { k } else { best })
+}
+
+/// "The agreements that reach six words back", measured: on the test sentences, at each
+/// possessive or subject pronoun, whether the model gives the right form (the one the
+/// grammar wrote, which agrees with the subject) more probability than the other three
+/// of its group; `llama-tiny` (one run per seed, `settings.steps` steps, each sentence
+/// read from its start) against chapter 1's modified Kneser-Ney 3-gram and 5-gram, by
+/// distance to the subject.
+pub fn agreement(
+    settings: &Settings,
+    on_step: &mut (dyn FnMut(&StepLog) + Send),
+) -> Result<Vec<AgreementRow>> {
+    use crate::ngram::{NgramConfig, NgramModel, Smoothing};
+    use rayon::prelude::*;
+
+    let data = toy_world_data(&settings.world(settings.steps, 1));
+    let bucket = |i: usize| i.saturating_sub(1).clamp(1, FAR);
+    let mut rows: Vec<AgreementRow> = (1..=FAR)
+        .map(|distance| AgreementRow {
+            distance,
+            positions: 0,
+            model: Vec::new(),
+            ngrams: Vec::new(),
+        })
+        .collect();
+    for s in &data.test {
+        for (i, _, _) in agreeing_positions(&s.words) {
+            rows[bucket(i) - 1].positions += 1;
+        }
+    }
+    let word_id = |w: &str| {
+        data.vocab
+            .words
+            .iter()
+            .position(|x| x == w)
+            .map_or(super::tour::WordVocab::UNK, |k| k as u32)
+    };
+    let group_ids: Vec<Vec<u32>> = AGREEMENT_GROUPS
+        .iter()
+        .map(|(_, g)| g.iter().map(|w| word_id(w)).collect())
+        .collect();
+    for seed in settings.seed_list() {
+        let config = settings.world(settings.steps, seed);
+        let (model, _) = train_world(&config, &data, toy_world_train_config(&config), on_step)?;
+        // per sentence: (bucket, right?) at each agreeing position
+        let hits: Vec<Result<Vec<(usize, bool)>>> = data
+            .test
+            .par_iter()
+            .map(|s| {
+                let mut ids = vec![super::tour::END];
+                ids.extend(s.words.iter().map(|w| word_id(w)));
+                let t = ids.len().min(model.cfg.context);
+                let mut acts = super::Activations::new(&model.cfg, 1, t);
+                model.forward(&mut acts, &ids[..t])?;
+                let v = model.cfg.vocab_size;
+                Ok(agreeing_positions(&s.words)
+                    .into_iter()
+                    .filter(|&(i, _, _)| i < t)
+                    .map(|(i, g, k)| {
+                        // the logits at input i predict word i
+                        let logits = &acts.logits[i * v..(i + 1) * v];
+                        let scores: Vec<f64> = group_ids[g]
+                            .iter()
+                            .map(|&id| logits[id as usize] as f64)
+                            .collect();
+                        (bucket(i), argmax(&scores) == k)
+                    })
+                    .collect())
+            })
+            .collect();
+        let mut right = [0usize; FAR];
+        for h in hits {
+            for (b, ok) in h? {
+                right[b - 1] += ok as usize;
+            }
+        }
+        for row in &mut rows {
+            row.model
+                .push(right[row.distance - 1] as f64 / row.positions.max(1) as f64);
+        }
+    }
+    let words = |c: &[super::super::data::grammar::GeneratedSentence]| {
+        c.iter().map(|s| s.words.clone()).collect::<Vec<_>>()
+    };
+    let (train_w, held_w) = (words(&data.train), words(&data.heldout));
+    for order in [3, 5] {
+        let m = NgramModel::train(
+            &train_w,
+            &held_w,
+            NgramConfig::new(order, Smoothing::ModifiedKneserNey),
+        )?;
+        let ids: Vec<Vec<u32>> = AGREEMENT_GROUPS
+            .iter()
+            .map(|(_, g)| {
+                g.iter()
+                    .map(|w| m.vocab.get(w).unwrap_or(crate::ngram::vocab::UNK))
+                    .collect()
+            })
+            .collect();
+        let mut right = [0usize; FAR];
+        for s in &data.test {
+            let at = agreeing_positions(&s.words);
+            let mut i = 0;
+            m.for_each_event(&m.vocab.encode(&s.words), |h, _| {
+                for &(pos, g, k) in at.iter().filter(|a| a.0 == i) {
+                    let scores: Vec<f64> = ids[g].iter().map(|&w| m.prob(h, w)).collect();
+                    right[bucket(pos) - 1] += (argmax(&scores) == k) as usize;
+                }
+                i += 1;
+            });
+        }
+        for row in &mut rows {
+            row.ngrams.push((
+                format!("{order}-gram (modified Kneser-Ney)"),
+                right[row.distance - 1] as f64 / row.positions.max(1) as f64,
+            ));
+        }
+    }
+    rows.retain(|r| r.positions > 0);
+    Ok(rows)
+}
+
+fn agreement_report(settings: &Settings, rows: &[AgreementRow]) -> Report {
+    let mut columns = vec![
+        "words from the subject".to_string(),
+        "agreeing positions".to_string(),
+        "llama-tiny: right form first".to_string(),
+    ];
+    if let Some(r) = rows.first() {
+        columns.extend(r.ngrams.iter().map(|(n, _)| n.clone()));
+    }
+    let mut table = Table {
+        columns,
+        rows: Vec::new(),
+    };
+    let show = |d: usize| {
+        if d == FAR {
+            format!("{FAR}+")
+        } else {
+            d.to_string()
+        }
+    };
+    for r in rows {
+        let mut cells = vec![
+            show(r.distance),
+            r.positions.to_string(),
+            Spread::of(&r.model).show(),
+        ];
+        cells.extend(r.ngrams.iter().map(|(_, a)| format!("{a:.4}")));
+        table.rows.push(cells);
+    }
+    let mut chart = LineChart::new(
+        "Possessives and pronouns: the right form first, by distance to the subject",
+        "words from the subject's first word",
+        "accuracy",
+    )
+    .series(Series::new(
+        format!("llama-tiny, {} steps", settings.steps),
+        rows.iter()
+            .map(|r| (r.distance as f64, Spread::of(&r.model).mean))
+            .collect(),
+    ));
+    for k in 0..rows.first().map_or(0, |r| r.ngrams.len()) {
+        chart = chart.series(Series::new(
+            rows[0].ngrams[k].0.clone(),
+            rows.iter()
+                .map(|r| (r.distance as f64, r.ngrams[k].1))
+                .collect(),
+        ));
+    }
+    Report {
+        title: format!(
+            "Agreement on the toy world's test sentences: llama-tiny ({} steps, {} seed(s)) against n-grams",
+            settings.steps, settings.seeds
+        ),
+        table,
+        chart: Chart::Line(chart),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::GptConfig;
+
+    #[test]
+    fn a_spread_is_mean_min_and_max() {
+        let s = Spread::of(&[1.0, 2.0, 6.0]);
+        assert_eq!((s.mean, s.min, s.max), (3.0, 1.0, 6.0));
+        assert_eq!(s.show(), "3.0000 (1.0000-6.0000)");
+        assert_eq!(Spread::of(&[1.5]).show(), "1.5000");
+        assert!(Spread::of(&[]).mean.is_nan());
+    }
+
+    #[test]
+    fn tables_quote_commas_in_csv_and_align_in_text() {
+        let mut t = Table::new(&["model", "h"]);
+        t.rows.push(vec!["a, b".into(), "1.5".into()]);
+        assert_eq!(t.to_csv(), "model,h\n\"a, b\",1.5\n");
+        assert_eq!(t.to_text(), "model  h\na, b   1.5\n");
+    }
+
+    /// GPT-2's rule is the crate's initialisation; the others rescale each normally drawn
+    /// tensor: without √(2L), `o_proj` is √(2L) times larger; N(0, 1) makes the embedding
+    /// 50 times larger; norm weights stay 1.
+    #[test]
+    fn init_rules_rescale_gpt2s_draw() {
+        let cfg = GptConfig::llama_tiny();
+        let gpt2 = Params::init(&cfg, 3);
+        assert_eq!(InitRule::Gpt2.params(&cfg, 3), gpt2);
+        let flat = InitRule::NoDepthScaling.params(&cfg, 3);
+        let root = ((2 * cfg.n_layers) as f32).sqrt();
+        let (mut o_gpt2, mut o_flat) = (Vec::new(), Vec::new());
+        gpt2.visit_linears(|name, l| {
+            if let (true, crate::gpt::Weight::F32(w)) = (name.ends_with("o_proj"), &l.weight) {
+                o_gpt2.extend_from_slice(w)
+            }
+        });
+        flat.visit_linears(|name, l| {
+            if let (true, crate::gpt::Weight::F32(w)) = (name.ends_with("o_proj"), &l.weight) {
+                o_flat.extend_from_slice(w)
+            }
+        });
+        assert!(!o_gpt2.is_empty());
+        for (a, b) in o_gpt2.iter().zip(&o_flat) {
+            assert!((a * root - b).abs() <= 1e-6 * b.abs().max(1e-3), "{a} {b}");
+        }
+        let wide = InitRule::Normal(1.0).params(&cfg, 3);
+        assert!((wide.tok_emb[5] - 50.0 * gpt2.tok_emb[5]).abs() < 1e-4);
+        assert!(wide.final_norm.weight().data.iter().all(|&w| w == 1.0));
+    }
+
+    #[test]
+    fn agreeing_positions_name_the_group_and_the_right_word() {
+        let words: Vec<String> = "the queen who feeds her hound rides her horse and she sleeps"
+            .split(' ')
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            agreeing_positions(&words),
+            [(4, 0, 1), (7, 0, 1), (10, 1, 1)]
+        );
+        assert_eq!(argmax(&[0.1, 0.7, 0.2]), 1);
+    }
+
+    #[test]
+    fn unknown_experiments_and_empty_settings_are_errors() {
+        let mut quiet = |_: &StepLog| {};
+        assert!(run_experiment("nothing", &Settings::new(1, 2), &mut quiet).is_err());
+        assert!(run_experiment("init", &Settings::new(0, 2), &mut quiet).is_err());
     }
 }

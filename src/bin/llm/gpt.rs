@@ -173,10 +173,11 @@ pub enum GptCommand {
     /// One of chapter 4's measurements on the toy world, over several seeds: init (the
     /// first steps from five initialisations), warmup (with and without, at two learning
     /// rates), ablation (gpt2-tiny with one of Llama's choices at a time), averaging
-    /// (independent models, checkpoints of one run, fine-tunes of one base). Prints a table
-    /// and writes NAME.csv and NAME.svg in OUT
+    /// (independent models, checkpoints of one run, fine-tunes of one base), agreement
+    /// (the right possessive or pronoun by distance to the subject, against n-grams).
+    /// Prints a table and writes NAME.csv and NAME.svg in OUT
     Experiment {
-        /// init, warmup, ablation or averaging
+        /// init, warmup, ablation, averaging or agreement
         #[arg(value_name = "NAME")]
         name: String,
         /// Seeds 1 to N, one run each
@@ -690,7 +691,7 @@ pub fn run(cmd: GptCommand) -> CliResult {
             );
             for (name, run) in &runs {
                 say(format!(
-                    "  {name:<20} {:>9} parameters   test {:.4}   final held-out {:.4}   {:.0} tokens/s",
+                    "  {name:<36} {:>9} parameters   test {:.4}   final held-out {:.4}   {:.0} tokens/s",
                     run.model.cfg.n_params(),
                     run.test_cross_entropy,
                     run.log.rows.iter().rev().find_map(|r| r.held_out).unwrap_or(f32::NAN),
