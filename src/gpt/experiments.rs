@@ -886,7 +886,7 @@ fn argmax(scores: &[f64]) -> usize {
 /// possessive or subject pronoun, whether the model gives the right form (the one the
 /// grammar wrote, which agrees with the subject) more probability than the other three
 /// of its group; `llama-tiny` (one run per seed, `settings.steps` steps, each sentence
-/// read from its start) against chapter 1's modified Kneser-Ney 3-gram and 5-gram, by
+/// read after the test sentences before it, as in training) against chapter 1's modified Kneser-Ney 3-gram and 5-gram, by
 /// distance to the subject.
 pub fn agreement(
     settings: &Settings,
@@ -924,23 +924,35 @@ pub fn agreement(
     for seed in settings.seed_list() {
         let config = settings.world(settings.steps, seed);
         let (model, _) = train_world(&config, &data, toy_world_train_config(&config), on_step)?;
-        // per sentence: (bucket, right?) at each agreeing position
+        // Each sentence is read as in training, after the test sentences before it that
+        // fit the context (they say nothing about it: the grammar draws each sentence
+        // alone), from a `</s>`.
+        let ends: Vec<usize> = (0..data.test_ids.len())
+            .filter(|&i| data.test_ids[i] == super::tour::END)
+            .collect();
+        let ctx = model.cfg.context;
         let hits: Vec<Result<Vec<(usize, bool)>>> = data
             .test
             .par_iter()
-            .map(|s| {
-                let mut ids = vec![super::tour::END];
-                ids.extend(s.words.iter().map(|w| word_id(w)));
-                let t = ids.len().min(model.cfg.context);
-                let mut acts = super::Activations::new(&model.cfg, 1, t);
-                model.forward(&mut acts, &ids[..t])?;
+            .enumerate()
+            .map(|(k, s)| {
+                let (own, stop) = (ends[k], ends[k + 1]);
+                let start = ends[..=k]
+                    .iter()
+                    .copied()
+                    .find(|&e| stop - e <= ctx)
+                    .unwrap_or(own);
+                let ids = &data.test_ids[start..stop.min(start + ctx)];
+                let mut acts = super::Activations::new(&model.cfg, 1, ids.len());
+                model.forward(&mut acts, ids)?;
                 let v = model.cfg.vocab_size;
                 Ok(agreeing_positions(&s.words)
                     .into_iter()
-                    .filter(|&(i, _, _)| i < t)
+                    .filter(|&(i, _, _)| own - start + i < ids.len())
                     .map(|(i, g, k)| {
-                        // the logits at input i predict word i
-                        let logits = &acts.logits[i * v..(i + 1) * v];
+                        // the logits at the input before word i predict it
+                        let row = own - start + i;
+                        let logits = &acts.logits[row * v..(row + 1) * v];
                         let scores: Vec<f64> = group_ids[g]
                             .iter()
                             .map(|&id| logits[id as usize] as f64)
