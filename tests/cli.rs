@@ -2007,7 +2007,7 @@ fn deepseek_folder_from_transformers_evaluates_and_generates_as_transformers() {
 
 /// Every `llm gpt experiment` on a tiny toy world (200 sentences, 2 steps, one seed): a
 /// table on stdout, NAME.csv and NAME.svg written; an unknown name is an error. About
-/// 10 s on 2 cores.
+/// 40 s on 2 cores shared with other builds.
 #[test]
 fn gpt_experiments_write_a_table_and_a_chart() {
     let dir = temp_dir("gpt-experiment");
