@@ -869,6 +869,11 @@ pub struct BarChart {
     pub x_label: String,
     /// `(label, value)`, top to bottom.
     pub bars: Vec<(String, f64)>,
+    /// Where the bars start (0 unless [`BarChart::starting_at`] moves it).
+    pub origin: f64,
+    /// For each bar, a range drawn across it as a line with end ticks (the smallest and
+    /// largest of several runs), or none.
+    pub ranges: Vec<Option<(f64, f64)>>,
 }
 
 impl BarChart {
@@ -878,7 +883,30 @@ impl BarChart {
             title: title.into(),
             x_label: x_label.into(),
             bars: Vec::new(),
+            origin: 0.0,
+            ranges: Vec::new(),
         }
+    }
+
+    /// Adds bars of a mean each, with the range from `min` to `max` drawn across it (the
+    /// spread over seeds), under those already there.
+    pub fn ranges<L: Into<String>>(
+        mut self,
+        bars: impl IntoIterator<Item = (L, f64, f64, f64)>,
+    ) -> Self {
+        self.ranges.resize(self.bars.len(), None);
+        for (label, mean, min, max) in bars {
+            self.bars.push((label.into(), mean));
+            self.ranges.push(Some((min, max)));
+        }
+        self
+    }
+
+    /// Starts the bars at `origin` rather than 0, so that close values read apart (the
+    /// axis then says where it starts).
+    pub fn starting_at(mut self, origin: f64) -> Self {
+        self.origin = origin;
+        self
     }
 
     /// Adds bars, under those already there.
@@ -910,22 +938,34 @@ impl BarChart {
         if self.bars.is_empty() {
             return Err("the chart has no bars".into());
         }
+        let origin = self.origin;
         if let Some((label, v)) = self
             .bars
             .iter()
-            .find(|(_, v)| !(v.is_finite() && *v >= 0.0))
+            .find(|(_, v)| !(v.is_finite() && *v >= origin))
         {
             return Err(format!(
-                "bar {label:?} has the value {v}: bars need a finite value of at least 0"
+                "bar {label:?} has the value {v}: bars need a finite value of at least {origin}"
             ));
         }
-        Ok(self.bars.iter().fold(0.0, |m, (_, v)| m.max(*v)))
+        let tops = self.ranges.iter().flatten().map(|r| r.1);
+        Ok(self
+            .bars
+            .iter()
+            .map(|b| b.1)
+            .chain(tops)
+            .fold(origin, f64::max))
     }
 
     fn render(&self) -> std::result::Result<String, String> {
         register_font();
         let largest = self.largest()?;
-        let scale = if largest > 0.0 { largest } else { 1.0 };
+        let origin = self.origin;
+        let scale = if largest > origin {
+            largest - origin
+        } else {
+            1.0
+        };
         let height = 40 + 10 + BAR_ROW as u32 * self.bars.len() as u32 + 40;
         let mut svg = String::new();
         {
@@ -944,7 +984,8 @@ impl BarChart {
             let right_aligned = font.pos(Pos::new(HPos::Right, VPos::Center));
             for (i, (label, v)) in self.bars.iter().enumerate() {
                 let (y, mid) = (top + BAR_ROW * i as i32, top + BAR_ROW * i as i32 + 9);
-                let end = left + (length as f64 * v / scale).round() as i32;
+                let x = |v: f64| left + (length as f64 * (v - origin) / scale).round() as i32;
+                let end = x(*v);
                 let bar =
                     Rectangle::new([(left, y), (end.max(left + 1), y + 18)], COLORS[0].filled());
                 body.draw(&bar).map_err(err)?;
@@ -954,7 +995,20 @@ impl BarChart {
                     right_aligned.clone(),
                 ))
                 .map_err(err)?;
-                body.draw(&Text::new(tick(*v), (end + 5, mid), font.clone()))
+                let mut text_at = end + 5;
+                if let Some(Some((lo, hi))) = self.ranges.get(i) {
+                    let (a, b) = (x(*lo), x(*hi));
+                    for line in [
+                        vec![(a, mid), (b, mid)],
+                        vec![(a, mid - 6), (a, mid + 6)],
+                        vec![(b, mid - 6), (b, mid + 6)],
+                    ] {
+                        body.draw(&PathElement::new(line, BLACK.stroke_width(2)))
+                            .map_err(err)?;
+                    }
+                    text_at = text_at.max(b + 5);
+                }
+                body.draw(&Text::new(tick(*v), (text_at, mid), font.clone()))
                     .map_err(err)?;
             }
             let bottom = top + BAR_ROW * self.bars.len() as i32;
@@ -965,8 +1019,12 @@ impl BarChart {
             .map_err(err)?;
             let centred = font.pos(Pos::new(HPos::Center, VPos::Center));
             let at = (left + length / 2, bottom + 16);
-            body.draw(&Text::new(self.x_label.as_str(), at, centred))
-                .map_err(err)?;
+            let x_label = if origin != 0.0 {
+                format!("{} (the bars start at {})", self.x_label, tick(origin))
+            } else {
+                self.x_label.clone()
+            };
+            body.draw(&Text::new(x_label, at, centred)).map_err(err)?;
             root.present().map_err(err)?;
         }
         Ok(svg)
@@ -1424,6 +1482,42 @@ mod tests {
             .bars([("z", 0.0)])
             .to_svg_string()
             .is_ok());
+    }
+
+    /// Bars from an origin other than 0 with a min-max range across each: the lengths are
+    /// measured from the origin, each range is a line with two end ticks, and a value below
+    /// the origin is an error.
+    #[test]
+    fn bar_chart_ranges_and_origin() {
+        let chart = BarChart::new("Seeds", "nats")
+            .starting_at(1.0)
+            .ranges([("a", 2.0, 1.9, 2.1), ("b", 1.5, 1.4, 1.6)]);
+        let svg = chart.to_svg_string().unwrap();
+        assert!(svg.contains("the bars start at 1"), "{svg}");
+        let widths: Vec<f64> = svg
+            .split("<rect")
+            .skip(2)
+            .map(|r| {
+                r.split("width=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert!((widths[1] / widths[0] - 0.5).abs() < 0.02, "{widths:?}");
+        // the axis line, and per bar a range and its two ticks
+        assert_eq!(svg.matches("<polyline").count(), 1 + 2 * 3, "{svg}");
+        let e = BarChart::new("t", "p")
+            .starting_at(1.0)
+            .bars([("low", 0.5)])
+            .to_svg_string()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 1"), "{e}");
     }
 
     #[test]

@@ -2077,3 +2077,35 @@ fn deepseek_folder_from_transformers_evaluates_and_generates_as_transformers() {
     assert_eq!(got, want_ids, "greedy ids through the latent cache");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every `llm gpt experiment` on a tiny toy world (200 sentences, 2 steps, one seed): a
+/// table on stdout, NAME.csv and NAME.svg written; an unknown name is an error. About
+/// 40 s on 2 cores shared with other builds.
+#[test]
+fn gpt_experiments_write_a_table_and_a_chart() {
+    let dir = temp_dir("gpt-experiment");
+    let out = dir.to_str().unwrap();
+    for name in ["init", "warmup", "ablation", "averaging", "agreement"] {
+        let stdout = ok(&[
+            "gpt",
+            "experiment",
+            name,
+            "--seeds",
+            "1",
+            "--steps",
+            "2",
+            "--sentences",
+            "200",
+            "--out",
+            out,
+        ]);
+        assert!(stdout.contains("wrote"), "{name}: {stdout}");
+        let csv = std::fs::read_to_string(dir.join(format!("{name}.csv"))).unwrap();
+        assert!(csv.lines().count() >= 3, "{name}: {csv}");
+        let svg = std::fs::read_to_string(dir.join(format!("{name}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg"), "{name}");
+    }
+    let err = fails(&["gpt", "experiment", "nothing", "--out", out]);
+    assert!(err.contains("no experiment"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -53,6 +53,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod embedding;
 pub mod figures;
+pub mod experiments;
 pub mod generate;
 pub mod hf;
 pub mod linear;

@@ -319,28 +319,28 @@ pub fn ablation_configs(context: usize) -> Vec<(&'static str, GptConfig)> {
     vec![
         ("gpt2-tiny", gpt2.clone()),
         (
-            "+ RMSNorm",
+            "gpt2-tiny with only RMSNorm",
             GptConfig {
                 norm: llama.norm,
                 ..gpt2.clone()
             },
         ),
         (
-            "+ RoPE",
+            "gpt2-tiny with only RoPE",
             GptConfig {
                 positions: llama.positions,
                 ..gpt2.clone()
             },
         ),
         (
-            "+ GQA (2 kv heads)",
+            "gpt2-tiny with only GQA (2 kv heads)",
             GptConfig {
                 n_kv_heads: llama.n_kv_heads,
                 ..gpt2.clone()
             },
         ),
         (
-            "+ SwiGLU",
+            "gpt2-tiny with only SwiGLU",
             GptConfig {
                 mlp: llama.mlp,
                 d_ff: llama.d_ff,
@@ -348,7 +348,7 @@ pub fn ablation_configs(context: usize) -> Vec<(&'static str, GptConfig)> {
             },
         ),
         (
-            "+ untied head",
+            "gpt2-tiny with only an untied head",
             GptConfig {
                 tied_head: false,
                 ..gpt2

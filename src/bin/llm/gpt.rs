@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use llm_lessons::gpt::checkpoint::save;
+use llm_lessons::gpt::experiments::{self, Settings};
 use llm_lessons::gpt::generate::{generate, KvCache, Sampling};
 use llm_lessons::gpt::optim::{AdamWConfig, Decay, LrSchedule};
 use llm_lessons::gpt::recipe::{
@@ -204,6 +205,29 @@ pub enum GptCommand {
         context: usize,
         /// Folder for ablation.svg and each run's train_log.csv
         #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// One of chapter 4's measurements on the toy world, over several seeds: init (the
+    /// first steps from five initialisations), warmup (with and without, at two learning
+    /// rates), ablation (gpt2-tiny with one of Llama's choices at a time), averaging
+    /// (independent models, checkpoints of one run, fine-tunes of one base), agreement
+    /// (the right possessive or pronoun by distance to the subject, against n-grams).
+    /// Prints a table and writes NAME.csv and NAME.svg in OUT
+    Experiment {
+        /// init, warmup, ablation, averaging or agreement
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Seeds 1 to N, one run each
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        seeds: usize,
+        /// Training steps of each run
+        #[arg(long, default_value_t = 300, value_name = "N")]
+        steps: usize,
+        /// Training sentences of the toy world (held-out: a tenth, test: a quarter)
+        #[arg(long, default_value_t = 20_000, value_name = "N")]
+        sentences: usize,
+        /// Folder for NAME.csv and NAME.svg
+        #[arg(long, value_name = "DIR", default_value = "experiments")]
         out: PathBuf,
     },
     /// Draw training logs (train_log.csv) on one chart
@@ -746,7 +770,7 @@ pub fn run(cmd: GptCommand) -> CliResult {
             );
             for (name, run) in &runs {
                 say(format!(
-                    "  {name:<20} {:>9} parameters   test {:.4}   final held-out {:.4}   {:.0} tokens/s",
+                    "  {name:<36} {:>9} parameters   test {:.4}   final held-out {:.4}   {:.0} tokens/s",
                     run.model.cfg.n_params(),
                     run.test_cross_entropy,
                     run.log.rows.iter().rev().find_map(|r| r.held_out).unwrap_or(f32::NAN),
@@ -807,6 +831,35 @@ pub fn run(cmd: GptCommand) -> CliResult {
                 "wrote recipe.md, recipe.csv, recipe_variants.svg and recipe_schedule.svg in {}",
                 out.display()
             ))
+        }
+        GptCommand::Experiment {
+            name,
+            seeds,
+            steps,
+            sentences,
+            out,
+        } => {
+            let settings = Settings {
+                seeds,
+                steps,
+                sentences,
+            };
+            let total = experiments::planned_steps(&name, &settings);
+            let bar = progress::bar(total as u64, &name);
+            let report = experiments::run_experiment(&name, &settings, &mut |s| {
+                bar.set_message(format!("{name}, loss {:.3}", s.loss));
+                bar.inc(1);
+            })?;
+            bar.finish_and_clear();
+            say(&report.title)?;
+            say(report.table.to_text().trim_end())?;
+            let (csv, svg) = (
+                out.join(format!("{name}.csv")),
+                out.join(format!("{name}.svg")),
+            );
+            llm_lessons::data::write_atomic(&csv, report.table.to_csv().as_bytes())?;
+            report.chart.save_svg(&svg)?;
+            say(format!("wrote {} and {}", csv.display(), svg.display()))
         }
         GptCommand::Plot {
             logs,
