@@ -302,6 +302,37 @@ fn mean_loss(log: &LossLog, from: usize, to: usize) -> f64 {
     rows.iter().map(|r| r.step.loss as f64).sum::<f64>() / rows.len().max(1) as f64
 }
 
+/// A row's cells after its label: the training loss over the 10 steps before each step of
+/// `at` and the test cross-entropy, as spreads over the seeds, then which seeds diverged.
+fn run_cells(
+    logs: &[LossLog],
+    at: &[usize],
+    test: &[f64],
+    diverged: &[(u64, usize)],
+) -> Vec<String> {
+    let mut cells: Vec<String> = at
+        .iter()
+        .map(|&s| {
+            let v: Vec<f64> = logs
+                .iter()
+                .map(|l| mean_loss(l, s.saturating_sub(10), s))
+                .collect();
+            Spread::of(&v).show()
+        })
+        .collect();
+    cells.push(Spread::of(test).show());
+    cells.push(if diverged.is_empty() {
+        "no".into()
+    } else {
+        diverged
+            .iter()
+            .map(|(seed, step)| format!("seed {seed} at step {step}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    cells
+}
+
 // ANCHOR: init_rules
 /// How the initial weights are drawn, for the initialisation experiment.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -449,24 +480,7 @@ fn init_report(settings: &Settings, rows: &[InitRow]) -> Report {
     .log_y();
     for row in rows {
         let mut cells = vec![row.rule.label(), Spread::of(&row.first_loss).show()];
-        for &s in &at {
-            let v: Vec<f64> = row
-                .logs
-                .iter()
-                .map(|l| mean_loss(l, s.saturating_sub(10), s))
-                .collect();
-            cells.push(Spread::of(&v).show());
-        }
-        cells.push(Spread::of(&row.test).show());
-        cells.push(if row.diverged.is_empty() {
-            "no".into()
-        } else {
-            row.diverged
-                .iter()
-                .map(|(seed, step)| format!("seed {seed} at step {step}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        });
+        cells.extend(run_cells(&row.logs, &at, &row.test, &row.diverged));
         table.rows.push(cells);
         if !row.logs.is_empty() {
             let logs: Vec<&LossLog> = row.logs.iter().collect();
@@ -559,24 +573,7 @@ fn warmup_report(settings: &Settings, rows: &[WarmupRow]) -> Report {
     );
     for row in rows {
         let mut cells = vec![format!("{:e}", row.lr), row.warmup.to_string()];
-        for &s in &at {
-            let v: Vec<f64> = row
-                .logs
-                .iter()
-                .map(|l| mean_loss(l, s.saturating_sub(10), s))
-                .collect();
-            cells.push(Spread::of(&v).show());
-        }
-        cells.push(Spread::of(&row.test).show());
-        cells.push(if row.diverged.is_empty() {
-            "no".into()
-        } else {
-            row.diverged
-                .iter()
-                .map(|(seed, step)| format!("seed {seed} at step {step}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        });
+        cells.extend(run_cells(&row.logs, &at, &row.test, &row.diverged));
         table.rows.push(cells);
         if !row.logs.is_empty() {
             let logs: Vec<&LossLog> = row.logs.iter().collect();
