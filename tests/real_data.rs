@@ -193,6 +193,26 @@ fn r50k_base_gives_tiktokens_ids() {
 
 #[test]
 #[ignore = "needs the fetched corpora: see the module doc"]
+fn the_books_tokenization_table_is_what_the_code_prints() {
+    let r50k = Encoding::r50k_base(corpus("r50k_base.tiktoken")).unwrap();
+    let cl100k = Encoding::cl100k_base(corpus("cl100k_base.tiktoken")).unwrap();
+    let table = llm_lessons::bpe::tour::effects_markdown(&[&r50k, &cl100k]);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("book/src/ch03_bpe.md");
+    let book = std::fs::read_to_string(&path).unwrap();
+    let start = "<!-- effects: made by bpe::tour::effects_markdown -->\n";
+    let i = book.find(start).expect("the start marker") + start.len();
+    let j = i + book[i..]
+        .find("<!-- effects end -->")
+        .expect("the end marker");
+    assert_eq!(
+        book[i..j],
+        table,
+        "the book's table is not what the code prints"
+    );
+}
+
+#[test]
+#[ignore = "needs the fetched corpora: see the module doc"]
 fn cl100k_base_gives_tiktokens_ids() {
     let enc = Encoding::cl100k_base(corpus("cl100k_base.tiktoken")).unwrap();
     assert_eq!(enc.n_ranks(), 100_256);

@@ -554,39 +554,6 @@ fn tour_step_compresses_and_writes_a_rank_file() {
 }
 
 #[test]
-fn the_books_effects_table_is_what_the_code_does() {
-    // Needs GPT-2's and GPT-4's rank files (`bash data/fetch.sh`); skipped without them.
-    let data = std::env::var_os("LLM_LESSONS_DATA")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("data/external"));
-    let (r50k, cl100k) = (
-        data.join("r50k_base.tiktoken"),
-        data.join("cl100k_base.tiktoken"),
-    );
-    if !r50k.is_file() || !cl100k.is_file() {
-        eprintln!("skipped: no rank files in {}", data.display());
-        return;
-    }
-    let (r50k, cl100k) = (
-        Encoding::r50k_base(&r50k).unwrap(),
-        Encoding::cl100k_base(&cl100k).unwrap(),
-    );
-    let table = super::tour::effects_markdown(&[&r50k, &cl100k]);
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/ch03_bpe.md");
-    let book = std::fs::read_to_string(&path).unwrap();
-    let start = "<!-- effects: made by bpe::tour::effects_markdown -->\n";
-    let i = book.find(start).expect("the start marker") + start.len();
-    let j = i + book[i..]
-        .find("<!-- effects end -->")
-        .expect("the end marker");
-    assert_eq!(
-        book[i..j],
-        table,
-        "the book's table is not what the code prints"
-    );
-}
-
-#[test]
 fn the_effects_table_has_a_row_per_text_and_a_column_per_encoding() {
     let t = train::train(COURSE_TEXT, 256 + 30, Pattern::Gpt2).unwrap();
     let enc = t.encoding("course").unwrap();
