@@ -646,6 +646,15 @@ pub fn ablation(
     Ok(rows)
 }
 
+/// Each seed's figure, in seed order.
+fn per_seed(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.4}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn ablation_report(settings: &Settings, rows: &[AblationRow]) -> Report {
     let mut table = Table::new(&[
         "model",
@@ -659,11 +668,7 @@ fn ablation_report(settings: &Settings, rows: &[AblationRow]) -> Report {
             r.name.to_string(),
             r.params.to_string(),
             Spread::of(&r.test).show(),
-            r.test
-                .iter()
-                .map(|v| format!("{v:.4}"))
-                .collect::<Vec<_>>()
-                .join(" "),
+            per_seed(&r.test),
             Spread::of(&r.held_out).show(),
         ]);
     }
@@ -807,11 +812,7 @@ fn averaging_report(settings: &Settings, rows: &[AveragingRow]) -> Report {
         table.rows.push(vec![
             r.what.clone(),
             Spread::of(&r.test).show(),
-            r.test
-                .iter()
-                .map(|v| format!("{v:.4}"))
-                .collect::<Vec<_>>()
-                .join(" "),
+            per_seed(&r.test),
         ]);
     }
     let chart = BarChart::new(
