@@ -19,16 +19,19 @@
 //! all of them if fewer than 5 were). "x f32" is the speed-up over the fastest f32 method
 //! at that shape, threads and `n`; "of bw" is the weight bytes read per second over the
 //! read bandwidth of the same rounds (the "read" row). The bandwidth printed first, 200
-//! passes on their own, is the one the tokens/s bounds use.
+//! passes on their own, is the one the tokens/s bounds use. Next come the 8-row kernels
+//! alone, their weights in the L1 cache: how fast they would read weights if memory kept
+//! up (a product is limited by the lower of that and the bandwidth).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use llm_lessons::data::write_atomic;
+use llm_lessons::quant::matrix::Format;
 use llm_lessons::quant::report::{bytes_per_token, kv_bytes_per_token, smollm2_135m};
 use llm_lessons::quant::speed::{
-    read_bandwidth, time_products, Bandwidth, Machine, Method, Residency, Round, Setup,
-    SMOLLM2_SCHEMES, SMOLLM2_SHAPES,
+    kernel_speed, read_bandwidth, time_products, Bandwidth, Machine, Method, Residency, Round,
+    Setup, SMOLLM2_SCHEMES, SMOLLM2_SHAPES,
 };
 
 struct Options {
@@ -128,6 +131,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if o.bandwidth_only {
         return Ok(());
+    }
+
+    // the kernels alone, their weights in the L1 cache: the limit when memory is not one
+    let mut kernel_csv =
+        String::from("format,kernels,cols,ns_per_block_row,gb_s,low_gb_s,high_gb_s\n");
+    println!("\nthe 8-row kernels alone, 8 rows of 576 columns in the L1 cache, 1 thread (median of 200 x 1000 calls):");
+    for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+        for avx2 in [true, false] {
+            let Some(k) = kernel_speed(format, 576, avx2, 200)? else {
+                continue;
+            };
+            let bytes = (8 * format.row_bytes(576)?) as f64;
+            let (_, low, high) = k.seconds.rate(bytes / 1e9);
+            println!(
+                "  {:5} {:8} {:6.2} ns per block and row, {:5.1} GB/s of weights ({low:.1} to {high:.1})",
+                format.name(),
+                k.kernels,
+                k.ns_per_block_row(),
+                k.gb_per_s()
+            );
+            writeln!(
+                kernel_csv,
+                "{},{},576,{:.4},{:.3},{low:.3},{high:.3}",
+                format.name(),
+                k.kernels,
+                k.ns_per_block_row(),
+                k.gb_per_s()
+            )?;
+        }
     }
 
     // one round per (residency, threads, shape, n): every method and a read of memory,
@@ -295,13 +327,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, text) in [
         ("machine.txt", &machine_txt),
         ("bandwidth.csv", &bw_csv),
+        ("kernels.csv", &kernel_csv),
         ("products.csv", &csv),
         ("tokens.csv", &tok_csv),
     ] {
         write_atomic(&o.out.join(name), text.as_bytes())?;
     }
     println!(
-        "wrote {}/{{machine.txt,bandwidth.csv,products.csv,tokens.csv}}",
+        "wrote {}/{{machine.txt,bandwidth.csv,kernels.csv,products.csv,tokens.csv}}",
         o.out.display()
     );
     Ok(())

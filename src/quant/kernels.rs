@@ -172,10 +172,35 @@ mod avx2 {
     // the length of `x`.
 
     /// The 8 rows' f16 values (scales or minimums) of block `b`, exactly, as 8 f32 lanes.
+    /// Assembled in general-purpose registers and moved over in two 8-byte pieces: the
+    /// compiler makes 8 vector lane inserts (`vpinsrw`) of an array of 8 `Half`s, which
+    /// cost more than the block's arithmetic (the book's Speed section has the figures).
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
-    unsafe fn halves8(h: [Half; 8]) -> __m256 {
-        _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast()))
+    unsafe fn halves8(h: impl Fn(usize) -> Half) -> __m256 {
+        let bits = |r: usize| u16::from_le_bytes(h(r).0) as i64;
+        let low = bits(0) | bits(1) << 16 | bits(2) << 32 | bits(3) << 48;
+        let high = bits(4) | bits(5) << 16 | bits(6) << 32 | bits(7) << 48;
+        _mm256_cvtph_ps(_mm_set_epi64x(high, low))
+    }
+
+    /// The 8 rows' (d, m) pairs of block `b` (Q4_1's first 4 bytes), exactly, as 8 lanes
+    /// of d and 8 of m: one 4-byte load per row instead of two 2-byte ones (see
+    /// [`halves8`]), then the pairs parted with a byte shuffle.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn pairs8(h: impl Fn(usize) -> [u8; 4]) -> (__m256, __m256) {
+        let bits = |r: usize| u32::from_le_bytes(h(r)) as i64;
+        // 16-bit lanes d0 m0 d1 m1 d2 m2 d3 m3, and the same for rows 4..8
+        let low = _mm_set_epi64x(bits(2) | bits(3) << 32, bits(0) | bits(1) << 32);
+        let high = _mm_set_epi64x(bits(6) | bits(7) << 32, bits(4) | bits(5) << 32);
+        // to d0 d1 d2 d3 m0 m1 m2 m3
+        let part = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+        let (low, high) = (_mm_shuffle_epi8(low, part), _mm_shuffle_epi8(high, part));
+        (
+            _mm256_cvtph_ps(_mm_unpacklo_epi64(low, high)),
+            _mm256_cvtph_ps(_mm_unpackhi_epi64(low, high)),
+        )
     }
 
     /// One f16, exactly, in every lane.
@@ -206,11 +231,13 @@ mod avx2 {
     }
 
     /// 16 bytes of nibbles as 32 bytes: the low nibbles (elements 0..16), then the high.
+    /// The 16 bytes are loaded into both halves at once and only the high half shifted,
+    /// one vector operation fewer than shifting a copy and inserting it.
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
     unsafe fn nibbles(qs: &[u8; 16]) -> __m256i {
-        let b = _mm_loadu_si128(qs.as_ptr().cast());
-        let both = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
+        let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(qs.as_ptr().cast()));
+        let both = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
         _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
     }
 
@@ -219,6 +246,13 @@ mod avx2 {
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
     unsafe fn row_sums(s: [__m256i; 8]) -> __m256 {
+        _mm256_cvtepi32_ps(row_sums_i32(s))
+    }
+
+    /// [`row_sums`] as integers.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn row_sums_i32(s: [__m256i; 8]) -> __m256i {
         let h01 = _mm256_hadd_epi32(s[0], s[1]);
         let h23 = _mm256_hadd_epi32(s[2], s[3]);
         let h45 = _mm256_hadd_epi32(s[4], s[5]);
@@ -228,7 +262,7 @@ mod avx2 {
         let h4567 = _mm256_hadd_epi32(h45, h67);
         let low = _mm256_permute2x128_si256(h0123, h4567, 0x20);
         let high = _mm256_permute2x128_si256(h0123, h4567, 0x31);
-        _mm256_cvtepi32_ps(_mm256_add_epi32(low, high))
+        _mm256_add_epi32(low, high)
     }
 
     /// Asks for share `b` of `blocks` of `ahead` to be fetched into the L1 cache.
@@ -253,22 +287,19 @@ mod avx2 {
         out
     }
 
-    /// The loop all three share: for block b, y += (d_w d_x) · S_b (+ m_w s_x), with
-    /// `$sums` the 8 rows' S_b as f32 lanes (given `$qx`, the activation block's 32 bytes)
-    /// and `$min` the minimums' term or `None`.
+    /// The loop all three share: for block b, y += (d_w d_x) · S_b (+ m_w s_x). `$block`
+    /// gives, from `$qx` (the activation block's 32 bytes), the 8 rows' d_w as f32 lanes,
+    /// their S_b as f32 lanes, and the minimums' term m_w s_x or `None`.
     macro_rules! eight_rows {
-        ($w:ident, $x:ident, $ahead:ident, |$b:ident, $xb:ident, $qx:ident| $sums:expr, $min:expr) => {{
+        ($w:ident, $x:ident, $ahead:ident, |$b:ident, $xb:ident, $qx:ident| $block:expr) => {{
             let mut y = _mm256_setzero_ps();
             let blocks = $x.len();
             for ($b, $xb) in $x.iter().enumerate() {
                 fetch_share($ahead, $b, blocks);
                 let $qx = _mm256_loadu_si256($xb.qs.as_ptr().cast());
-                let d = _mm256_mul_ps(
-                    halves8(std::array::from_fn(|r| $w[r].get_unchecked($b).d)),
-                    half_all($xb.d),
-                );
-                let term = _mm256_mul_ps(d, $sums);
-                let term: __m256 = match $min {
+                let (d_w, sums, min): (__m256, __m256, Option<__m256>) = $block;
+                let term = _mm256_mul_ps(_mm256_mul_ps(d_w, half_all($xb.d)), sums);
+                let term = match min {
                     Some(m) => _mm256_add_ps(term, m),
                     None => term,
                 };
@@ -280,57 +311,46 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn q8_0_q8_0_x8(w: [&[BlockQ8_0]; 8], x: &[BlockQ8_0], ahead: &[u8]) -> [f32; 8] {
-        eight_rows!(
-            w,
-            x,
-            ahead,
-            |b, xb, qx| {
-                row_sums(std::array::from_fn(|r| {
-                    quads_i8(
-                        _mm256_loadu_si256(w[r].get_unchecked(b).qs.as_ptr().cast()),
-                        qx,
-                    )
-                }))
-            },
-            None::<__m256>
-        )
+        eight_rows!(w, x, ahead, |b, _xb, qx| {
+            let sums = row_sums(std::array::from_fn(|r| {
+                quads_i8(
+                    _mm256_loadu_si256(w[r].get_unchecked(b).qs.as_ptr().cast()),
+                    qx,
+                )
+            }));
+            (halves8(|r| w[r].get_unchecked(b).d), sums, None)
+        })
     }
 
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn q4_0_q8_0_x8(w: [&[BlockQ4_0]; 8], x: &[BlockQ8_0], ahead: &[u8]) -> [f32; 8] {
-        let eight = _mm256_set1_epi8(8);
-        eight_rows!(
-            w,
-            x,
-            ahead,
-            |b, xb, qx| {
-                row_sums(std::array::from_fn(|r| {
-                    quads_i8(
-                        _mm256_sub_epi8(nibbles(&w[r].get_unchecked(b).qs), eight),
-                        qx,
-                    )
-                }))
-            },
-            None::<__m256>
-        )
+        eight_rows!(w, x, ahead, |b, _xb, qx| {
+            // Σ (q − 8) x = Σ q x − 8 Σ x: the nibbles stay unsigned (one `maddubs` each,
+            // no signs), and Σ x, one per activation block, serves all 8 rows
+            let x_sum = quads_i8(_mm256_set1_epi8(1), qx);
+            let x_sum = _mm256_hadd_epi32(x_sum, x_sum);
+            let x_sum = _mm256_hadd_epi32(x_sum, x_sum);
+            let x_sum = _mm256_add_epi32(x_sum, _mm256_permute2x128_si256(x_sum, x_sum, 0x01));
+            let qx_sums = row_sums_i32(std::array::from_fn(|r| {
+                quads_u8(nibbles(&w[r].get_unchecked(b).qs), qx)
+            }));
+            let sums = _mm256_cvtepi32_ps(_mm256_sub_epi32(qx_sums, _mm256_slli_epi32(x_sum, 3)));
+            (halves8(|r| w[r].get_unchecked(b).d), sums, None)
+        })
     }
 
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn q4_1_q8_1_x8(w: [&[BlockQ4_1]; 8], x: &[BlockQ8_1], ahead: &[u8]) -> [f32; 8] {
-        eight_rows!(
-            w,
-            x,
-            ahead,
-            |b, xb, qx| {
-                row_sums(std::array::from_fn(|r| {
-                    quads_u8(nibbles(&w[r].get_unchecked(b).qs), qx)
-                }))
-            },
-            Some(_mm256_mul_ps(
-                halves8(std::array::from_fn(|r| w[r].get_unchecked(b).m)),
-                half_all(xb.s),
-            ))
-        )
+        eight_rows!(w, x, ahead, |b, xb, qx| {
+            let sums = row_sums(std::array::from_fn(|r| {
+                quads_u8(nibbles(&w[r].get_unchecked(b).qs), qx)
+            }));
+            let (d_w, m_w) = pairs8(|r| {
+                let block = w[r].get_unchecked(b);
+                [block.d.0[0], block.d.0[1], block.m.0[0], block.m.0[1]]
+            });
+            (d_w, sums, Some(_mm256_mul_ps(m_w, half_all(xb.s))))
+        })
     }
 }
 

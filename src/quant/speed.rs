@@ -404,6 +404,109 @@ impl Residency {
     }
 }
 
+/// One 8-row kernel of [`super::kernels`] alone: 8 weight rows of `cols` columns and one
+/// quantized activation row, a few KiB that stay in the L1 cache, called over and over. It
+/// is the speed the kernel would have if memory were free: a matrix-vector product cannot
+/// read weights faster than this, nor faster than the read bandwidth, and whichever is
+/// lower is its limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KernelSpeed {
+    pub format: Format,
+    /// "avx2" or "portable".
+    pub kernels: &'static str,
+    pub cols: usize,
+    /// Per call (8 rows), over the samples during which the process was not preempted.
+    pub seconds: Seconds,
+}
+
+impl KernelSpeed {
+    /// Nanoseconds per block of one row (the median).
+    pub fn ns_per_block_row(&self) -> f64 {
+        self.seconds.median / (8 * self.cols / 32) as f64 * 1e9
+    }
+
+    /// Weight bytes per second (the median), in GB/s.
+    pub fn gb_per_s(&self) -> f64 {
+        let bytes = 8 * self.format.row_bytes(self.cols).unwrap_or(0);
+        bytes as f64 / self.seconds.median / 1e9
+    }
+}
+
+/// Times the 8-row kernel of `format` (Q8_0, Q4_0 or Q4_1) on the AVX2 kernels if `avx2`
+/// (`None` where this CPU has not got them) or the portable ones: `samples` timings of 1000
+/// calls each, on pseudo-random rows of `cols` columns.
+pub fn kernel_speed(
+    format: Format,
+    cols: usize,
+    avx2: bool,
+    samples: usize,
+) -> Result<Option<KernelSpeed>> {
+    use super::kernels::{Portable, QDot};
+    if samples == 0 || cols == 0 || cols % 32 != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "kernel_speed: {samples} samples of {cols} columns (want ≥ 1, a multiple of 32)"
+        )));
+    }
+    if !matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1) {
+        return Err(Error::InvalidArgument(format!(
+            "kernel_speed: no 8-row kernel for {format}"
+        )));
+    }
+    fn time(format: Format, cols: usize, q: impl QDot, samples: usize) -> Seconds {
+        // values of both signs and many sizes, as a trained weight has
+        let value =
+            |i: usize, seed: usize| ((i * 7919 + seed * 104_729) % 1999) as f32 / 999.0 - 1.0;
+        let rows: Vec<QMatrix> = (0..8)
+            .map(|r| {
+                let w: Vec<f32> = (0..cols).map(|i| value(i, r + 1)).collect();
+                QMatrix::quantize(format, 1, cols, &w).expect("whole blocks")
+            })
+            .collect();
+        let x: Vec<f32> = (0..cols).map(|i| value(i, 0)).collect();
+        let w: [&[u8]; 8] = std::array::from_fn(|r| rows[r].row(0));
+        let (x8, x81) = (
+            super::blocks::quantize_row::<super::blocks::BlockQ8_0>(&x),
+            super::blocks::quantize_row::<super::blocks::BlockQ8_1>(&x),
+        );
+        let call = || match format {
+            Format::Q8_0 => q.q8_0_q8_0_x8(w.map(bytemuck::cast_slice), &x8, &[]),
+            Format::Q4_0 => q.q4_0_q8_0_x8(w.map(bytemuck::cast_slice), &x8, &[]),
+            _ => q.q4_1_q8_1_x8(w.map(bytemuck::cast_slice), &x81, &[]),
+        };
+        const CALLS: usize = 1000;
+        black_box(call());
+        let timed: Vec<(f64, bool)> = (0..samples)
+            .map(|_| {
+                let before = preemptions();
+                let start = Instant::now();
+                for _ in 0..CALLS {
+                    black_box(call());
+                }
+                let t = start.elapsed().as_secs_f64() / CALLS as f64;
+                (t, preemptions() != before)
+            })
+            .collect();
+        Seconds::of_uninterrupted(&timed).0
+    }
+    let (kernels, seconds) = if avx2 {
+        #[cfg(target_arch = "x86_64")]
+        match super::kernels::Avx2::detect() {
+            Some(k) => ("avx2", time(format, cols, k, samples)),
+            None => return Ok(None),
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        return Ok(None);
+    } else {
+        ("portable", time(format, cols, Portable, samples))
+    };
+    Ok(Some(KernelSpeed {
+        format,
+        kernels,
+        cols,
+        seconds,
+    }))
+}
+
 /// The least total size of the copies of a weight timed at [`Residency::Memory`]: four
 /// times a 32 MiB last-level cache (and the other methods' copies pass through the cache
 /// between two calls of one method too).
@@ -695,5 +798,22 @@ mod tests {
         let b = round.bandwidth.unwrap();
         let passes = READ_BUFFER / BANDWIDTH_PASS;
         assert!(b.gb_per_s() > 0.0 && b.reps == 3 * passes && b.bytes_per_pass == BANDWIDTH_PASS);
+    }
+
+    #[test]
+    fn kernel_speed_times_each_format_and_refuses_the_rest() {
+        for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+            for avx2 in [false, true] {
+                let Some(k) = kernel_speed(format, 64, avx2, 2).unwrap() else {
+                    continue;
+                };
+                assert_eq!((k.format, k.cols), (format, 64));
+                assert_eq!(k.kernels, if avx2 { "avx2" } else { "portable" });
+                assert!(k.ns_per_block_row() > 0.0 && k.gb_per_s() > 0.0);
+            }
+        }
+        assert!(kernel_speed(Format::F32, 64, false, 2).is_err());
+        assert!(kernel_speed(Format::Q8_0, 48, false, 2).is_err());
+        assert!(kernel_speed(Format::Q8_0, 64, false, 0).is_err());
     }
 }
