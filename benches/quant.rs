@@ -30,8 +30,8 @@ use llm_lessons::data::write_atomic;
 use llm_lessons::quant::matrix::Format;
 use llm_lessons::quant::report::{bytes_per_token, kv_bytes_per_token, smollm2_135m};
 use llm_lessons::quant::speed::{
-    kernel_speed, read_bandwidth, time_products, Bandwidth, Machine, Method, Residency, Round,
-    Setup, SMOLLM2_SCHEMES, SMOLLM2_SHAPES,
+    kernel_speed, quantize_activation_speed, read_bandwidth, time_products, Bandwidth, Machine,
+    Method, Residency, Round, Setup, SMOLLM2_SCHEMES, SMOLLM2_SHAPES,
 };
 
 struct Options {
@@ -133,9 +133,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
+    let mut kernel_csv = String::from(
+        "format,kernels,cols,ns_per_block_row,gb_s,low_gb_s,high_gb_s,seconds_per_row\n",
+    );
+    // the activation row's quantization, one thread's work before every product
+    for cols in [576, 1536] {
+        let q = quantize_activation_speed(cols, 200)?;
+        println!(
+            "quantizing an activation row of {cols} values to Q8_0: {} (median of 200 x 100 calls, {} to {})",
+            micros(q.median),
+            micros(q.min),
+            micros(q.max)
+        );
+        writeln!(
+            kernel_csv,
+            "quantize activation,q8_0,{cols},,,,,{:.9}",
+            q.median
+        )?;
+    }
+
     // the kernels alone, their weights in the L1 cache: the limit when memory is not one
-    let mut kernel_csv =
-        String::from("format,kernels,cols,ns_per_block_row,gb_s,low_gb_s,high_gb_s\n");
     println!("\nthe 8-row kernels alone, 8 rows of 576 columns in the L1 cache, 1 thread (median of 200 x 1000 calls):");
     for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
         for avx2 in [true, false] {
@@ -153,7 +170,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             writeln!(
                 kernel_csv,
-                "{},{},576,{:.4},{:.3},{low:.3},{high:.3}",
+                "{},{},576,{:.4},{:.3},{low:.3},{high:.3},",
                 format.name(),
                 k.kernels,
                 k.ns_per_block_row(),

@@ -507,6 +507,37 @@ pub fn kernel_speed(
     }))
 }
 
+/// The time to quantize one activation row of `cols` values to Q8_0 blocks, as every
+/// quantized product does before its first dot product (on one thread, so at 2 threads it
+/// is time the second thread waits): `samples` timings of 100 calls each, per call.
+pub fn quantize_activation_speed(cols: usize, samples: usize) -> Result<Seconds> {
+    if samples == 0 || cols == 0 || cols % 32 != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "quantize_activation_speed: {samples} samples of {cols} values (want ≥ 1, a multiple of 32)"
+        )));
+    }
+    let x: Vec<f32> = (0..cols)
+        .map(|i| ((i * 7919) % 1999) as f32 / 999.0 - 1.0)
+        .collect();
+    const CALLS: usize = 100;
+    let timed: Vec<(f64, bool)> = (0..samples)
+        .map(|_| {
+            let before = preemptions();
+            let start = Instant::now();
+            for _ in 0..CALLS {
+                black_box(super::blocks::quantize_row::<super::blocks::BlockQ8_0>(
+                    black_box(&x),
+                ));
+            }
+            (
+                start.elapsed().as_secs_f64() / CALLS as f64,
+                preemptions() != before,
+            )
+        })
+        .collect();
+    Ok(Seconds::of_uninterrupted(&timed).0)
+}
+
 /// The least total size of the copies of a weight timed at [`Residency::Memory`]: four
 /// times a 32 MiB last-level cache (and the other methods' copies pass through the cache
 /// between two calls of one method too).
@@ -815,5 +846,7 @@ mod tests {
         assert!(kernel_speed(Format::F32, 64, false, 2).is_err());
         assert!(kernel_speed(Format::Q8_0, 48, false, 2).is_err());
         assert!(kernel_speed(Format::Q8_0, 64, false, 0).is_err());
+        assert!(quantize_activation_speed(64, 2).unwrap().median > 0.0);
+        assert!(quantize_activation_speed(48, 2).is_err());
     }
 }
