@@ -174,7 +174,7 @@ mod avx2 {
     /// The 8 rows' f16 values (scales or minimums) of block `b`, exactly, as 8 f32 lanes.
     /// Assembled in general-purpose registers and moved over in two 8-byte pieces: the
     /// compiler makes 8 vector lane inserts (`vpinsrw`) of an array of 8 `Half`s, which
-    /// cost more than the block's arithmetic (the book's Speed section has the figures).
+    /// took about a third of the Q8_0 kernel's time (the book's Speed section).
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
     unsafe fn halves8(h: impl Fn(usize) -> Half) -> __m256 {
